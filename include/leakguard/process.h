@@ -1,0 +1,81 @@
+// leakguard/process.h
+//
+// Process facts that do not depend on Python: resident and peak memory, open
+// file descriptors, threads and the native heap. The cheapest probe
+// leakguard has; guards in kProcess mode read nothing else.
+//
+//   ASSIGN_OR_RETURN(ProcessSample before, SampleProcess());
+//   RunScript();
+//   ASSIGN_OR_RETURN(ProcessSample after, SampleProcess());
+//   ProcessDelta grown = after - before;
+//
+// Reads /proc/self/status, /proc/self/fd and glibc's mallinfo2(). Does not
+// need the GIL. Thread-safe.
+
+#ifndef LEAKGUARD_PROCESS_H_
+#define LEAKGUARD_PROCESS_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "leakguard/export.h"
+
+namespace leakguard {
+
+/// One reading of the process.
+struct ProcessSample {
+  /// Resident set size (VmRSS), bytes.
+  int64_t rss_bytes = 0;
+  /// Peak resident set size since the process started (VmHWM), bytes.
+  int64_t peak_rss_bytes = 0;
+  /// Open file descriptors.
+  int64_t open_fds = 0;
+  /// Threads in the process.
+  int64_t threads = 0;
+  /// Bytes in use in the C heap (mallinfo2: arena + mmapped chunks in use);
+  /// empty where the C library cannot tell (non-glibc, sanitizers).
+  std::optional<int64_t> native_heap_bytes;
+  /// When the sample was taken.
+  absl::Time taken_at;
+};
+
+/// Difference of two samples (`after - before`).
+struct ProcessDelta {
+  /// Change of the resident set size, bytes.
+  int64_t rss_bytes = 0;
+  /// Change of open file descriptors.
+  int64_t open_fds = 0;
+  /// Change of the thread count.
+  int64_t threads = 0;
+  /// Change of the native heap in use; empty unless both samples had it.
+  std::optional<int64_t> native_heap_bytes;
+  /// Time between the samples.
+  absl::Duration elapsed;
+};
+
+/// `after - before`, field by field.
+LEAKGUARD_EXPORT ProcessDelta operator-(const ProcessSample& after,
+                                        const ProcessSample& before);
+
+/// Samples the calling process.
+/// Errors: Unavailable when /proc is not mounted; DataLoss when an entry
+/// cannot be parsed. Never crashes on an odd /proc.
+LEAKGUARD_EXPORT absl::StatusOr<ProcessSample> SampleProcess();
+
+/// Samples from a /proc/PID-style directory `proc_dir` (holding `status`
+/// and `fd/`). The native heap is read from this process's C library only
+/// when `proc_dir` is "/proc/self". Meant for tests and tools.
+/// Errors as SampleProcess(), NotFound naming the missing entry.
+LEAKGUARD_EXPORT absl::StatusOr<ProcessSample> SampleProcessAt(
+    std::string_view proc_dir);
+
+/// "12.3 MiB", "-512 B", "1.0 GiB": a byte count for humans.
+LEAKGUARD_EXPORT std::string FormatBytes(int64_t bytes);
+
+}  // namespace leakguard
+
+#endif  // LEAKGUARD_PROCESS_H_

@@ -1,0 +1,194 @@
+#include "leakguard/process.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+
+namespace leakguard {
+namespace {
+
+// Reads a small /proc file with plain syscalls: no iostreams, no locale,
+// nothing that allocates more than the string itself.
+absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    if (err == ENOENT) {
+      return absl::NotFoundError(absl::StrCat("cannot open ", path, ": ",
+                                              std::strerror(err)));
+    }
+    return absl::UnavailableError(
+        absl::StrCat("cannot open ", path, ": ", std::strerror(err)));
+  }
+  std::string out;
+  char buf[4096];
+  while (true) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      ::close(fd);
+      return absl::UnavailableError(
+          absl::StrCat("cannot read ", path, ": ", std::strerror(err)));
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+    if (out.size() > (1 << 20)) break;  // /proc/*/status is a few KiB.
+  }
+  ::close(fd);
+  return out;
+}
+
+// Value of "Key:   123 kB" in /proc/<pid>/status, in bytes when `kb`.
+// Debian's Abseil is built with its own string_view, hence absl::string_view.
+absl::StatusOr<int64_t> StatusField(absl::string_view status,
+                                    absl::string_view key,
+                                    const std::string& path, bool kb) {
+  for (absl::string_view line : absl::StrSplit(status, '\n')) {
+    if (!absl::ConsumePrefix(&line, key) || !absl::ConsumePrefix(&line, ":")) {
+      continue;
+    }
+    line = absl::StripAsciiWhitespace(line);
+    if (kb && !absl::ConsumeSuffix(&line, "kB")) {
+      return absl::DataLossError(absl::StrCat(
+          path, ": field ", key, " is not in kB: '", line, "'"));
+    }
+    line = absl::StripAsciiWhitespace(line);
+    int64_t value = 0;
+    if (!absl::SimpleAtoi(line, &value) || value < 0) {
+      return absl::DataLossError(absl::StrCat(path, ": field ", key,
+                                              " is not a count: '", line, "'"));
+    }
+    return kb ? value * 1024 : value;
+  }
+  return absl::DataLossError(
+      absl::StrCat(path, ": no field ", key, " (is this a Linux /proc?)"));
+}
+
+absl::StatusOr<int64_t> CountFds(const std::string& dir_path) {
+  DIR* dir = ::opendir(dir_path.c_str());
+  if (dir == nullptr) {
+    const int err = errno;
+    if (err == ENOENT) {
+      return absl::NotFoundError(absl::StrCat("cannot open ", dir_path, ": ",
+                                              std::strerror(err)));
+    }
+    return absl::UnavailableError(
+        absl::StrCat("cannot open ", dir_path, ": ", std::strerror(err)));
+  }
+  // The directory stream holds a descriptor of its own; do not count it.
+  const std::string own = absl::StrCat(::dirfd(dir));
+  int64_t count = 0;
+  while (dirent* entry = ::readdir(dir)) {
+    absl::string_view name = entry->d_name;
+    if (name == "." || name == ".." || name == own) continue;
+    ++count;
+  }
+  ::closedir(dir);
+  return count;
+}
+
+std::optional<int64_t> NativeHeapInUse() {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  return std::nullopt;  // The sanitizer's allocator replaces glibc's.
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+    __has_feature(memory_sanitizer)
+  return std::nullopt;
+#else
+#define LEAKGUARD_READ_MALLINFO 1
+#endif
+#else
+#define LEAKGUARD_READ_MALLINFO 1
+#endif
+#if defined(LEAKGUARD_READ_MALLINFO)
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
+  struct mallinfo2 info = ::mallinfo2();
+  return static_cast<int64_t>(info.uordblks + info.hblkhd);
+#else
+  return std::nullopt;
+#endif
+#endif
+}
+
+}  // namespace
+
+ProcessDelta operator-(const ProcessSample& after,
+                       const ProcessSample& before) {
+  ProcessDelta delta;
+  delta.rss_bytes = after.rss_bytes - before.rss_bytes;
+  delta.open_fds = after.open_fds - before.open_fds;
+  delta.threads = after.threads - before.threads;
+  if (after.native_heap_bytes && before.native_heap_bytes) {
+    delta.native_heap_bytes = *after.native_heap_bytes - *before.native_heap_bytes;
+  }
+  delta.elapsed = after.taken_at - before.taken_at;
+  return delta;
+}
+
+absl::StatusOr<ProcessSample> SampleProcessAt(std::string_view proc_dir) {
+  const std::string dir(proc_dir);
+  const std::string status_path = absl::StrCat(dir, "/status");
+  absl::StatusOr<std::string> status = ReadSmallFile(status_path);
+  if (!status.ok()) return status.status();
+
+  ProcessSample sample;
+  sample.taken_at = absl::Now();
+  absl::StatusOr<int64_t> rss = StatusField(*status, "VmRSS", status_path, true);
+  if (!rss.ok()) return rss.status();
+  absl::StatusOr<int64_t> hwm = StatusField(*status, "VmHWM", status_path, true);
+  if (!hwm.ok()) return hwm.status();
+  absl::StatusOr<int64_t> threads =
+      StatusField(*status, "Threads", status_path, false);
+  if (!threads.ok()) return threads.status();
+  absl::StatusOr<int64_t> fds = CountFds(absl::StrCat(dir, "/fd"));
+  if (!fds.ok()) return fds.status();
+
+  sample.rss_bytes = *rss;
+  sample.peak_rss_bytes = *hwm;
+  sample.threads = *threads;
+  sample.open_fds = *fds;
+  if (proc_dir == "/proc/self") sample.native_heap_bytes = NativeHeapInUse();
+  return sample;
+}
+
+absl::StatusOr<ProcessSample> SampleProcess() {
+  absl::StatusOr<ProcessSample> sample = SampleProcessAt("/proc/self");
+  if (!sample.ok() && absl::IsNotFound(sample.status())) {
+    return absl::UnavailableError(absl::StrCat(
+        "process facts need a mounted /proc: ", sample.status().message()));
+  }
+  return sample;
+}
+
+std::string FormatBytes(int64_t bytes) {
+  const char* sign = bytes < 0 ? "-" : "";
+  const double size = bytes < 0 ? -static_cast<double>(bytes)
+                                : static_cast<double>(bytes);
+  if (size < 1024) return absl::StrFormat("%s%d B", sign, static_cast<int64_t>(size));
+  if (size < 1024.0 * 1024) return absl::StrFormat("%s%.1f KiB", sign, size / 1024);
+  if (size < 1024.0 * 1024 * 1024) {
+    return absl::StrFormat("%s%.1f MiB", sign, size / (1024.0 * 1024));
+  }
+  return absl::StrFormat("%s%.2f GiB", sign, size / (1024.0 * 1024 * 1024));
+}
+
+}  // namespace leakguard

@@ -1,0 +1,104 @@
+// `leakguard run` end to end: the real binary, real scripts, exit codes,
+// the summary's numbers and lines, and the same sys.path as python3.
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+struct Result {
+  int exit_code = -1;
+  std::string out;  // stdout and stderr together
+};
+
+Result Shell(const std::string& command) {
+  Result result;
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return result;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) {
+    result.out.append(buf.data(), n);
+  }
+  const int status = ::pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+std::string Tool() { return LEAKGUARD_TOOL; }
+std::string Script(const char* name) {
+  return std::string(LEAKGUARD_TEST_SCRIPTS_DIR) + "/" + name;
+}
+
+TEST(RunCommandTest, SummaryNamesTheLineThatHoldsMemory) {
+  Result r = Shell(Tool() + " run " + Script("run_keeps_memory.py"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("argv: []"));
+  EXPECT_THAT(r.out, HasSubstr("=== leakguard run: "));
+  EXPECT_THAT(r.out, HasSubstr("(exit 0,"));
+  // The top line is the list comprehension at line 9, in 10,000+ blocks.
+  EXPECT_THAT(r.out, ::testing::ContainsRegex(
+                         " 1\\. [^ ]*run_keeps_memory\\.py:9  [0-9.]+ MiB in 100[0-9][0-9] blocks"));
+  EXPECT_THAT(r.out, HasSubstr("descriptors  +3 ("));
+  EXPECT_THAT(r.out, HasSubstr("threads      +0 ("));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("Python heap  current [0-9.]+ MiB"));
+}
+
+TEST(RunCommandTest, ArgumentsReachTheScriptAndItsExitCodeIsKept) {
+  Result r = Shell(Tool() + " run " + Script("run_keeps_memory.py") + " 3 extra");
+  EXPECT_EQ(r.exit_code, 3) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("argv: ['3', 'extra']"));
+  EXPECT_THAT(r.out, HasSubstr("(exit 3,"));
+}
+
+TEST(RunCommandTest, ScriptErrorPrintsTracebackAndExitsTwo) {
+  Result r = Shell(Tool() + " run " + Script("run_raises.py"));
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("before the error"));
+  EXPECT_THAT(r.out, HasSubstr("Traceback (most recent call last):"));
+  EXPECT_THAT(r.out, HasSubstr("run_raises.py\", line 5, in divide"));
+  EXPECT_THAT(r.out, HasSubstr("ZeroDivisionError: division by zero"));
+}
+
+TEST(RunCommandTest, MissingScriptIsAUsageError) {
+  Result r = Shell(Tool() + " run /nonexistent/nothing.py");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.out, HasSubstr("cannot open script '/nonexistent/nothing.py'"));
+  EXPECT_THAT(r.out, Not(HasSubstr("Traceback")));
+}
+
+TEST(RunCommandTest, BadOptionsAreUsageErrors) {
+  Result r = Shell(Tool() + " run --frames 0 " + Script("run_raises.py"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.out, HasSubstr("--frames needs a number in 1..65535, got '0'"));
+  r = Shell(Tool() + " frobnicate");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.out, HasSubstr("unknown command 'frobnicate'"));
+  r = Shell(Tool() + " run");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.out, HasSubstr("missing SCRIPT.py"));
+}
+
+// The script sees python3's own sys.path (site-packages, dist-packages).
+TEST(RunCommandTest, SysPathMatchesThePython3ItWasBuiltFor) {
+  Result ours = Shell(Tool() + " run " + Script("run_prints_path.py"));
+  ASSERT_EQ(ours.exit_code, 0) << ours.out;
+  Result theirs = Shell(std::string(LEAKGUARD_PYTHON_EXECUTABLE) + " " +
+                      Script("run_prints_path.py"));
+  ASSERT_EQ(theirs.exit_code, 0) << theirs.out;
+  const std::string their_line = theirs.out.substr(0, theirs.out.find('\n'));
+  const std::string our_line = ours.out.substr(0, ours.out.find('\n'));
+  EXPECT_EQ(our_line, their_line);
+  EXPECT_THAT(our_line, HasSubstr("\"name\": \"__main__\""));
+}
+
+}  // namespace

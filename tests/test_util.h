@@ -1,0 +1,48 @@
+// Helpers shared by the test binaries.
+
+#ifndef LEAKGUARD_TESTS_TEST_UTIL_H_
+#define LEAKGUARD_TESTS_TEST_UTIL_H_
+
+#include <string>
+
+#include "gtest/gtest.h"
+#include "leakguard/python/error.h"
+#include "leakguard/python/python.h"
+#include "leakguard/python/ref.h"
+
+namespace leakguard::testing {
+
+/// Evaluates a Python expression in a fresh namespace (with `exec_first`
+/// run before it) and returns the result. Fails the test on error.
+inline Ref Eval(const std::string& expr, const std::string& exec_first = "") {
+  Ref globals = Steal(PyDict_New());
+  PyDict_SetItemString(globals.get(), "__builtins__", PyEval_GetBuiltins());
+  if (!exec_first.empty()) {
+    Ref done = Steal(PyRun_String(exec_first.c_str(), Py_file_input,
+                                  globals.get(), globals.get()));
+    if (!done) {
+      ADD_FAILURE() << StatusFromPythonError();
+      return Ref();
+    }
+  }
+  Ref result = Steal(
+      PyRun_String(expr.c_str(), Py_eval_input, globals.get(), globals.get()));
+  if (!result) ADD_FAILURE() << StatusFromPythonError();
+  return result;
+}
+
+/// sys.getrefcount(obj), called from C: what Python itself reports. A C
+/// vectorcall passes its argument borrowed, so this equals the object's true
+/// count (a Python-level call would add one for its own argument).
+inline Py_ssize_t SysGetRefCount(PyObject* obj) {
+  PyObject* sys_getrefcount = nullptr;
+  Ref sys = Steal(PyImport_ImportModule("sys"));
+  sys_getrefcount = PyObject_GetAttrString(sys.get(), "getrefcount");
+  Ref func = Steal(sys_getrefcount);
+  Ref count = Steal(PyObject_CallOneArg(func.get(), obj));
+  return count ? PyLong_AsSsize_t(count.get()) : -1;
+}
+
+}  // namespace leakguard::testing
+
+#endif  // LEAKGUARD_TESTS_TEST_UTIL_H_

@@ -1,0 +1,91 @@
+// The `leakguard` command: argument parsing and dispatch.
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "leakguard/version.h"
+#include "run_command.h"
+
+namespace {
+
+constexpr char kUsage[] =
+    "usage: leakguard run [--frames N] [--top N] SCRIPT.py [ARGS...]\n"
+    "       leakguard --version\n"
+    "\n"
+    "  run     run SCRIPT.py as __main__ in an embedded Python and print a\n"
+    "          memory summary at exit: RSS before/after/peak, Python heap\n"
+    "          (tracemalloc) current/peak with the top allocating lines,\n"
+    "          descriptor and thread deltas.\n"
+    "  --frames N  tracemalloc frames per allocation, 1..65535 (default 1)\n"
+    "  --top N     lines in the summary (default 10)\n"
+    "\n"
+    "exit status: the script's own; 2 for a usage error or a script that\n"
+    "raised.\n";
+
+int Usage(const char* error) {
+  if (error != nullptr) std::fprintf(stderr, "leakguard: %s\n", error);
+  std::fputs(kUsage, stderr);
+  return 2;
+}
+
+bool ParseInt(std::string_view text, int low, int high, int* out) {
+  int value = 0;
+  if (!absl::SimpleAtoi(absl::string_view(text.data(), text.size()), &value) || value < low || value > high) {
+    return false;
+  }
+  *out = value;
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string_view> args(argv + 1, argv + argc);
+  if (args.empty()) return Usage("missing command");
+  if (args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  if (args[0] == "--version") {
+    std::printf("leakguard %s (Python %s)\n", leakguard::Version(),
+                leakguard::CompiledPythonVersion());
+    return 0;
+  }
+  if (args[0] != "run") {
+    std::string message = "unknown command '" + std::string(args[0]) + "'";
+    return Usage(message.c_str());
+  }
+  leakguard::tools::RunOptions options;
+  options.python_program = LEAKGUARD_PYTHON_PROGRAM;
+  size_t i = 1;
+  for (; i < args.size(); ++i) {
+    std::string_view arg = args[i];
+    if (arg == "--") {
+      ++i;
+      break;
+    }
+    if (arg.empty() || arg[0] != '-') break;
+    if ((arg == "--frames" || arg == "--top") && i + 1 < args.size()) {
+      int* target = arg == "--frames" ? &options.frames : &options.top;
+      const int high = arg == "--frames" ? 65535 : 1000000;
+      if (!ParseInt(args[i + 1], 1, high, target)) {
+        std::string message = std::string(arg) + " needs a number in 1.." +
+                              std::to_string(high) + ", got '" +
+                              std::string(args[i + 1]) + "'";
+        return Usage(message.c_str());
+      }
+      ++i;
+      continue;
+    }
+    std::string message = "unknown or incomplete option '" + std::string(arg) + "'";
+    return Usage(message.c_str());
+  }
+  if (i >= args.size()) return Usage("run: missing SCRIPT.py");
+  options.script = std::string(args[i]);
+  for (++i; i < args.size(); ++i) options.args.emplace_back(args[i]);
+  return leakguard::tools::RunScript(options);
+}
