@@ -6,6 +6,7 @@
 #   benchmarks/run.sh            full sizes, writes docs/benchmarks.md
 #   benchmarks/run.sh --smoke    tiny sizes, one pass, checks they still run
 #                                (what CI does); writes nothing
+#   --no-build                   use the binaries already in the build dir
 #
 # Benchmarks are named GROUP/CASE/IMPL, IMPL being `leakguard` or a peer.
 # Environment: LEAKGUARD_PYTHON (default /usr/bin/python3), LEAKGUARD_JOBS,
@@ -15,10 +16,17 @@ source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 cd "$LEAKGUARD_ROOT"
 
 smoke=0
-if [[ "${1:-}" == "--smoke" ]]; then smoke=1; fi
+build_it=1
+for arg in "$@"; do
+  case $arg in
+    --smoke) smoke=1 ;;
+    --no-build) build_it=0 ;;
+    *) echo "usage: benchmarks/run.sh [--smoke] [--no-build]" >&2; exit 2 ;;
+  esac
+done
 build=${LEAKGUARD_BENCH_BUILD:-build/bench}
 mkdir -p build
-lg_build "$build" -DCMAKE_BUILD_TYPE=Release -DLEAKGUARD_BUILD_TESTS=OFF \
+((build_it == 0)) || lg_build "$build" -DCMAKE_BUILD_TYPE=Release -DLEAKGUARD_BUILD_TESTS=OFF \
   -DLEAKGUARD_BUILD_BENCHMARKS=ON >"$build.build.log" 2>&1 || {
   cat "$build.build.log"
   exit 1
@@ -33,8 +41,8 @@ for bin in "$build"/benchmarks/*_benchmark; do
   echo "== $name"
   if ((smoke)); then
     LEAKGUARD_BENCH_SMOKE=1 "$bin" --benchmark_min_time=0.001 \
-      --benchmark_out="$out/$name.json" --benchmark_out_format=json >/dev/null ||
-      { echo "FAILED: $name"; status=1; }
+      --benchmark_out="$out/$name.json" --benchmark_out_format=json \
+      >"$out/$name.log" 2>&1 || { cat "$out/$name.log"; echo "FAILED: $name"; status=1; }
   else
     "$bin" --benchmark_out="$out/$name.json" --benchmark_out_format=json \
       --benchmark_counters_tabular=true || { echo "FAILED: $name"; status=1; }

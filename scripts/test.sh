@@ -5,7 +5,8 @@
 #      installed leakguard with find_package and with pkg-config);
 #   2. builds with clang under AddressSanitizer + UndefinedBehaviorSanitizer
 #      and runs the suite again;
-#   3. runs doxygen over include/ with warnings as errors.
+#   3. runs every benchmark once at a tiny size (a smoke test);
+#   4. runs doxygen over include/ with warnings as errors.
 # Ends with one line: "tests: N passed, N failed".
 # Environment: LEAKGUARD_PYTHON (default /usr/bin/python3), LEAKGUARD_JOBS.
 set -euo pipefail
@@ -35,6 +36,9 @@ export LSAN_OPTIONS=suppressions=$LEAKGUARD_ROOT/scripts/lsan.supp:print_suppres
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 (cd "$asan_dir" && ctest --output-on-failure -j "$LEAKGUARD_JOBS")
 unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS
+
+echo "== benchmarks, once each at a tiny size (smoke test; no timings asserted)"
+LEAKGUARD_BENCH_BUILD=$gcc_dir benchmarks/run.sh --smoke --no-build
 
 echo "== doxygen (warnings are errors)"
 doxygen Doxyfile
