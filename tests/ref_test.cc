@@ -22,8 +22,10 @@ static_assert(sizeof(Ref) == sizeof(PyObject*));
 // A fresh instance of a class with a weakref slot, so we can see it die.
 Ref NewObject() { return Eval("Obj()", "class Obj: pass"); }
 
+// Calls the weakref, as Python code would: the referent or None.
 bool IsAlive(const Ref& weak) {
-  return PyWeakref_GetObject(weak.get()) != Py_None;
+  Ref target = Steal(PyObject_CallNoArgs(weak.get()));
+  return target && target.get() != Py_None;
 }
 
 TEST(RefTest, StealTakesTheNewReferenceWithoutAddingOne) {
