@@ -21,8 +21,11 @@
 # with a deb-src line signed-by the debian-archive-keyring, own lists/state/
 # cache dirs) on the same mirror host as /etc/apt; /etc/apt is never edited.
 # apt checks the suite's signed InRelease and the file hashes; dpkg-source then
-# checks the .dsc checksums. We extract with `dpkg-source --skip-debianization`,
-# i.e. the pristine upstream orig tarball WITHOUT Debian's patches: those
+# checks the .dsc checksums (its warning that it cannot verify the uploader's
+# signature on the .dsc is expected: debian-keyring is not installed, and the
+# archive signature chain above already authenticates the files). We extract
+# with `dpkg-source --skip-debianization`, i.e. the pristine upstream orig
+# tarball (3.9.2 / 3.13.5) WITHOUT Debian's patches: those
 # patches adapt CPython to Debian's packaging (dist-packages instead of
 # site-packages, multiarch/deb install layouts, Debian-specific paths), which
 # is wrong for a self-contained prefix.
@@ -30,7 +33,8 @@
 # A flavour is done when $prefix/.leakguard-complete exists (written last,
 # after an import check of ssl/ctypes/zlib/bz2/lzma/sqlite3); later runs reuse
 # it. Delete the prefix (or that file) to force a rebuild. Build logs are in
-# $cache/logs/FLAVOUR.log. Heavy steps run under `nice -n 15` with make -j2
+# $cache/logs/FLAVOUR.log; build dirs ($cache/build/FLAVOUR) are removed after
+# success. Heavy steps run under `nice -n 15` with make -j2
 # (override with LEAKGUARD_JOBS).
 set -euo pipefail
 
@@ -129,7 +133,10 @@ fetch_source() {
     -o "Dir::Etc::SourceList=$aptdir/sources.list"
     -o "Dir::Etc::SourceParts=$aptdir/sources.list.d"
     -o "Dir::State=$aptdir/state"
-    -o "Dir::Cache=$aptdir/cache")
+    -o "Dir::Cache=$aptdir/cache"
+    # the cache usually sits under $HOME, which apt's '_apt' download user
+    # cannot enter; download as ourselves instead of warning about it
+    -o "APT::Sandbox::User=$(id -un)")
   log "fetching $pkg from Debian $suite ($(cat "$aptdir/sources.list"))" >&2
   "${apt[@]}" update >&2 || die "apt-get update for $suite failed"
   (cd "$srcroot" && rm -f "${pkg}"_* && "${apt[@]}" source --download-only "$pkg") >&2 \
@@ -186,6 +193,7 @@ build_flavour() {
     "$python" -c 'import ssl, ctypes, zlib, bz2, lzma, sqlite3, sysconfig' ) >>"$logf" 2>&1 \
     || { tail -n 20 "$logf" >&2; die "$f: stdlib import check (ssl ctypes zlib bz2 lzma sqlite3) failed"; }
   date -u +%FT%TZ >"$prefix/$STAMP"
+  rm -rf "$bdir"   # ~250 MB per flavour, not needed once installed
   took[$f]="built in $((SECONDS - start))s"
   log "$f: done (${took[$f]})"
 }

@@ -5,7 +5,9 @@
 #include <malloc.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <vector>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -20,6 +22,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 
 namespace leakguard {
@@ -129,7 +132,67 @@ std::optional<int64_t> NativeHeapInUse() {
 #endif
 }
 
+// /proc/self/statm, opened once per process (per pid: a forked child must
+// not read its parent's file). The fast path is two atomic loads; opening
+// happens under a mutex, and a published descriptor is closed only when a
+// forked child replaces the copy it inherited.
+struct StatmFile {
+  absl::Mutex mu;
+  std::atomic<int> fd{-1};
+  std::atomic<pid_t> pid{0};
+};
+
+StatmFile& Statm() {
+  static StatmFile* file = new StatmFile();  // Never destroyed.
+  return *file;
+}
+
 }  // namespace
+
+absl::StatusOr<int64_t> ReadRss() {
+  StatmFile& statm = Statm();
+  const pid_t pid = ::getpid();
+  int fd = -1;
+  if (statm.pid.load(std::memory_order_acquire) == pid) {
+    fd = statm.fd.load(std::memory_order_acquire);
+  }
+  if (fd < 0) {
+    absl::MutexLock lock(&statm.mu);
+    if (statm.pid.load(std::memory_order_acquire) == pid) {
+      fd = statm.fd.load(std::memory_order_acquire);
+    } else {
+      fd = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+      if (fd < 0) {
+        return absl::UnavailableError(absl::StrCat(
+            "cannot open /proc/self/statm: ", std::strerror(errno)));
+      }
+      const int inherited = statm.fd.exchange(fd, std::memory_order_acq_rel);
+      if (inherited >= 0) ::close(inherited);  // The parent's, copied by fork.
+      statm.pid.store(pid, std::memory_order_release);
+    }
+  }
+  char buf[128];
+  ssize_t n;
+  do {
+    n = ::pread(fd, buf, sizeof(buf) - 1, 0);
+  } while (n < 0 && errno == EINTR);
+  if (n <= 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot read /proc/self/statm: ", std::strerror(errno)));
+  }
+  buf[n] = '\0';
+  // "size resident shared text lib data dt", in pages.
+  absl::string_view text(buf, static_cast<size_t>(n));
+  std::vector<absl::string_view> fields =
+      absl::StrSplit(text, ' ', absl::SkipEmpty());
+  int64_t pages = 0;
+  if (fields.size() < 2 || !absl::SimpleAtoi(fields[1], &pages) || pages < 0) {
+    return absl::DataLossError(
+        absl::StrCat("/proc/self/statm is not 'size resident ...': '", text, "'"));
+  }
+  static const int64_t page_size = ::sysconf(_SC_PAGESIZE);
+  return pages * page_size;
+}
 
 ProcessDelta operator-(const ProcessSample& after,
                        const ProcessSample& before) {

@@ -4,6 +4,7 @@
 #include "leakguard/process.h"
 
 #include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -200,6 +201,57 @@ TEST(ProcessTest, FormatBytes) {
   EXPECT_EQ(FormatBytes(1536), "1.5 KiB");
   EXPECT_EQ(FormatBytes(-3 * kMiB), "-3.0 MiB");
   EXPECT_EQ(FormatBytes(5LL * 1024 * kMiB), "5.00 GiB");
+}
+
+}  // namespace
+}  // namespace leakguard
+
+namespace leakguard {
+namespace {
+
+TEST(ReadRssTest, AgreesWithSampleProcessAndSeesGrowth) {
+  absl::StatusOr<int64_t> rss = ReadRss();
+  ASSERT_TRUE(rss.ok()) << rss.status();
+  absl::StatusOr<ProcessSample> sample = SampleProcess();
+  ASSERT_TRUE(sample.ok());
+  // Two readings moments apart: within 1 MiB of each other.
+  EXPECT_NEAR(static_cast<double>(*rss), static_cast<double>(sample->rss_bytes),
+              1024.0 * 1024);
+  constexpr size_t kSize = 32 * 1024 * 1024;
+  char* block = static_cast<char*>(std::malloc(kSize));
+  ASSERT_NE(block, nullptr);
+  std::memset(block, 1, kSize);
+  EXPECT_GE(*ReadRss() - *rss, static_cast<int64_t>(kSize));
+  volatile char sink = block[kSize - 1];
+  (void)sink;
+  std::free(block);
+}
+
+TEST(ReadRssTest, ForkedChildReadsItsOwnStatm) {
+  ASSERT_TRUE(ReadRss().ok());  // The parent opens its descriptor first.
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // The child touches 48 MiB the parent never has: its RSS reading must
+    // show them, which a stale parent descriptor would not.
+    const int64_t before = ReadRss().value_or(-1);
+    constexpr size_t kSize = 48 * 1024 * 1024;
+    char* block = static_cast<char*>(std::malloc(kSize));
+    std::memset(block, 2, kSize);
+    const int64_t after = ReadRss().value_or(-1);
+    const char ok = (before > 0 && after - before >= static_cast<int64_t>(kSize)) ? 'y' : 'n';
+    (void)!::write(pipe_fds[1], &ok, 1);
+    ::_exit(0);
+  }
+  ::close(pipe_fds[1]);
+  char ok = '?';
+  ASSERT_EQ(::read(pipe_fds[0], &ok, 1), 1);
+  ::close(pipe_fds[0]);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  EXPECT_EQ(ok, 'y');
 }
 
 }  // namespace

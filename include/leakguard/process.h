@@ -73,6 +73,13 @@ LEAKGUARD_EXPORT absl::StatusOr<ProcessSample> SampleProcess();
 LEAKGUARD_EXPORT absl::StatusOr<ProcessSample> SampleProcessAt(
     std::string_view proc_dir);
 
+/// The resident set size alone, in bytes: the cheapest reading there is
+/// (one pread of /proc/self/statm on a descriptor kept open; reopened after
+/// a fork). For per-request hot paths; SampleProcess() for everything else.
+/// Errors: Unavailable without /proc, DataLoss on an unparsable statm.
+/// Thread-safe; does not need the GIL.
+LEAKGUARD_EXPORT absl::StatusOr<int64_t> ReadRss();
+
 /// "12.3 MiB", "-512 B", "1.0 GiB": a byte count for humans.
 LEAKGUARD_EXPORT std::string FormatBytes(int64_t bytes);
 

@@ -1,0 +1,173 @@
+// Reports rendered as text and JSON, and delivered by every sink.
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <unistd.h>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "leakguard/python/error.h"
+#include "leakguard/python/gil.h"
+#include "leakguard/python/ref.h"
+#include "leakguard/report.h"
+#include "leakguard/sink.h"
+#include "test_util.h"
+
+namespace leakguard {
+namespace {
+
+using ::testing::HasSubstr;
+
+Report Sample() {
+  Report r;
+  r.source = "memory_guard";
+  r.label = "plugin \"render\"";
+  r.severity = Severity::kWarning;
+  r.summary = "grew 12.0 MiB (threshold 10.0 MiB)";
+  r.time = absl::FromUnixSeconds(1700000000);
+  r.elapsed = absl::Milliseconds(1500);
+  r.metrics = {{"rss_bytes", 12582912}, {"fds", 2}, {"threads", -1}};
+  r.top_lines = {{"app.py", 12, 12000000, 1000, 12500000}, {"lib.py", 0, -2048, -2, 0}};
+  r.notes = {"native growth\tsuspected"};
+  return r;
+}
+
+TEST(ReportTest, RendersText) {
+  EXPECT_EQ(RenderText(Sample()),
+            "leakguard [warning] memory_guard 'plugin \"render\"': grew 12.0 MiB "
+            "(threshold 10.0 MiB) (1.500 s)\n"
+            "  rss +12.0 MiB fds +2 threads -1\n"
+            "  top lines:\n"
+            "    app.py:12  +11.4 MiB (+1000 blocks), now 11.9 MiB\n"
+            "    lib.py  -2.0 KiB (-2 blocks), now 0 B\n"
+            "  note: native growth\tsuspected\n");
+}
+
+TEST(ReportTest, RendersJson) {
+  EXPECT_EQ(RenderJson(Sample()),
+            "{\"source\":\"memory_guard\",\"label\":\"plugin \\\"render\\\"\","
+            "\"severity\":\"warning\",\"summary\":\"grew 12.0 MiB (threshold 10.0 MiB)\","
+            "\"time\":\"2023-11-14T22:13:20+00:00\",\"elapsed_s\":1.500000,"
+            "\"metrics\":{\"rss_bytes\":12582912,\"fds\":2,\"threads\":-1},"
+            "\"top_lines\":[{\"file\":\"app.py\",\"line\":12,\"size_diff\":12000000,"
+            "\"count_diff\":1000,\"size\":12500000},{\"file\":\"lib.py\",\"line\":0,"
+            "\"size_diff\":-2048,\"count_diff\":-2,\"size\":0}],"
+            "\"notes\":[\"native growth\\tsuspected\"]}");
+  EXPECT_EQ(JsonQuote(std::string("a\x01") + "\xc3\xa9"), "\"a\\u0001\xc3\xa9\"");
+}
+
+// The JSON parses with Python's json module and round-trips the numbers.
+TEST(ReportTest, JsonParsesInPython) {
+  Ref parsed = testing::Eval("json.loads(text)['top_lines'][0]['size_diff']",
+                             "import json\ntext = " + JsonQuote(RenderJson(Sample())));
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ(PyLong_AsLongLong(parsed.get()), 12000000);
+}
+
+TEST(SinkTest, StderrSinkWritesTextToItsStream) {
+  std::FILE* file = std::tmpfile();
+  ASSERT_NE(file, nullptr);
+  StderrSink sink(file);
+  sink.Write(Sample());
+  std::rewind(file);
+  char buf[512] = {};
+  size_t n = std::fread(buf, 1, sizeof(buf) - 1, file);
+  std::fclose(file);
+  EXPECT_EQ(std::string(buf, n), RenderText(Sample()));
+  EXPECT_EQ(sink.failures(), 0);
+}
+
+TEST(SinkTest, JsonLinesSinkAppendsOneLinePerReport) {
+  const std::string path = ::testing::TempDir() + "leakguard-sink-" +
+                           std::to_string(::getpid()) + ".jsonl";
+  std::filesystem::remove(path);
+  {
+    auto sink = JsonLinesSink::Open(path);
+    ASSERT_TRUE(sink.ok()) << sink.status();
+    (*sink)->Write(Sample());
+    Report second = Sample();
+    second.label = "second";
+    (*sink)->Write(second);
+  }
+  std::ifstream in(path);
+  std::string line1, line2, extra;
+  std::getline(in, line1);
+  std::getline(in, line2);
+  EXPECT_FALSE(std::getline(in, extra));
+  EXPECT_EQ(line1, RenderJson(Sample()));
+  EXPECT_THAT(line2, HasSubstr("\"label\":\"second\""));
+  std::filesystem::remove(path);
+}
+
+TEST(SinkTest, JsonLinesSinkOpenErrors) {
+  auto missing_dir = JsonLinesSink::Open("/nonexistent-dir/x.jsonl");
+  EXPECT_EQ(missing_dir.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(missing_dir.status().message()),
+              HasSubstr("/nonexistent-dir/x.jsonl"));
+}
+
+TEST(SinkTest, CallbackSinkCountsThrowingCallbacks) {
+  int calls = 0;
+  CallbackSink ok([&calls](const Report&) { ++calls; });
+  ok.Write(Sample());
+  EXPECT_EQ(calls, 1);
+  CallbackSink bad([](const Report&) { throw std::runtime_error("boom"); });
+  bad.Write(Sample());
+  bad.Write(Sample());
+  EXPECT_EQ(bad.failures(), 2);
+  FanOutSink fan({&ok, &bad, nullptr});
+  fan.Write(Sample());
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(bad.failures(), 3);
+}
+
+// Python logging receives the text at WARNING with the report as `extra`,
+// from the main thread and from a thread Python never saw.
+TEST(SinkTest, PythonLoggingSinkReachesLoggingHandlers) {
+  Ref setup = testing::Eval("records", R"py(
+import logging
+records = []
+class Keep(logging.Handler):
+    def emit(self, record):
+        records.append((record.levelname, record.name, record.getMessage(),
+                        record.leakguard['metrics']['rss_bytes'],
+                        record.leakguard['top_lines'][0]['line']))
+logger = logging.getLogger('leakguard')
+logger.addHandler(Keep())
+logger.setLevel(logging.INFO)
+logger.propagate = False
+)py");
+  ASSERT_TRUE(setup);
+  PythonLoggingSink sink;
+  sink.Write(Sample());
+  {
+    GilRelease release;
+    std::thread([&sink] { sink.Write(Sample()); }).join();
+  }
+  EXPECT_EQ(sink.failures(), 0);
+  ASSERT_EQ(PyList_Size(setup.get()), 2);
+  PyObject* rec = PyList_GetItem(setup.get(), 0);
+  EXPECT_STREQ(PyUnicode_AsUTF8(PyTuple_GetItem(rec, 0)), "WARNING");
+  EXPECT_STREQ(PyUnicode_AsUTF8(PyTuple_GetItem(rec, 1)), "leakguard");
+  std::string text = RenderText(Sample());
+  text.pop_back();
+  EXPECT_EQ(PyUnicode_AsUTF8(PyTuple_GetItem(rec, 2)), text);
+  EXPECT_EQ(PyLong_AsLongLong(PyTuple_GetItem(rec, 3)), 12582912);
+  EXPECT_EQ(PyLong_AsLong(PyTuple_GetItem(rec, 4)), 12);
+  Ref cleanup = testing::Eval("logging.getLogger('leakguard').handlers.clear()",
+                              "import logging");
+}
+
+TEST(SinkTest, PythonLoggingSinkKeepsAPendingException) {
+  PyErr_SetString(PyExc_KeyError, "pending");
+  PythonLoggingSink sink;
+  sink.Write(Sample());
+  ASSERT_NE(PyErr_Occurred(), nullptr);
+  EXPECT_EQ(StatusFromPythonError().message(), "KeyError: 'pending'");
+}
+
+}  // namespace
+}  // namespace leakguard
