@@ -41,15 +41,16 @@ for f in "${flavours[@]}"; do
   if [[ $f == 3.11 ]]; then
     python=/usr/bin/python3
     pythonpath=${PYTHONPATH:-}
+    dir=build/gcc  # The same build scripts/test.sh makes: reused, not redone.
   else
     python=$(scripts/pythons.sh --print-python "$f")
     pythonpath=$pure
+    dir=build/matrix-$f
   fi
-  dir=build/matrix-$f
   rm -rf "$dir/test-results"
   echo "== $f ($python)"
-  if ! LEAKGUARD_PYTHON=$python lg_build "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-      -DLEAKGUARD_BUILD_BENCHMARKS=OFF >"$dir.build.log" 2>&1; then
+  mkdir -p build
+  if ! LEAKGUARD_PYTHON=$python lg_build_std "$dir" >"$dir.build.log" 2>&1; then
     tail -40 "$dir.build.log"
     lines[$f]="build FAILED (see $dir.build.log)"
     rc=1

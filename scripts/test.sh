@@ -21,8 +21,7 @@ mkdir -p build
 rm -rf "$gcc_dir/test-results" "$asan_dir/test-results"
 
 echo "== g++: build and test"
-lg_build "$gcc_dir" -DCMAKE_CXX_COMPILER=g++ -DCMAKE_C_COMPILER=gcc \
-  -DCMAKE_BUILD_TYPE=RelWithDebInfo
+lg_build_std "$gcc_dir"
 (cd "$gcc_dir" && ctest --output-on-failure -j "$LEAKGUARD_JOBS")
 
 echo "== clang: AddressSanitizer + UndefinedBehaviorSanitizer"
