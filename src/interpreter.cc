@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "leakguard/python/builtin_modules.h"
 #include "leakguard/python/error.h"
 #include "leakguard/python/python.h"
 #include "leakguard/python/ref.h"
@@ -115,6 +116,12 @@ absl::StatusOr<Interpreter> Interpreter::Start(
     registry.state = State::kNone;
   };
 
+  // Modules registered with RegisterBuiltinModule() (e.g. `leakguard`)
+  // become built-ins; CPython reads that table only at start-up.
+  if (absl::Status modules = InstallBuiltinModules(); !modules.ok()) {
+    unreserve();
+    return modules;
+  }
   PyConfig config;
   if (options.isolated) {
     PyConfig_InitIsolatedConfig(&config);
