@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "leakguard/leak_detector.h"
 #include "leakguard/python/error.h"
 #include "leakguard/python/gil.h"
 #include "leakguard/python/python.h"
@@ -182,6 +183,25 @@ TEST(InterpreterTest, FinalizeStopsRunningWatchersFirst) {
   EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(Interpreter::RegisterWatcher(nullptr).code() ==
               absl::StatusCode::kInvalidArgument);
+}
+
+// Finalizing with a LeakDetector running stops it first; destroying the
+// detector afterwards is harmless.
+TEST(InterpreterTest, FinalizeWithALeakDetectorRunning) {
+  absl::StatusOr<Interpreter> py = Interpreter::Start(Defaults());
+  ASSERT_TRUE(py.ok()) << py.status();
+  auto detector = LeakDetector::Create({.interval = absl::Milliseconds(1), .traced = false});
+  ASSERT_TRUE(detector.ok());
+  ASSERT_TRUE((*detector)->Start().ok());
+  {
+    GilRelease let_it_run;
+    while ((*detector)->rounds() < 5) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(Interpreter::WatcherCount(), 1u);
+  ASSERT_TRUE(py->Finalize().ok());
+  EXPECT_FALSE((*detector)->running());
+  EXPECT_EQ(Interpreter::WatcherCount(), 0u);
+  EXPECT_EQ((*detector)->Start().code(), absl::StatusCode::kFailedPrecondition);
 }
 
 TEST(InterpreterTest, RestartsAfterFinalize) {

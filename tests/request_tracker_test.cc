@@ -13,6 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "leakguard/python/gil.h"
+#include "test_util.h"
 
 namespace leakguard {
 namespace {
@@ -130,8 +131,7 @@ TEST(RequestTrackerTest, ReportsEveryNthUnit) {
 }
 
 TEST(RequestTrackerTest, UnitMeasuresRealGrowth) {
-#if defined(__SANITIZE_THREAD__) || \
-    (defined(__has_feature) && __has_feature(thread_sanitizer))
+#if LEAKGUARD_UNDER_TSAN
   GTEST_SKIP() << "ThreadSanitizer's allocator does not show a fresh block "
                   "in RSS the way glibc's mmap does";
 #endif

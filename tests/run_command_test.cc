@@ -2,6 +2,7 @@
 // the summary's numbers and lines, and the same sys.path as python3.
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
@@ -99,6 +100,44 @@ TEST(RunCommandTest, SysPathMatchesThePython3ItWasBuiltFor) {
   const std::string our_line = ours.out.substr(0, ours.out.find('\n'));
   EXPECT_EQ(our_line, their_line);
   EXPECT_THAT(our_line, HasSubstr("\"name\": \"__main__\""));
+}
+
+}  // namespace
+
+namespace {
+
+// With the detector on, a script that leaks 2 MiB every 20 ms is reported
+// while it runs, and the JSON summary carries the same reports.
+TEST(RunCommandTest, DetectorReportsWhileTheScriptRunsAndJsonHasIt) {
+  const std::string json = ::testing::TempDir() + "leakguard-run-" +
+                           std::to_string(::getpid()) + ".json";
+  Result r = Shell(Tool() + " run --detector-interval 0.05 --threshold 4M --json " + json +
+                   " " + Script("run_slow_leak.py"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("leakguard [warning] leak_detector 'python_heap'"));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("detector     [0-9]+ rounds every 50ms, [1-9][0-9]* reports? \\(threshold 4.0 MiB\\)"));
+  EXPECT_THAT(r.out, HasSubstr("run_slow_leak.py:8"));
+  EXPECT_THAT(r.out, HasSubstr("descriptors +0"));
+  // Parse it with the Python the tool was built for.
+  Result parsed = Shell(std::string(LEAKGUARD_PYTHON_EXECUTABLE) +
+                        " -c \"import json,sys; d=json.load(open(sys.argv[1])); "
+                        "r=d['detector']['reports'][0]; "
+                        "print(d['exit_code'], d['detector']['threshold_bytes'], r['source'], "
+                        "r['top_lines'][0]['line'], d['top_lines'][0]['line'])\" " + json);
+  std::remove(json.c_str());
+  EXPECT_EQ(parsed.out, "0 4194304 leak_detector 8 8\n");
+}
+
+TEST(RunCommandTest, BadDetectorOptions) {
+  Result r = Shell(Tool() + " run --detector-interval 0 " + Script("run_raises.py"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.out, HasSubstr("--detector-interval needs seconds in 0.001..86400, got '0'"));
+  r = Shell(Tool() + " run --threshold 10X " + Script("run_raises.py"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.out, HasSubstr("--threshold needs a positive size"));
+  r = Shell(Tool() + " run --json /nonexistent-dir/x.json " + Script("run_keeps_memory.py"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.out, HasSubstr("cannot write '/nonexistent-dir/x.json'"));
 }
 
 }  // namespace

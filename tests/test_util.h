@@ -10,6 +10,29 @@
 #include "leakguard/python/python.h"
 #include "leakguard/python/ref.h"
 
+// LEAKGUARD_UNDER_ASAN / LEAKGUARD_UNDER_TSAN: 1 in sanitizer builds, whose
+// allocators keep freed memory and so change what RSS shows.
+#if defined(__SANITIZE_ADDRESS__)
+#define LEAKGUARD_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LEAKGUARD_UNDER_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define LEAKGUARD_UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define LEAKGUARD_UNDER_TSAN 1
+#endif
+#endif
+#ifndef LEAKGUARD_UNDER_ASAN
+#define LEAKGUARD_UNDER_ASAN 0
+#endif
+#ifndef LEAKGUARD_UNDER_TSAN
+#define LEAKGUARD_UNDER_TSAN 0
+#endif
+
 namespace leakguard::testing {
 
 /// Evaluates a Python expression in a fresh namespace (with `exec_first`

@@ -1,5 +1,6 @@
 // The `leakguard` command: argument parsing and dispatch.
 
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -7,13 +8,15 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/time/time.h"
 #include "leakguard/version.h"
 #include "run_command.h"
 
 namespace {
 
 constexpr char kUsage[] =
-    "usage: leakguard run [--frames N] [--top N] SCRIPT.py [ARGS...]\n"
+    "usage: leakguard run [--frames N] [--top N] [--detector-interval SECONDS]\n"
+    "                     [--threshold SIZE] [--json FILE] SCRIPT.py [ARGS...]\n"
     "       leakguard --version\n"
     "\n"
     "  run     run SCRIPT.py as __main__ in an embedded Python and print a\n"
@@ -22,6 +25,13 @@ constexpr char kUsage[] =
     "          descriptor and thread deltas.\n"
     "  --frames N  tracemalloc frames per allocation, 1..65535 (default 1)\n"
     "  --top N     lines in the summary (default 10)\n"
+    "  --detector-interval SECONDS\n"
+    "              run the background LeakDetector every SECONDS (e.g. 0.5)\n"
+    "              while the script runs; its reports print as they come\n"
+    "  --threshold SIZE\n"
+    "              the detector reports growth of at least SIZE (bytes, or\n"
+    "              with a K/M/G suffix for KiB/MiB/GiB; default 10M)\n"
+    "  --json FILE write the summary (and the detector's reports) as JSON\n"
     "\n"
     "exit status: the script's own; 2 for a usage error or a script that\n"
     "raised.\n";
@@ -30,6 +40,37 @@ int Usage(const char* error) {
   if (error != nullptr) std::fprintf(stderr, "leakguard: %s\n", error);
   std::fputs(kUsage, stderr);
   return 2;
+}
+
+// "10M", "512K", "1G", "4096": a size in bytes.
+bool ParseSize(std::string_view text, int64_t* out) {
+  int64_t scale = 1;
+  if (!text.empty()) {
+    switch (text.back()) {
+      case 'K': case 'k': scale = int64_t{1} << 10; break;
+      case 'M': case 'm': scale = int64_t{1} << 20; break;
+      case 'G': case 'g': scale = int64_t{1} << 30; break;
+      default: break;
+    }
+    if (scale != 1) text.remove_suffix(1);
+  }
+  int64_t value = 0;
+  if (!absl::SimpleAtoi(absl::string_view(text.data(), text.size()), &value) || value <= 0 ||
+      value > (int64_t{1} << 50) / scale) {
+    return false;
+  }
+  *out = value * scale;
+  return true;
+}
+
+bool ParseSeconds(std::string_view text, absl::Duration* out) {
+  double seconds = 0;
+  if (!absl::SimpleAtod(absl::string_view(text.data(), text.size()), &seconds) ||
+      !(seconds >= 0.001) || seconds > 86400) {
+    return false;
+  }
+  *out = absl::Seconds(seconds);
+  return true;
 }
 
 bool ParseInt(std::string_view text, int low, int high, int* out) {
@@ -78,6 +119,29 @@ int main(int argc, char** argv) {
                               std::string(args[i + 1]) + "'";
         return Usage(message.c_str());
       }
+      ++i;
+      continue;
+    }
+    if (arg == "--detector-interval" && i + 1 < args.size()) {
+      if (!ParseSeconds(args[i + 1], &options.detector_interval)) {
+        std::string message = "--detector-interval needs seconds in 0.001..86400, got '" +
+                              std::string(args[i + 1]) + "'";
+        return Usage(message.c_str());
+      }
+      ++i;
+      continue;
+    }
+    if (arg == "--threshold" && i + 1 < args.size()) {
+      if (!ParseSize(args[i + 1], &options.threshold_bytes)) {
+        std::string message = "--threshold needs a positive size like 4096, 512K, 10M or 1G, got '" +
+                              std::string(args[i + 1]) + "'";
+        return Usage(message.c_str());
+      }
+      ++i;
+      continue;
+    }
+    if (arg == "--json" && i + 1 < args.size()) {
+      options.json_path = std::string(args[i + 1]);
       ++i;
       continue;
     }

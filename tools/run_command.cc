@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,95 +17,80 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "leakguard/leak_detector.h"
 #include "leakguard/process.h"
 #include "leakguard/python/error.h"
 #include "leakguard/python/interpreter.h"
 #include "leakguard/python/python.h"
 #include "leakguard/python/ref.h"
+#include "leakguard/report.h"
+#include "leakguard/sink.h"
+#include "leakguard/tracemalloc.h"
 
 namespace leakguard::tools {
 namespace {
 
-struct LineStat {
-  std::string filename;
-  int64_t lineno = 0;
-  int64_t size = 0;
-  int64_t count = 0;
+// Everything the summary shows, gathered after the script ends.
+struct Summary {
+  int exit_code = 0;
+  absl::Duration elapsed;
+  ProcessSample before;
+  absl::StatusOr<ProcessSample> after = absl::UnknownError("not read");
+  absl::StatusOr<tracemalloc::TracedMemory> traced = absl::UnknownError("not read");
+  absl::StatusOr<std::vector<LineGrowth>> top = absl::UnknownError("not read");
+  bool detector_ran = false;
+  int64_t detector_rounds = 0;
+  std::vector<Report> detector_reports;
 };
 
-struct TracedSummary {
-  int64_t current = 0;
-  int64_t peak = 0;
-  std::vector<LineStat> top;
+// Keeps the detector's reports for the summary and prints them as they
+// come, so a long run shows them live.
+class KeepAndPrintSink : public Sink {
+ public:
+  void Write(const Report& report) noexcept override {
+    printer_.Write(report);
+    absl::MutexLock lock(&mu_);
+    reports_.push_back(report);
+  }
+  std::vector<Report> reports() {
+    absl::MutexLock lock(&mu_);
+    return reports_;
+  }
+
+ private:
+  StderrSink printer_;
+  absl::Mutex mu_;
+  std::vector<Report> reports_ ABSL_GUARDED_BY(mu_);
 };
 
-// Python-side helpers of the summary; they run once, after the script.
-constexpr char kHelpers[] = R"py(
-import tracemalloc as _tm
-
-def _leakguard_top_lines(limit):
-    snapshot = _tm.take_snapshot().filter_traces((
-        _tm.Filter(False, "<frozen importlib._bootstrap>"),
-        _tm.Filter(False, "<frozen importlib._bootstrap_external>"),
-        _tm.Filter(False, _tm.__file__),
-        _tm.Filter(False, "<unknown>"),
-    ))
-    return [(s.traceback[0].filename, s.traceback[0].lineno, s.size, s.count)
-            for s in snapshot.statistics("lineno")[:limit]]
-)py";
-
-absl::StatusOr<Ref> Import(const char* name) {
-  Ref module = Steal(PyImport_ImportModule(name));
-  if (!module) return StatusFromPythonError();
-  return module;
-}
-
-absl::Status StartTracemalloc(int frames) {
-  absl::StatusOr<Ref> tm = Import("tracemalloc");
-  if (!tm.ok()) return tm.status();
-  Ref done = Steal(PyObject_CallMethod(tm->get(), "start", "i", frames));
-  if (!done) return StatusFromPythonError();
-  return absl::OkStatus();
-}
-
-absl::StatusOr<TracedSummary> ReadTraced(int top) {
-  TracedSummary summary;
-  absl::StatusOr<Ref> tm = Import("tracemalloc");
-  if (!tm.ok()) return tm.status();
-  Ref traced = Steal(PyObject_CallMethod(tm->get(), "get_traced_memory", nullptr));
-  if (!traced) return StatusFromPythonError();
-  long long current = 0;
-  long long peak = 0;
-  if (!PyArg_ParseTuple(traced.get(), "LL", &current, &peak)) {
-    return StatusFromPythonError();
+// The lines holding the most traced memory now, without the import
+// machinery and tracemalloc's own.
+absl::StatusOr<std::vector<LineGrowth>> TopLines(int top) {
+  absl::StatusOr<tracemalloc::Snapshot> snapshot = tracemalloc::Snapshot::Take();
+  if (!snapshot.ok()) return snapshot.status();
+  std::vector<tracemalloc::TraceFilter> filters;
+  for (const char* pattern : {"<frozen importlib._bootstrap>",
+                              "<frozen importlib._bootstrap_external>", "<unknown>",
+                              "*/tracemalloc.py"}) {
+    filters.emplace_back(tracemalloc::Filter{.inclusive = false, .filename_pattern = pattern});
   }
-  summary.current = current;
-  summary.peak = peak;
-
-  Ref globals = Steal(PyDict_New());
-  if (!globals) return StatusFromPythonError();
-  if (PyDict_SetItemString(globals.get(), "__builtins__", PyEval_GetBuiltins()) != 0) {
-    return StatusFromPythonError();
+  absl::StatusOr<tracemalloc::Snapshot> filtered = snapshot->FilterTraces(filters);
+  if (!filtered.ok()) return filtered.status();
+  absl::StatusOr<tracemalloc::StatisticList> stats =
+      filtered->Statistics(tracemalloc::GroupBy::kLineno);
+  if (!stats.ok()) return stats.status();
+  std::vector<LineGrowth> lines;
+  for (const tracemalloc::Statistic& stat : *stats) {
+    if (static_cast<int>(lines.size()) >= top) break;
+    if (stat.traceback.empty()) continue;
+    const tracemalloc::Frame frame = stat.traceback.most_recent();
+    lines.push_back({std::string(frame.filename), static_cast<int>(frame.lineno), stat.size,
+                     stat.count, stat.size});
   }
-  Ref ran = Steal(PyRun_String(kHelpers, Py_file_input, globals.get(), globals.get()));
-  if (!ran) return StatusFromPythonError();
-  PyObject* func = PyDict_GetItemString(globals.get(), "_leakguard_top_lines");
-  if (func == nullptr) return absl::InternalError("summary helper missing");
-  Ref rows = Steal(PyObject_CallFunction(func, "i", top));
-  if (!rows) return StatusFromPythonError();
-  const Py_ssize_t n = PyList_Size(rows.get());
-  for (Py_ssize_t i = 0; i < n; ++i) {
-    const char* filename = nullptr;
-    long long lineno = 0, size = 0, count = 0;
-    if (!PyArg_ParseTuple(PyList_GET_ITEM(rows.get(), i), "sLLL", &filename,
-                          &lineno, &size, &count)) {
-      return StatusFromPythonError();
-    }
-    summary.top.push_back({filename, lineno, size, count});
-  }
-  return summary;
+  return lines;
 }
 
 void FlushPythonStreams() {
@@ -151,54 +138,99 @@ std::string SignedBytes(int64_t value) {
   return value >= 0 ? absl::StrCat("+", FormatBytes(value)) : FormatBytes(value);
 }
 
-void PrintSummary(const RunOptions& options, int exit_code,
-                  absl::Duration elapsed, const ProcessSample& before,
-                  const absl::StatusOr<ProcessSample>& after,
-                  const absl::StatusOr<TracedSummary>& traced) {
-  std::string out = absl::StrFormat(
-      "\n=== leakguard run: %s (exit %d, %.2f s) ===\n", options.script,
-      exit_code, absl::ToDoubleSeconds(elapsed));
-  if (after.ok()) {
-    const ProcessDelta delta = *after - before;
-    absl::StrAppendFormat(&out,
-                          "RSS          before %s, after %s (%s), peak %s\n",
-                          FormatBytes(before.rss_bytes),
-                          FormatBytes(after->rss_bytes),
-                          SignedBytes(delta.rss_bytes),
-                          FormatBytes(after->peak_rss_bytes));
+std::string RenderSummaryText(const RunOptions& options, const Summary& s) {
+  std::string out = absl::StrFormat("\n=== leakguard run: %s (exit %d, %.2f s) ===\n",
+                                    options.script, s.exit_code,
+                                    absl::ToDoubleSeconds(s.elapsed));
+  if (s.after.ok()) {
+    const ProcessDelta delta = *s.after - s.before;
+    absl::StrAppendFormat(&out, "RSS          before %s, after %s (%s), peak %s\n",
+                          FormatBytes(s.before.rss_bytes), FormatBytes(s.after->rss_bytes),
+                          SignedBytes(delta.rss_bytes), FormatBytes(s.after->peak_rss_bytes));
   } else {
-    absl::StrAppend(&out, "RSS          unavailable: ", after.status().message(),
-                    "\n");
+    absl::StrAppend(&out, "RSS          unavailable: ", s.after.status().message(), "\n");
   }
-  if (traced.ok()) {
-    absl::StrAppendFormat(
-        &out, "Python heap  current %s, peak %s (tracemalloc, %d frame%s)\n",
-        FormatBytes(traced->current), FormatBytes(traced->peak), options.frames,
-        options.frames == 1 ? "" : "s");
+  if (s.traced.ok()) {
+    absl::StrAppendFormat(&out, "Python heap  current %s, peak %s (tracemalloc, %d frame%s)\n",
+                          FormatBytes(static_cast<int64_t>(s.traced->current)),
+                          FormatBytes(static_cast<int64_t>(s.traced->peak)), options.frames,
+                          options.frames == 1 ? "" : "s");
   } else {
-    absl::StrAppend(&out, "Python heap  unavailable: ",
-                    traced.status().message(), "\n");
+    absl::StrAppend(&out, "Python heap  unavailable: ", s.traced.status().message(), "\n");
   }
-  if (after.ok()) {
+  if (s.after.ok()) {
     absl::StrAppendFormat(&out, "descriptors  %s (%d -> %d)\n",
-                          Signed(after->open_fds - before.open_fds),
-                          before.open_fds, after->open_fds);
+                          Signed(s.after->open_fds - s.before.open_fds), s.before.open_fds,
+                          s.after->open_fds);
     absl::StrAppendFormat(&out, "threads      %s (%d -> %d)\n",
-                          Signed(after->threads - before.threads),
-                          before.threads, after->threads);
+                          Signed(s.after->threads - s.before.threads), s.before.threads,
+                          s.after->threads);
   }
-  if (traced.ok() && !traced->top.empty()) {
-    absl::StrAppendFormat(&out, "top %d lines holding Python memory at exit:\n",
-                          traced->top.size());
-    int rank = 0;
-    for (const LineStat& line : traced->top) {
-      absl::StrAppendFormat(&out, "  %2d. %s:%d  %s in %d block%s\n", ++rank,
-                            line.filename, line.lineno, FormatBytes(line.size),
-                            line.count, line.count == 1 ? "" : "s");
+  if (s.detector_ran) {
+    absl::StrAppendFormat(&out, "detector     %d rounds every %s, %d report%s (threshold %s)\n",
+                          s.detector_rounds, absl::FormatDuration(options.detector_interval),
+                          s.detector_reports.size(), s.detector_reports.size() == 1 ? "" : "s",
+                          FormatBytes(options.threshold_bytes));
+    for (const Report& report : s.detector_reports) {
+      absl::StrAppend(&out, "  - ", report.label, ": ", report.summary, "\n");
     }
   }
-  std::fputs(out.c_str(), stderr);
-  std::fflush(stderr);
+  if (s.top.ok() && !s.top->empty()) {
+    absl::StrAppendFormat(&out, "top %d lines holding Python memory at exit:\n", s.top->size());
+    int rank = 0;
+    for (const LineGrowth& line : *s.top) {
+      absl::StrAppendFormat(&out, "  %2d. %s:%d  %s in %d block%s\n", ++rank, line.file,
+                            line.line, FormatBytes(line.size), line.count_diff,
+                            line.count_diff == 1 ? "" : "s");
+    }
+  } else if (!s.top.ok()) {
+    absl::StrAppend(&out, "top lines unavailable: ", s.top.status().message(), "\n");
+  }
+  return out;
+}
+
+std::string RenderSummaryJson(const RunOptions& options, const Summary& s) {
+  std::string out = absl::StrCat("{\"script\":", JsonQuote(options.script),
+                                 ",\"exit_code\":", s.exit_code, ",\"elapsed_s\":",
+                                 absl::StrFormat("%.6f", absl::ToDoubleSeconds(s.elapsed)));
+  if (s.after.ok()) {
+    absl::StrAppend(&out, ",\"rss\":{\"before\":", s.before.rss_bytes,
+                    ",\"after\":", s.after->rss_bytes, ",\"peak\":", s.after->peak_rss_bytes,
+                    "},\"fds\":{\"before\":", s.before.open_fds, ",\"after\":",
+                    s.after->open_fds, "},\"threads\":{\"before\":", s.before.threads,
+                    ",\"after\":", s.after->threads, "}");
+  }
+  if (s.traced.ok()) {
+    absl::StrAppend(&out, ",\"traced\":{\"current\":", s.traced->current,
+                    ",\"peak\":", s.traced->peak, ",\"frames\":", options.frames, "}");
+  }
+  absl::StrAppend(&out, ",\"top_lines\":[");
+  if (s.top.ok()) {
+    bool first = true;
+    for (const LineGrowth& line : *s.top) {
+      absl::StrAppend(&out, first ? "" : ",", "{\"file\":", JsonQuote(line.file),
+                      ",\"line\":", line.line, ",\"size\":", line.size,
+                      ",\"count\":", line.count_diff, "}");
+      first = false;
+    }
+  }
+  absl::StrAppend(&out, "]");
+  if (s.detector_ran) {
+    absl::StrAppend(&out, ",\"detector\":{\"interval_s\":",
+                    absl::StrFormat("%.6f", absl::ToDoubleSeconds(options.detector_interval)),
+                    ",\"threshold_bytes\":", options.threshold_bytes,
+                    ",\"rounds\":", s.detector_rounds, ",\"reports\":[");
+    bool first = true;
+    for (const Report& report : s.detector_reports) {
+      absl::StrAppend(&out, first ? "" : ",", RenderJson(report));
+      first = false;
+    }
+    absl::StrAppend(&out, "]}");
+  } else {
+    absl::StrAppend(&out, ",\"detector\":null");
+  }
+  absl::StrAppend(&out, "}\n");
+  return out;
 }
 
 std::string ScriptDirectory(const std::string& script) {
@@ -210,38 +242,52 @@ std::string ScriptDirectory(const std::string& script) {
   return dir;
 }
 
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "leakguard: %s\n", message.c_str());
+  return 2;
+}
+
 }  // namespace
 
 int RunScript(const RunOptions& options) {
   if (::access(options.script.c_str(), R_OK) != 0) {
-    std::fprintf(stderr, "leakguard: cannot open script '%s': %s\n",
-                 options.script.c_str(), std::strerror(errno));
-    return 2;
+    return Fail(absl::StrCat("cannot open script '", options.script, "': ",
+                             std::strerror(errno)));
   }
   InterpreterOptions interpreter_options;
   interpreter_options.program_name = options.python_program;
   interpreter_options.argv.push_back(options.script);
-  for (const std::string& arg : options.args) {
-    interpreter_options.argv.push_back(arg);
-  }
+  for (const std::string& arg : options.args) interpreter_options.argv.push_back(arg);
   // Like `python3 SCRIPT.py`: the script's directory comes first.
   interpreter_options.extra_sys_path.push_back(ScriptDirectory(options.script));
   absl::StatusOr<Interpreter> interpreter = Interpreter::Start(interpreter_options);
-  if (!interpreter.ok()) {
-    std::fprintf(stderr, "leakguard: %s\n",
-                 std::string(interpreter.status().message()).c_str());
-    return 2;
+  if (!interpreter.ok()) return Fail(std::string(interpreter.status().message()));
+  // Traced from here on: what the script (and its imports) allocate, not
+  // the interpreter's own start-up.
+  absl::StatusOr<tracemalloc::TracingScope> tracing = tracemalloc::TracingScope::Start(options.frames);
+  if (!tracing.ok()) return Fail(std::string(tracing.status().message()));
+
+  KeepAndPrintSink detector_sink;
+  std::unique_ptr<LeakDetector> detector;
+  if (options.detector_interval > absl::ZeroDuration()) {
+    absl::StatusOr<std::unique_ptr<LeakDetector>> created =
+        LeakDetector::Create({.interval = options.detector_interval,
+                              .threshold_bytes = options.threshold_bytes,
+                              .top = options.top,
+                              .min_report_interval = absl::Minutes(1),
+                              .sink = &detector_sink});
+    if (!created.ok()) return Fail(std::string(created.status().message()));
+    detector = *std::move(created);
   }
-  if (absl::Status started = StartTracemalloc(options.frames); !started.ok()) {
-    std::fprintf(stderr, "leakguard: cannot start tracemalloc: %s\n",
-                 std::string(started.message()).c_str());
-    return 2;
-  }
+
+  Summary summary;
   absl::StatusOr<ProcessSample> before = SampleProcess();
-  if (!before.ok()) {
-    std::fprintf(stderr, "leakguard: %s\n",
-                 std::string(before.status().message()).c_str());
-    return 2;
+  if (!before.ok()) return Fail(std::string(before.status().message()));
+  summary.before = *before;
+  if (detector) {
+    if (absl::Status started = detector->Start(); !started.ok()) {
+      return Fail(std::string(started.message()));
+    }
   }
 
   // Run the file in __main__'s namespace, as `python3 SCRIPT.py` does. It is
@@ -249,11 +295,9 @@ int RunScript(const RunOptions& options) {
   // read, so the descriptor delta is the script's own.
   FILE* file = std::fopen(options.script.c_str(), "rb");
   if (file == nullptr) {
-    std::fprintf(stderr, "leakguard: cannot open script '%s': %s\n",
-                 options.script.c_str(), std::strerror(errno));
-    return 2;
+    return Fail(absl::StrCat("cannot open script '", options.script, "': ",
+                             std::strerror(errno)));
   }
-  int exit_code = 0;
   const absl::Time start = absl::Now();
   {
     PyObject* main_module = PyImport_AddModule("__main__");  // Borrowed.
@@ -263,29 +307,48 @@ int RunScript(const RunOptions& options) {
     if (globals != nullptr && filename &&
         PyDict_SetItemString(globals, "__file__", filename.get()) == 0 &&
         PyDict_SetItemString(globals, "__cached__", Py_None) == 0) {
-      result = Steal(PyRun_FileExFlags(file, options.script.c_str(),
-                                       Py_file_input, globals, globals,
-                                       /*closeit=*/1, nullptr));
+      result = Steal(PyRun_FileExFlags(file, options.script.c_str(), Py_file_input, globals,
+                                       globals, /*closeit=*/1, nullptr));
       file = nullptr;
     }
     if (file != nullptr) std::fclose(file);
     if (!result) {
       if (PyErr_ExceptionMatches(PyExc_SystemExit)) {
-        exit_code = ExitCodeFromSystemExit();
+        summary.exit_code = ExitCodeFromSystemExit();
       } else {
         absl::Status error = StatusFromPythonError();
         FlushPythonStreams();
         std::fputs(PythonTraceback(error).value_or(std::string(error.message()) + "\n").c_str(),
                    stderr);
-        exit_code = 2;
+        summary.exit_code = 2;
       }
     }
   }
-  const absl::Duration elapsed = absl::Now() - start;
+  summary.elapsed = absl::Now() - start;
   FlushPythonStreams();
-  absl::StatusOr<ProcessSample> after = SampleProcess();
-  absl::StatusOr<TracedSummary> traced = ReadTraced(options.top);
-  PrintSummary(options, exit_code, elapsed, *before, after, traced);
+  if (detector) {
+    detector->Stop();
+    summary.detector_ran = true;
+    summary.detector_rounds = detector->rounds();
+    summary.detector_reports = detector_sink.reports();
+  }
+  summary.after = SampleProcess();
+  summary.traced = tracemalloc::GetTracedMemory();
+  summary.top = TopLines(options.top);
+  std::fputs(RenderSummaryText(options, summary).c_str(), stderr);
+  std::fflush(stderr);
+  int exit_code = summary.exit_code;
+  if (!options.json_path.empty()) {
+    std::FILE* json = std::fopen(options.json_path.c_str(), "w");
+    const std::string text = RenderSummaryJson(options, summary);
+    if (json == nullptr || std::fwrite(text.data(), 1, text.size(), json) != text.size()) {
+      std::fprintf(stderr, "leakguard: cannot write '%s': %s\n", options.json_path.c_str(),
+                   std::strerror(errno));
+      exit_code = 2;
+    }
+    if (json != nullptr) std::fclose(json);
+  }
+  detector.reset();
   if (absl::Status done = interpreter->Finalize(); !done.ok() && exit_code == 0) {
     exit_code = 120;  // What `python3` returns when finalization fails.
   }

@@ -1,11 +1,15 @@
 // `leakguard run SCRIPT.py [ARGS...]`: runs a script as __main__ in an
-// embedded interpreter and prints a memory summary at exit.
+// embedded interpreter, optionally with the LeakDetector watching, and
+// prints a memory summary at exit (text on stderr, JSON to a file).
 
 #ifndef LEAKGUARD_TOOLS_RUN_COMMAND_H_
 #define LEAKGUARD_TOOLS_RUN_COMMAND_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
+
+#include "absl/time/time.h"
 
 namespace leakguard::tools {
 
@@ -16,6 +20,9 @@ struct RunOptions {
   int frames = 1;                   // tracemalloc frames per allocation.
   int top = 10;                     // Lines listed in the summary.
   std::string python_program;       // program_name for the interpreter.
+  absl::Duration detector_interval = absl::ZeroDuration();  // 0: no detector.
+  int64_t threshold_bytes = 10 << 20;  // The detector's threshold.
+  std::string json_path;            // Write the summary as JSON here too.
 };
 
 /// Runs the script and prints the summary to stderr. Returns the process

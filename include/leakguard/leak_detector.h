@@ -1,0 +1,173 @@
+// leakguard/leak_detector.h
+//
+// LeakDetector: the background monitor a long-running host leaves on in
+// production. A thread wakes every interval, reads the process and (when
+// tracing) takes a tracemalloc snapshot, compares with the baseline taken at
+// Start(), and reports when growth passes a threshold, naming the lines that
+// grew and what kind of growth it is:
+//   python_heap  traced memory grew (objects Python allocated)
+//   native       RSS grew while traced memory stayed flat (C extensions,
+//                ctypes, a native library)
+//   descriptors  open file descriptors grew
+//   threads      the thread count grew
+//
+//   auto detector = LeakDetector::Create({.interval = absl::Seconds(30),
+//                                         .threshold_bytes = 50 << 20});
+//   (*detector)->Start();   // any thread; idempotent
+//   ...                     // the host runs
+//   (*detector)->Stop();    // any thread; idempotent; also done by the
+//                           // Interpreter before it finalizes
+//
+// Costs: nothing between wake-ups (the thread sleeps on a condition variable
+// without the GIL; no allocator hooks). Each round holds the GIL only to
+// read tracemalloc; comparing snapshots is pure C++ and runs without it.
+// Warnings are rate-limited: after a report, the next comes only when the
+// growth has risen by another threshold, or after min_report_interval.
+// Thread-safe.
+
+#ifndef LEAKGUARD_LEAK_DETECTOR_H_
+#define LEAKGUARD_LEAK_DETECTOR_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "leakguard/export.h"
+#include "leakguard/process.h"
+#include "leakguard/python/interpreter.h"
+#include "leakguard/report.h"
+#include "leakguard/sink.h"
+#include "leakguard/tracemalloc.h"
+
+namespace leakguard {
+
+/// Options of a LeakDetector.
+struct LeakDetectorOptions {
+  /// Time between rounds; at least 1 ms (sub-second intervals work).
+  absl::Duration interval = absl::Seconds(60);
+  /// Report when RSS or traced memory grew by at least this many bytes over
+  /// the baseline; must be > 0.
+  int64_t threshold_bytes = 64 << 20;
+  /// Report when descriptors grew by at least this many (0: never).
+  int64_t fd_threshold = 16;
+  /// Report when threads grew by at least this many (0: never).
+  int64_t thread_threshold = 8;
+  /// Use tracemalloc: traced growth and the lines that grew. The detector
+  /// starts it (with `frames`) if it is off, and stops it again at Stop().
+  bool traced = true;
+  /// Frames per allocation when the detector starts tracemalloc, 1..65535.
+  int frames = 1;
+  /// Lines in a report, 0..1000.
+  int top = 10;
+  /// A report is repeated at most this often unless growth rose by another
+  /// threshold since the last one.
+  absl::Duration min_report_interval = absl::Minutes(10);
+  /// Where reports go (not owned; must outlive the detector). Null:
+  /// DefaultSink().
+  Sink* sink = nullptr;
+};
+
+/// What one round saw, relative to the baseline.
+struct DetectorRound {
+  /// Round number, 1-based.
+  int64_t round = 0;
+  /// RSS, descriptor and thread growth since the baseline.
+  ProcessDelta process;
+  /// Traced growth since the baseline (when tracing).
+  std::optional<int64_t> traced_bytes;
+  /// The kinds of growth that passed their thresholds: "python_heap",
+  /// "native", "descriptors", "threads".
+  std::vector<std::string> kinds;
+  /// Whether this round sent a report (false when rate-limited or quiet).
+  bool reported = false;
+};
+
+/// The detector; see the file comment.
+class LEAKGUARD_EXPORT LeakDetector : public Watcher {
+ public:
+  /// Validates the options. InvalidArgument for an interval under 1 ms, a
+  /// threshold <= 0, negative fd/thread thresholds, frames or top out of
+  /// range.
+  static absl::StatusOr<std::unique_ptr<LeakDetector>> Create(LeakDetectorOptions options);
+
+  /// Stops the thread if it runs.
+  ~LeakDetector() override;
+  LeakDetector(const LeakDetector&) = delete;
+  LeakDetector& operator=(const LeakDetector&) = delete;
+
+  /// Starts the thread (no-op if running), registers with the running
+  /// Interpreter, and returns once the thread has read the baseline (so
+  /// growth is measured from the moment Start() returns).
+  /// FailedPrecondition when no leakguard::Interpreter runs. Any thread,
+  /// with or without the GIL (it is released while waiting for a
+  /// concurrent Stop()).
+  absl::Status Start() ABSL_LOCKS_EXCLUDED(mu_);
+
+  /// Stops and joins the thread (no-op if not running), restores tracemalloc
+  /// if the detector started it, and unregisters. Any thread; releases the
+  /// GIL while joining if the caller holds it.
+  void Stop() ABSL_LOCKS_EXCLUDED(mu_);
+
+  /// True while the thread runs.
+  bool running() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  /// Rounds completed since the last Start().
+  int64_t rounds() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  /// The most recent rounds (up to 64), oldest first.
+  std::vector<DetectorRound> History() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  /// Reports sent since the last Start().
+  int64_t reports() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  /// Reports held back by the rate limit since the last Start().
+  int64_t suppressed() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  /// Watcher: Stop().
+  void StopBeforeFinalize() noexcept override;
+
+ private:
+  explicit LeakDetector(LeakDetectorOptions options);
+  void Loop();
+  // One round; returns false when the interpreter is gone.
+  bool Round(bool baseline);
+
+  const LeakDetectorOptions options_;
+  Sink* const sink_;
+
+  // Serializes Start() and Stop() against each other.
+  absl::Mutex lifecycle_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  mutable absl::Mutex mu_;
+  bool stop_requested_ ABSL_GUARDED_BY(mu_) = false;
+  bool running_ ABSL_GUARDED_BY(mu_) = false;
+  bool baseline_done_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t rounds_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t reports_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t suppressed_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<DetectorRound> history_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_ ABSL_GUARDED_BY(lifecycle_mu_);
+
+  // Owned by the detector thread while it runs (no lock needed).
+  ProcessSample base_process_;
+  std::optional<int64_t> base_traced_;
+  std::optional<tracemalloc::Snapshot> base_snapshot_;
+  std::optional<tracemalloc::TracingScope> tracing_;
+  // What the last report said, for the rate limit.
+  std::vector<std::string> last_kinds_;
+  int64_t last_bytes_ = 0;
+  int64_t last_fds_ = 0;
+  int64_t last_threads_ = 0;
+  absl::Time last_report_time_ = absl::InfinitePast();
+};
+
+}  // namespace leakguard
+
+#endif  // LEAKGUARD_LEAK_DETECTOR_H_

@@ -1,0 +1,66 @@
+#include "growth.h"
+
+#include <string>
+#include <vector>
+
+#include "leakguard/python/call.h"
+#include "leakguard/python/error.h"
+#include "leakguard/python/python.h"
+#include "leakguard/python/ref.h"
+
+namespace leakguard::internal {
+
+absl::StatusOr<std::vector<LineGrowth>> GrownLines(
+    const tracemalloc::Snapshot& before, const tracemalloc::Snapshot& after,
+    tracemalloc::GroupBy group_by, int top) {
+  std::vector<tracemalloc::TraceFilter> filters;
+  for (const char* pattern : {"<frozen importlib._bootstrap>",
+                              "<frozen importlib._bootstrap_external>", "<unknown>",
+                              "*/tracemalloc.py"}) {
+    tracemalloc::Filter filter;
+    filter.inclusive = false;
+    filter.filename_pattern = pattern;
+    filters.emplace_back(filter);
+  }
+  absl::StatusOr<tracemalloc::Snapshot> a = before.FilterTraces(filters);
+  if (!a.ok()) return a.status();
+  absl::StatusOr<tracemalloc::Snapshot> b = after.FilterTraces(filters);
+  if (!b.ok()) return b.status();
+  absl::StatusOr<tracemalloc::StatisticDiffList> diffs = b->CompareTo(*a, group_by);
+  if (!diffs.ok()) return diffs.status();
+  std::vector<LineGrowth> lines;
+  // compare_to's order is by |size_diff|: the first positive ones are the
+  // largest growths.
+  for (const tracemalloc::StatisticDiff& diff : *diffs) {
+    if (static_cast<int>(lines.size()) >= top) break;
+    if (diff.size_diff <= 0 || diff.traceback.empty()) continue;
+    const tracemalloc::Frame frame = diff.traceback.most_recent();
+    lines.push_back({std::string(frame.filename),
+                     group_by == tracemalloc::GroupBy::kFilename ? 0
+                                                                  : static_cast<int>(frame.lineno),
+                     diff.size_diff, diff.count_diff, diff.size});
+  }
+  return lines;
+}
+
+absl::StatusOr<int64_t> AllocatedBlocks() {
+  absl::StatusOr<Ref> sys = Import("sys");
+  if (!sys.ok()) return sys.status();
+  absl::StatusOr<Ref> value = CallMethod(sys->handle(), "getallocatedblocks");
+  if (!value.ok()) return value.status();
+  const long long n = PyLong_AsLongLong(value->get());
+  if (n == -1 && PyErr_Occurred()) return StatusFromPythonError();
+  return static_cast<int64_t>(n);
+}
+
+absl::StatusOr<int64_t> CollectGarbage() {
+  absl::StatusOr<Ref> gc = Import("gc");
+  if (!gc.ok()) return gc.status();
+  absl::StatusOr<Ref> freed = CallMethod(gc->handle(), "collect");
+  if (!freed.ok()) return freed.status();
+  const long long n = PyLong_AsLongLong(freed->get());
+  if (n == -1 && PyErr_Occurred()) return StatusFromPythonError();
+  return static_cast<int64_t>(n);
+}
+
+}  // namespace leakguard::internal

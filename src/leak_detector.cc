@@ -1,0 +1,282 @@
+#include "leakguard/leak_detector.h"
+
+#include <algorithm>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "growth.h"
+#include "leakguard/python/gil.h"
+
+namespace leakguard {
+namespace {
+
+constexpr size_t kHistory = 64;
+
+std::string Signed(int64_t v) {
+  return v >= 0 ? absl::StrCat("+", FormatBytes(v)) : FormatBytes(v);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<LeakDetector>> LeakDetector::Create(
+    LeakDetectorOptions options) {
+  if (options.interval < absl::Milliseconds(1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "interval must be at least 1ms, got ", absl::FormatDuration(options.interval)));
+  }
+  if (options.threshold_bytes <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("threshold_bytes must be > 0, got ", options.threshold_bytes));
+  }
+  if (options.fd_threshold < 0 || options.thread_threshold < 0) {
+    return absl::InvalidArgumentError("fd_threshold and thread_threshold must be >= 0 (0: off)");
+  }
+  if (options.frames < 1 || options.frames > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("frames must be in 1..65535, got ", options.frames));
+  }
+  if (options.top < 0 || options.top > 1000) {
+    return absl::InvalidArgumentError(absl::StrCat("top must be in 0..1000, got ", options.top));
+  }
+  if (options.min_report_interval < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("min_report_interval must be >= 0");
+  }
+  return std::unique_ptr<LeakDetector>(new LeakDetector(std::move(options)));
+}
+
+LeakDetector::LeakDetector(LeakDetectorOptions options)
+    : options_(std::move(options)),
+      sink_(options_.sink != nullptr ? options_.sink : DefaultSink()) {}
+
+LeakDetector::~LeakDetector() { Stop(); }
+
+absl::Status LeakDetector::Start() {
+  // Never wait on our locks while holding the GIL: a stopping detector
+  // thread may need the GIL to finish its round.
+  GilRelease no_gil;
+  absl::MutexLock lifecycle(&lifecycle_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    if (running_) return absl::OkStatus();
+  }
+  if (absl::Status registered = Interpreter::RegisterWatcher(this); !registered.ok()) {
+    return registered;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    stop_requested_ = false;
+    baseline_done_ = false;
+    running_ = true;
+    rounds_ = 0;
+    reports_ = 0;
+    suppressed_ = 0;
+    history_.clear();
+  }
+  last_kinds_.clear();
+  last_bytes_ = last_fds_ = last_threads_ = 0;
+  last_report_time_ = absl::InfinitePast();
+  thread_ = std::thread([this] { Loop(); });
+  // Wait (without the GIL, released above) for the baseline.
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(
+      +[](LeakDetector* d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(d->mu_) {
+        return d->baseline_done_ || d->stop_requested_;
+      },
+      this));
+  return absl::OkStatus();
+}
+
+void LeakDetector::Stop() {
+  GilRelease no_gil;  // The thread may be waiting for the GIL.
+  absl::MutexLock lifecycle(&lifecycle_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    stop_requested_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+  {
+    absl::MutexLock lock(&mu_);
+    running_ = false;
+  }
+  Interpreter::UnregisterWatcher(this);
+}
+
+void LeakDetector::StopBeforeFinalize() noexcept { Stop(); }
+
+bool LeakDetector::running() const {
+  absl::MutexLock lock(&mu_);
+  return running_;
+}
+
+int64_t LeakDetector::rounds() const {
+  absl::MutexLock lock(&mu_);
+  return rounds_;
+}
+
+int64_t LeakDetector::reports() const {
+  absl::MutexLock lock(&mu_);
+  return reports_;
+}
+
+int64_t LeakDetector::suppressed() const {
+  absl::MutexLock lock(&mu_);
+  return suppressed_;
+}
+
+std::vector<DetectorRound> LeakDetector::History() const {
+  absl::MutexLock lock(&mu_);
+  return history_;
+}
+
+void LeakDetector::Loop() {
+  bool baseline = true;
+  while (true) {
+    const bool alive = Round(baseline);
+    absl::MutexLock lock(&mu_);
+    if (baseline) baseline_done_ = true;
+    baseline = false;
+    if (!alive) break;
+    // Sleeps without the GIL; wakes early only for Stop().
+    mu_.AwaitWithTimeout(absl::Condition(&stop_requested_), options_.interval);
+    if (stop_requested_) break;
+  }
+  // Give back what the thread holds, under the GIL, before it ends.
+  base_snapshot_.reset();
+  if (tracing_.has_value()) {
+    GilAcquire gil;
+    if (gil.ok()) tracing_->End().IgnoreError();
+    tracing_.reset();
+  }
+}
+
+bool LeakDetector::Round(bool baseline) {
+  absl::StatusOr<ProcessSample> sample = SampleProcess();
+  std::optional<int64_t> traced;
+  std::optional<tracemalloc::Snapshot> snapshot;
+  std::string error;
+  if (options_.traced) {
+    GilAcquire gil;  // Held only for the readings.
+    if (!gil.ok()) return false;
+    absl::Status read = [&]() -> absl::Status {
+      if (baseline && !tracing_.has_value()) {
+        absl::StatusOr<bool> on = tracemalloc::IsTracing();
+        if (!on.ok()) return on.status();
+        if (!*on) {
+          absl::StatusOr<tracemalloc::TracingScope> scope =
+              tracemalloc::TracingScope::Start(options_.frames);
+          if (!scope.ok()) return scope.status();
+          tracing_.emplace(*std::move(scope));
+        }
+      }
+      absl::StatusOr<tracemalloc::TracedMemory> memory = tracemalloc::GetTracedMemory();
+      if (!memory.ok()) return memory.status();
+      absl::StatusOr<tracemalloc::Snapshot> snap = tracemalloc::Snapshot::Take();
+      if (!snap.ok()) return snap.status();
+      traced = static_cast<int64_t>(memory->current);
+      snapshot.emplace(*std::move(snap));
+      return absl::OkStatus();
+    }();
+    if (!read.ok()) error = std::string(read.message());
+  }
+  if (!sample.ok()) return true;  // Try again next round.
+  if (baseline) {
+    base_process_ = *sample;
+    base_traced_ = traced;
+    base_snapshot_ = std::move(snapshot);
+    return true;
+  }
+
+  // Everything below is C++ data: no GIL.
+  DetectorRound round;
+  round.process = *sample - base_process_;
+  if (traced && base_traced_) round.traced_bytes = *traced - *base_traced_;
+  const int64_t threshold = options_.threshold_bytes;
+  const int64_t py = round.traced_bytes.value_or(0);
+  const int64_t rss = round.process.rss_bytes;
+  if (round.traced_bytes && py >= threshold) round.kinds.push_back("python_heap");
+  if (rss - std::max<int64_t>(py, 0) >= threshold) round.kinds.push_back("native");
+  if (options_.fd_threshold > 0 && round.process.open_fds >= options_.fd_threshold) {
+    round.kinds.push_back("descriptors");
+  }
+  if (options_.thread_threshold > 0 && round.process.threads >= options_.thread_threshold) {
+    round.kinds.push_back("threads");
+  }
+
+  bool report_now = false;
+  const absl::Time now = absl::Now();
+  const int64_t bytes = std::max(py, rss);
+  if (!round.kinds.empty()) {
+    report_now = round.kinds != last_kinds_ || bytes >= last_bytes_ + threshold ||
+                 (options_.fd_threshold > 0 &&
+                  round.process.open_fds >= last_fds_ + options_.fd_threshold) ||
+                 (options_.thread_threshold > 0 &&
+                  round.process.threads >= last_threads_ + options_.thread_threshold) ||
+                 now - last_report_time_ >= options_.min_report_interval;
+  }
+  Report report;
+  if (report_now) {
+    round.reported = true;
+    last_kinds_ = round.kinds;
+    last_bytes_ = bytes;
+    last_fds_ = round.process.open_fds;
+    last_threads_ = round.process.threads;
+    last_report_time_ = now;
+    report.source = "leak_detector";
+    report.severity = Severity::kWarning;
+    report.time = now;
+    report.elapsed = round.process.elapsed;
+    report.label = absl::StrJoin(round.kinds, ",");
+    report.summary = absl::StrCat("growth since the detector started: RSS ", Signed(rss));
+    if (round.traced_bytes) absl::StrAppend(&report.summary, ", Python heap ", Signed(py));
+    absl::StrAppend(&report.summary, ", descriptors ", round.process.open_fds >= 0 ? "+" : "",
+                    round.process.open_fds, ", threads ",
+                    round.process.threads >= 0 ? "+" : "", round.process.threads);
+    report.metrics = {{"rss_bytes", rss},
+                      {"traced_bytes", py},
+                      {"fds", round.process.open_fds},
+                      {"threads", round.process.threads}};
+    for (const std::string& kind : round.kinds) {
+      if (kind == "python_heap") {
+        report.notes.push_back(absl::StrCat(
+            "python_heap: the Python heap grew ", Signed(py), " (tracemalloc); the lines are below"));
+      } else if (kind == "native") {
+        report.notes.push_back(absl::StrCat(
+            "native: RSS grew ", Signed(rss), " while the Python heap grew ",
+            round.traced_bytes ? Signed(py) : std::string("(not traced)"),
+            ": memory outside Python's allocator (C extensions, ctypes, native libraries)"));
+      } else if (kind == "descriptors") {
+        report.notes.push_back(absl::StrCat("descriptors: ", round.process.open_fds,
+                                            " more open file descriptors"));
+      } else if (kind == "threads") {
+        report.notes.push_back(absl::StrCat("threads: ", round.process.threads, " more threads"));
+      }
+    }
+    if (base_snapshot_ && snapshot && options_.top > 0) {
+      absl::StatusOr<std::vector<LineGrowth>> lines = internal::GrownLines(
+          *base_snapshot_, *snapshot, tracemalloc::GroupBy::kLineno, options_.top);
+      if (lines.ok()) report.top_lines = *std::move(lines);
+    }
+  }
+  if (!error.empty()) report.notes.push_back(absl::StrCat("tracemalloc: ", error));
+  {
+    absl::MutexLock lock(&mu_);
+    round.round = ++rounds_;
+    if (round.reported) {
+      ++reports_;
+    } else if (!round.kinds.empty()) {
+      ++suppressed_;
+    }
+    history_.push_back(round);
+    if (history_.size() > kHistory) history_.erase(history_.begin());
+  }
+  if (report_now) sink_->Write(report);  // After the lock is dropped.
+  return true;
+}
+
+}  // namespace leakguard

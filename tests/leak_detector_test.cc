@@ -1,0 +1,218 @@
+// LeakDetector: catches a slow leak within three intervals and names its
+// line, calls native growth native, stays quiet on a steady workload,
+// rate-limits, and starts/stops safely from any thread.
+
+#include "leakguard/leak_detector.h"
+
+#include <chrono>
+#include <fstream>
+#include <future>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "leakguard/python/error.h"
+#include "leakguard/python/gil.h"
+#include "leakguard/tracemalloc.h"
+
+namespace leakguard {
+namespace {
+
+using ::testing::HasSubstr;
+
+class RecordingSink : public Sink {
+ public:
+  void Write(const Report& report) noexcept override {
+    absl::MutexLock lock(&mu_);
+    reports_.push_back(report);
+  }
+  std::vector<Report> reports() {
+    absl::MutexLock lock(&mu_);
+    return reports_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<Report> reports_;
+};
+
+void Call(const char* module, const char* func) {
+  Ref m = Steal(PyImport_ImportModule(module));
+  ASSERT_TRUE(m) << StatusFromPythonError();
+  Ref r = Steal(PyObject_CallMethod(m.get(), func, nullptr));
+  ASSERT_TRUE(r) << StatusFromPythonError();
+}
+
+// Sleeps without the GIL so the detector's rounds can run.
+void SleepWithoutGil(absl::Duration d) {
+  GilRelease release;
+  std::this_thread::sleep_for(absl::ToChronoMilliseconds(d));
+}
+
+int MarkedLine() {
+  std::ifstream in(std::string(LEAKGUARD_TEST_SCRIPTS_DIR) + "/detector_workloads.py");
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    if (line.find("# leak: ") != std::string::npos) return n;
+  }
+  return -1;
+}
+
+class LeakDetectorTest : public ::testing::Test {
+ protected:
+  void TearDown() override { Call("detector_workloads", "reset"); }
+};
+
+TEST_F(LeakDetectorTest, RejectsBadOptions) {
+  EXPECT_EQ(LeakDetector::Create({.interval = absl::Microseconds(10)}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(LeakDetector::Create({.threshold_bytes = 0}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(LeakDetector::Create({.fd_threshold = -1}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(LeakDetector::Create({.frames = 0}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(LeakDetectorTest, CatchesASlowLeakWithinThreeIntervalsAndNamesTheLine) {
+  Call("detector_workloads", "steady");  // Import before the baseline.
+  RecordingSink sink;
+  auto detector = LeakDetector::Create(
+      {.interval = absl::Milliseconds(100), .threshold_bytes = 1 << 20, .sink = &sink});
+  ASSERT_TRUE(detector.ok());
+  ASSERT_TRUE((*detector)->Start().ok());
+  SleepWithoutGil(absl::Milliseconds(50));  // Baseline round.
+  // 512 KiB every 50 ms: the threshold (1 MiB) is passed after ~100 ms.
+  const int64_t start_round = (*detector)->rounds();
+  for (int i = 0; i < 12 && (*detector)->reports() == 0; ++i) {
+    Call("detector_workloads", "grow");
+    SleepWithoutGil(absl::Milliseconds(50));
+  }
+  (*detector)->Stop();
+  ASSERT_GE((*detector)->reports(), 1);
+  std::vector<DetectorRound> history = (*detector)->History();
+  int64_t first_reported = -1;
+  for (const DetectorRound& r : history) {
+    if (r.reported && first_reported < 0) first_reported = r.round;
+  }
+  EXPECT_LE(first_reported - start_round, 3) << "caught within three intervals";
+  Report report = sink.reports().front();
+  EXPECT_EQ(report.source, "leak_detector");
+  EXPECT_THAT(report.label, HasSubstr("python_heap"));
+  ASSERT_FALSE(report.top_lines.empty());
+  EXPECT_THAT(report.top_lines[0].file, HasSubstr("detector_workloads.py"));
+  EXPECT_EQ(report.top_lines[0].line, MarkedLine());
+  EXPECT_FALSE(*tracemalloc::IsTracing());  // The detector stopped what it started.
+}
+
+TEST_F(LeakDetectorTest, NamesNativeGrowthNative) {
+  Call("cause_native_memory", "run");  // Import (and one block) first.
+  RecordingSink sink;
+  auto detector = LeakDetector::Create(
+      {.interval = absl::Milliseconds(50), .threshold_bytes = 4 << 20, .sink = &sink});
+  ASSERT_TRUE(detector.ok());
+  ASSERT_TRUE((*detector)->Start().ok());
+  SleepWithoutGil(absl::Milliseconds(30));
+  Call("cause_native_memory", "run");  // 8 MiB through ctypes.
+  for (int i = 0; i < 20 && (*detector)->reports() == 0; ++i) {
+    SleepWithoutGil(absl::Milliseconds(25));
+  }
+  (*detector)->Stop();
+  ASSERT_GE(sink.reports().size(), 1u);
+  Report report = sink.reports().front();
+  EXPECT_EQ(report.label, "native");
+  ASSERT_FALSE(report.notes.empty());
+  EXPECT_THAT(report.notes[0], HasSubstr("memory outside Python's allocator"));
+}
+
+TEST_F(LeakDetectorTest, QuietOnASteadyWorkload) {
+  RecordingSink sink;
+  auto detector = LeakDetector::Create(
+      {.interval = absl::Milliseconds(20), .threshold_bytes = 2 << 20, .sink = &sink});
+  ASSERT_TRUE(detector.ok());
+  ASSERT_TRUE((*detector)->Start().ok());
+  for (int i = 0; i < 25; ++i) {
+    Call("detector_workloads", "steady");
+    SleepWithoutGil(absl::Milliseconds(10));
+  }
+  (*detector)->Stop();
+  EXPECT_GE((*detector)->rounds(), 5);
+  EXPECT_EQ((*detector)->reports(), 0);
+  EXPECT_TRUE(sink.reports().empty());
+}
+
+TEST_F(LeakDetectorTest, RateLimitsRepeatedWarnings) {
+  RecordingSink sink;
+  auto detector = LeakDetector::Create({.interval = absl::Milliseconds(20),
+                                        .threshold_bytes = 1 << 20,
+                                        .min_report_interval = absl::Hours(1),
+                                        .sink = &sink});
+  ASSERT_TRUE(detector.ok());
+  ASSERT_TRUE((*detector)->Start().ok());
+  SleepWithoutGil(absl::Milliseconds(20));
+  for (int i = 0; i < 3; ++i) Call("detector_workloads", "grow");  // 1.5 MiB once.
+  SleepWithoutGil(absl::Milliseconds(200));                         // ~10 rounds.
+  (*detector)->Stop();
+  EXPECT_EQ((*detector)->reports(), 1);
+  EXPECT_GE((*detector)->suppressed(), 3);
+}
+
+TEST_F(LeakDetectorTest, NeverHoldsTheGilWhileSleeping) {
+  auto detector = LeakDetector::Create({.interval = absl::Hours(1), .traced = true});
+  ASSERT_TRUE(detector.ok());
+  ASSERT_TRUE((*detector)->Start().ok());
+  SleepWithoutGil(absl::Milliseconds(100));  // The baseline round is done.
+  std::future<bool> took = std::async(std::launch::async, [] {
+    GilAcquire gil;
+    return gil.ok();
+  });
+  bool acquired = false;
+  {
+    GilRelease release;
+    acquired = took.wait_for(std::chrono::seconds(10)) == std::future_status::ready && took.get();
+  }
+  EXPECT_TRUE(acquired);
+  (*detector)->Stop();
+}
+
+TEST_F(LeakDetectorTest, StartAndStopAThousandTimesFromAnyThread) {
+  auto detector = LeakDetector::Create({.interval = absl::Milliseconds(1), .traced = false});
+  ASSERT_TRUE(detector.ok());
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_TRUE((*detector)->Start().ok());
+    ASSERT_TRUE((*detector)->Start().ok());  // Idempotent.
+    EXPECT_TRUE((*detector)->running());
+    (*detector)->Stop();
+    (*detector)->Stop();
+    EXPECT_FALSE((*detector)->running());
+  }
+  EXPECT_EQ(Interpreter::WatcherCount(), 0u);
+  {
+    GilRelease release;
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&detector] {
+        for (int i = 0; i < 50; ++i) {
+          (void)(*detector)->Start();
+          (*detector)->Stop();
+        }
+      });
+    }
+    for (std::thread& t : threads) t.join();
+  }
+  EXPECT_FALSE((*detector)->running());
+  // Traced rounds as well: each Start takes a snapshot as its baseline.
+  auto traced = LeakDetector::Create({.interval = absl::Milliseconds(1)});
+  ASSERT_TRUE(traced.ok());
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_TRUE((*traced)->Start().ok());
+    (*traced)->Stop();
+  }
+  EXPECT_FALSE(*tracemalloc::IsTracing());
+}
+
+}  // namespace
+}  // namespace leakguard
