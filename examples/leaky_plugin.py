@@ -26,6 +26,17 @@ def handle_requests(n):
     return total
 
 
+_served = [0]
+
+
+def serve_batch():
+    """One batch of 100 requests: what `leakguard doctor` calls per iteration."""
+    start = _served[0]
+    _served[0] += 100
+    for request_id in range(start, start + 100):
+        render(request_id)
+
+
 if __name__ == "__main__":
     served = handle_requests(2000)
     print(f"served 2000 requests ({served} bytes of pages)")

@@ -7,12 +7,19 @@
 
 #include "gtest/gtest.h"
 #include "leakguard/python/interpreter.h"
+#if defined(LEAKGUARD_WITH_PYTHON_MODULE)
+#include "leakguard/python_module.h"
+#endif
 
 namespace {
 
 class PythonEnvironment : public ::testing::Environment {
  public:
   void SetUp() override {
+#if defined(LEAKGUARD_WITH_PYTHON_MODULE)
+    // `import leakguard` works inside the test binaries, as in any host.
+    ASSERT_TRUE(leakguard::python::RegisterModule().ok());
+#endif
     leakguard::InterpreterOptions options;
     options.program_name = LEAKGUARD_PYTHON_EXECUTABLE;
     options.argv = {"leakguard-test"};

@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/time/time.h"
 #include "leakguard/version.h"
+#include "doctor_command.h"
 #include "run_command.h"
 
 namespace {
@@ -17,6 +18,8 @@ namespace {
 constexpr char kUsage[] =
     "usage: leakguard run [--frames N] [--top N] [--detector-interval SECONDS]\n"
     "                     [--threshold SIZE] [--json FILE] SCRIPT.py [ARGS...]\n"
+    "       leakguard doctor SCRIPT.py:FUNC [--warmup N] [--repeat N] [--top N]\n"
+    "                        [--json FILE] [--dot FILE]\n"
     "       leakguard --version\n"
     "\n"
     "  run     run SCRIPT.py as __main__ in an embedded Python and print a\n"
@@ -33,8 +36,13 @@ constexpr char kUsage[] =
     "              with a K/M/G suffix for KiB/MiB/GiB; default 10M)\n"
     "  --json FILE write the summary (and the detector's reports) as JSON\n"
     "\n"
-    "exit status: the script's own; 2 for a usage error or a script that\n"
-    "raised.\n";
+    "  doctor  import SCRIPT.py as a module, call FUNC() warmup + repeat times\n"
+    "          (default 3 + 20) and say whether it leaks, why, which variable\n"
+    "          holds the growth, and how to fix it. --json writes the diagnosis,\n"
+    "          --dot the holder's back-reference chain for Graphviz.\n"
+    "\n"
+    "exit status: run: the script's own; doctor: 0 no leak (or inconclusive),\n"
+    "1 leak; both: 2 for a usage error or a script that raised.\n";
 
 int Usage(const char* error) {
   if (error != nullptr) std::fprintf(stderr, "leakguard: %s\n", error);
@@ -82,6 +90,46 @@ bool ParseInt(std::string_view text, int low, int high, int* out) {
   return true;
 }
 
+int Doctor(const std::vector<std::string_view>& args) {
+  leakguard::tools::DoctorCommandOptions options;
+  options.python_program = LEAKGUARD_PYTHON_PROGRAM;
+  std::string target;
+  for (size_t i = 1; i < args.size(); ++i) {
+    std::string_view arg = args[i];
+    const bool has_value = i + 1 < args.size();
+    if ((arg == "--warmup" || arg == "--repeat" || arg == "--top") && has_value) {
+      int* field = arg == "--warmup" ? &options.doctor.warmup
+                   : arg == "--repeat" ? &options.doctor.repeat : &options.doctor.top;
+      const int low = arg == "--warmup" ? 0 : arg == "--repeat" ? 2 : 1;
+      const int high = arg == "--warmup" ? 1000 : arg == "--repeat" ? 10000 : 100;
+      if (!ParseInt(args[i + 1], low, high, field)) {
+        std::string message = std::string(arg) + " needs a number in " + std::to_string(low) +
+                              ".." + std::to_string(high) + ", got '" + std::string(args[i + 1]) + "'";
+        return Usage(message.c_str());
+      }
+      ++i;
+    } else if ((arg == "--json" || arg == "--dot") && has_value) {
+      (arg == "--json" ? options.json_path : options.dot_path) = std::string(args[i + 1]);
+      options.doctor.want_dot = options.doctor.want_dot || arg == "--dot";
+      ++i;
+    } else if (!arg.empty() && arg[0] == '-') {
+      std::string message = "unknown or incomplete option '" + std::string(arg) + "'";
+      return Usage(message.c_str());
+    } else if (target.empty()) {
+      target = std::string(arg);
+    } else {
+      return Usage("doctor takes one SCRIPT.py:FUNC");
+    }
+  }
+  const size_t colon = target.rfind(':');
+  if (target.empty() || colon == std::string::npos || colon == 0 || colon + 1 == target.size()) {
+    return Usage("doctor needs SCRIPT.py:FUNC, e.g. app.py:handle_request");
+  }
+  options.script = target.substr(0, colon);
+  options.func = target.substr(colon + 1);
+  return leakguard::tools::RunDoctor(options);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -96,6 +144,7 @@ int main(int argc, char** argv) {
                 leakguard::CompiledPythonVersion());
     return 0;
   }
+  if (args[0] == "doctor") return Doctor(args);
   if (args[0] != "run") {
     std::string message = "unknown command '" + std::string(args[0]) + "'";
     return Usage(message.c_str());

@@ -24,6 +24,9 @@
 #include "leakguard/process.h"
 #include "leakguard/python/error.h"
 #include "leakguard/python/interpreter.h"
+#if defined(LEAKGUARD_WITH_PYTHON_MODULE)
+#include "leakguard/python_module.h"
+#endif
 #include "leakguard/python/python.h"
 #include "leakguard/python/ref.h"
 #include "leakguard/report.h"
@@ -260,6 +263,11 @@ int RunScript(const RunOptions& options) {
   for (const std::string& arg : options.args) interpreter_options.argv.push_back(arg);
   // Like `python3 SCRIPT.py`: the script's directory comes first.
   interpreter_options.extra_sys_path.push_back(ScriptDirectory(options.script));
+#if defined(LEAKGUARD_WITH_PYTHON_MODULE)
+  if (absl::Status registered = python::RegisterModule(); !registered.ok()) {
+    return Fail(std::string(registered.message()));
+  }
+#endif
   absl::StatusOr<Interpreter> interpreter = Interpreter::Start(interpreter_options);
   if (!interpreter.ok()) return Fail(std::string(interpreter.status().message()));
   // Traced from here on: what the script (and its imports) allocate, not

@@ -1,0 +1,123 @@
+// The module object of `leakguard`: multi-phase initialization, the module
+// state, and the registration hook for embedding hosts.
+//
+// Free-threaded builds (3.13t): the module does not declare Py_mod_gil, so
+// importing it enables the GIL (CPython says so with a RuntimeWarning). The
+// lru_cache and EventBus structures rely on the GIL for their consistency;
+// declaring Py_MOD_GIL_NOT_USED would need per-object critical sections.
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "leakguard/python/builtin_modules.h"
+#include "leakguard/python/python.h"
+#include "leakguard/python_module.h"
+#include "leakguard/version.h"
+#include "module_internal.h"
+
+namespace leakguard::python {
+namespace internal {
+
+int TraverseState(ModuleState* s, visitproc visit, void* arg) {
+  Py_VISIT(s->lru_wrapper_type);
+  Py_VISIT(s->lru_decorator_type);
+  Py_VISIT(s->lru_link_type);
+  Py_VISIT(s->lru_purger_type);
+  Py_VISIT(s->cache_info_type);
+  Py_VISIT(s->kwd_mark);
+  Py_VISIT(s->update_wrapper);
+  Py_VISIT(s->bus_type);
+  Py_VISIT(s->listener_type);
+  Py_VISIT(s->guard_type);
+  Py_VISIT(s->guarded_function_type);
+  Py_VISIT(s->report_type);
+  Py_VISIT(s->growth_warning);
+  Py_VISIT(s->traced_helpers);
+  return 0;
+}
+
+void ClearState(ModuleState* s) {
+  Py_CLEAR(s->lru_wrapper_type);
+  Py_CLEAR(s->lru_decorator_type);
+  Py_CLEAR(s->lru_link_type);
+  Py_CLEAR(s->lru_purger_type);
+  Py_CLEAR(s->cache_info_type);
+  Py_CLEAR(s->kwd_mark);
+  Py_CLEAR(s->update_wrapper);
+  Py_CLEAR(s->bus_type);
+  Py_CLEAR(s->listener_type);
+  Py_CLEAR(s->guard_type);
+  Py_CLEAR(s->guarded_function_type);
+  Py_CLEAR(s->report_type);
+  Py_CLEAR(s->growth_warning);
+  Py_CLEAR(s->traced_helpers);
+}
+
+namespace {
+
+int Exec(PyObject* module) {
+  ModuleState* state = GetState(module);
+  if (ExecLruCache(module, state) < 0 || ExecEventBus(module, state) < 0 ||
+      ExecMemoryGuard(module, state) < 0) {
+    return -1;
+  }
+  if (PyModule_AddStringConstant(module, "__version__", leakguard::Version()) < 0) {
+    return -1;
+  }
+  PyObject* all = Py_BuildValue("(sssss)", "lru_cache", "EventBus", "memory_guard",
+                                "MemoryReport", "MemoryGrowthWarning");
+  if (all == nullptr) return -1;
+  const int rc = AddObjectRef(module, "__all__", all);
+  Py_DECREF(all);
+  return rc;
+}
+
+int Traverse(PyObject* module, visitproc visit, void* arg) {
+  ModuleState* state = GetState(module);
+  return state != nullptr ? TraverseState(state, visit, arg) : 0;
+}
+
+int Clear(PyObject* module) {
+  ModuleState* state = GetState(module);
+  if (state != nullptr) ClearState(state);
+  return 0;
+}
+
+void Free(void* module) { Clear(static_cast<PyObject*>(module)); }
+
+PyModuleDef_Slot kSlots[] = {
+    {Py_mod_exec, reinterpret_cast<void*>(Exec)},
+    {0, nullptr},
+};
+
+const char kDoc[] =
+    "leakguard: leak-proof building blocks for Python code.\n\n"
+    "lru_cache    functools.lru_cache in C, plus ttl= and weak_self=\n"
+    "EventBus     publish/subscribe with weakly held listeners\n"
+    "memory_guard measure (and warn about) the memory growth of a scope";
+
+PyModuleDef kModule = {
+    PyModuleDef_HEAD_INIT,
+    "leakguard",
+    kDoc,
+    sizeof(ModuleState),
+    kLruCacheFunctions,
+    kSlots,
+    Traverse,
+    Clear,
+    Free,
+};
+
+}  // namespace
+}  // namespace internal
+
+absl::Status RegisterModule() {
+  return RegisterBuiltinModule("leakguard", &PyInit_leakguard);
+}
+
+}  // namespace leakguard::python
+
+PyMODINIT_FUNC PyInit_leakguard(void) {
+  return PyModuleDef_Init(&leakguard::python::internal::kModule);
+}

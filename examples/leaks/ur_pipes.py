@@ -1,0 +1,6 @@
+"""unclosed_resources: a pipe per call, both ends kept open."""
+import os
+
+
+def step():
+    os.pipe()

@@ -1,0 +1,847 @@
+// leakguard/bounded_cache.h
+//
+// BoundedCache: a least-recently-used cache that cannot grow without bound,
+// the leak-proof replacement for a map used as a memo ("unbounded_cache" is
+// the most common leak cause in the guide).
+//
+//   BoundedCacheOptions<std::string, Ref> options;
+//   options.max_entries = 1000;
+//   options.ttl = absl::Minutes(5);
+//   ASSIGN_OR_RETURN(auto cache, (BoundedCache<std::string, Ref>::Create(options)));
+//   ASSIGN_OR_RETURN(Ref parsed, cache.GetOrCompute(path, [&] { return Parse(path); }));
+//
+// Bounds: an entry count, a total weight (a user weigher), or both; when a
+// bound is passed the least recently used entries go. Time-to-live: per
+// cache and per entry, measured on an injectable clock. Expired entries are
+// dropped when they are looked up, when they reach the LRU end, or by
+// PurgeExpired().
+//
+// ConcurrentBoundedCache is the thread-safe variant: the keys are spread over
+// shards, each an independent LRU under its own absl::Mutex, each holding
+// 1/N of the bounds (so recency is exact within a shard, approximate across
+// shards; use one shard for exact global LRU order).
+//
+// Values that hold Python objects (Ref, and the containers of Ref listed
+// under HoldsPythonObjects) are copied and released with the GIL held: the
+// cache takes it (GilAcquire) itself, so evictions, Erase(), Clear() and the
+// destructor are safe on threads that do not hold it. Eviction callbacks and
+// value destruction always run after the cache's lock is dropped, so a
+// `__del__` or a callback may use the cache again.
+
+#ifndef LEAKGUARD_BOUNDED_CACHE_H_
+#define LEAKGUARD_BOUNDED_CACHE_H_
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/inlined_vector.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "leakguard/python/gil.h"
+#include "leakguard/python/python.h"
+#include "leakguard/python/ref.h"
+
+namespace leakguard {
+
+/// Trait: true when copying or destroying a `T` changes Python reference
+/// counts, so it must happen with the GIL held. True for Ref and for
+/// std::optional, std::shared_ptr, std::unique_ptr, std::vector, std::pair and
+/// std::tuple of such types. Specialize it (as std::true_type) for your own
+/// types that hold a Ref.
+template <typename T>
+struct HoldsPythonObjects : std::false_type {};
+/// A Ref holds a Python object.
+template <>
+struct HoldsPythonObjects<Ref> : std::true_type {};
+/// An optional holds what its value type holds.
+template <typename T>
+struct HoldsPythonObjects<std::optional<T>> : HoldsPythonObjects<T> {};
+/// The last shared_ptr destroys what it points at.
+template <typename T>
+struct HoldsPythonObjects<std::shared_ptr<T>> : HoldsPythonObjects<T> {};
+/// A unique_ptr destroys what it points at.
+template <typename T, typename D>
+struct HoldsPythonObjects<std::unique_ptr<T, D>> : HoldsPythonObjects<T> {};
+/// A vector holds what its elements hold.
+template <typename T, typename A>
+struct HoldsPythonObjects<std::vector<T, A>> : HoldsPythonObjects<T> {};
+/// A pair holds what either member holds.
+template <typename A, typename B>
+struct HoldsPythonObjects<std::pair<A, B>>
+    : std::disjunction<HoldsPythonObjects<A>, HoldsPythonObjects<B>> {};
+/// A tuple holds what any element holds.
+template <typename... T>
+struct HoldsPythonObjects<std::tuple<T...>>
+    : std::disjunction<HoldsPythonObjects<T>...> {};
+
+/// `HoldsPythonObjects<T>::value`, ignoring const/volatile.
+template <typename T>
+inline constexpr bool kHoldsPythonObjects =
+    HoldsPythonObjects<std::remove_cv_t<T>>::value;
+
+/// Why the cache dropped an entry on its own (reported to `on_evict`).
+enum class EvictionReason {
+  /// A count or weight bound was passed; the entry was the least recently
+  /// used.
+  kCapacity,
+  /// Its time-to-live had passed.
+  kExpired,
+};
+
+/// Counters of a cache since it was created (Clear() does not reset them).
+struct CacheStats {
+  /// Lookups (Get, GetOrCompute) that found a live entry.
+  uint64_t hits = 0;
+  /// Lookups that found nothing, or an expired entry.
+  uint64_t misses = 0;
+  /// Entries dropped to keep within the count or weight bound.
+  uint64_t evictions = 0;
+  /// Entries dropped because their time-to-live had passed.
+  uint64_t expirations = 0;
+  /// Entries held now.
+  std::size_t entries = 0;
+  /// Sum of the weights of the entries held now (the entry count when no
+  /// weigher is set).
+  uint64_t weight = 0;
+};
+
+/// Configuration of a BoundedCache or ConcurrentBoundedCache.
+template <typename K, typename V>
+struct BoundedCacheOptions {
+  /// Most entries held; 0 for no count bound (then max_weight is required).
+  std::size_t max_entries = 0;
+  /// Largest total weight held; 0 for no weight bound. Needs `weigher`.
+  uint64_t max_weight = 0;
+  /// Weight of one entry, computed once when it is stored. Must not throw,
+  /// must not call into the cache. Required exactly when max_weight > 0.
+  std::function<uint64_t(const K&, const V&)> weigher;
+  /// Time-to-live of entries stored without one of their own;
+  /// absl::InfiniteDuration() (the default) for none. Must be positive.
+  absl::Duration ttl = absl::InfiniteDuration();
+  /// The clock TTLs are measured on; empty for absl::Now(). Tests inject a
+  /// fake one. Called with the cache's lock held: must be thread-safe, must
+  /// not throw and must not call into the cache.
+  std::function<absl::Time()> clock;
+  /// Called for every entry the cache drops on its own (capacity or expiry;
+  /// not for Erase(), Clear(), a replaced value or destruction), after the
+  /// cache's lock is dropped, with the GIL held when V holds Python objects.
+  /// It may move the value out. Must not throw.
+  std::function<void(const K&, V&, EvictionReason)> on_evict;
+  /// ConcurrentBoundedCache only: number of shards, a power of two, at most
+  /// max_entries when that is set; 0 picks min(16, max_entries) rounded down
+  /// to a power of two. Ignored by BoundedCache.
+  std::size_t shards = 0;
+};
+
+namespace internal {
+
+// The unsynchronized LRU behind both caches. Entries live in an
+// unordered_map (whose elements never move) and are threaded on an
+// intrusive recency list: head_->next is the most recent, head_->prev the
+// least. Removals hand the entries to the caller in `out`, which destroys
+// them (and calls on_evict) outside any lock, under the GIL when needed.
+template <typename K, typename V, typename Hash, typename Eq>
+class LruCore {
+ public:
+  struct Dropped {
+    K key;
+    V value;
+    std::optional<EvictionReason> reason;  // Set: report to on_evict.
+  };
+  // Most operations drop at most one entry: no heap allocation for those.
+  using DroppedList = absl::InlinedVector<Dropped, 1>;
+
+  LruCore(std::size_t max_entries, uint64_t max_weight,
+          const BoundedCacheOptions<K, V>* options)
+      : max_entries_(max_entries),
+        max_weight_(max_weight),
+        options_(options),
+        head_(std::make_unique<Link>()) {
+    head_->prev = head_->next = head_.get();
+  }
+
+  // The live value for `key` (now the most recent), or null on a miss. An
+  // expired entry goes to `out`; on a hit `out` is left untouched.
+  V* Get(const K& key, DroppedList* out) {
+    auto it = map_.find(key);
+    if (it == map_.end()) {
+      ++stats_.misses;
+      return nullptr;
+    }
+    Node& node = it->second;
+    if (node.expires != absl::InfiniteFuture() && Now() >= node.expires) {
+      ++stats_.misses;
+      ++stats_.expirations;
+      Remove(it, EvictionReason::kExpired, out);
+      return nullptr;
+    }
+    MoveToFront(&node);
+    ++stats_.hits;
+    return &node.value;
+  }
+
+  absl::Status Put(K key, V value, absl::Duration ttl, uint64_t max_weight,
+                   DroppedList* out) {
+    uint64_t weight = 1;
+    if (max_weight_ > 0) {
+      weight = options_->weigher(key, value);
+      if (weight > max_weight_) {
+        out->push_back(Dropped{std::move(key), std::move(value), std::nullopt});
+        return absl::InvalidArgumentError(absl::StrCat(
+            "entry weighs ", weight, ", more than the cache's bound of ",
+            max_weight_,
+            max_weight_ == max_weight ? std::string()
+                                      : absl::StrCat(" per shard (max_weight ",
+                                                     max_weight, " over shards)"),
+            "; nothing was stored"));
+      }
+    }
+    const absl::Time expires = ttl == absl::InfiniteDuration()
+                                   ? absl::InfiniteFuture()
+                                   : Now() + ttl;
+    // One lookup: try_emplace leaves `key` and `value` alone if the key is
+    // already there.
+    auto [it, inserted] =
+        map_.try_emplace(std::move(key), std::move(value), weight, expires);
+    Node& node = it->second;
+    if (inserted) {
+      node.key = &it->first;
+      LinkFront(&node);
+      total_weight_ += weight;
+    } else {
+      out->push_back(Dropped{std::move(key), std::move(node.value), std::nullopt});
+      node.value = std::move(value);
+      total_weight_ = total_weight_ - node.weight + weight;
+      node.weight = weight;
+      node.expires = expires;
+      MoveToFront(&node);
+    }
+    EvictToBounds(out);
+    return absl::OkStatus();
+  }
+
+  bool Erase(const K& key, DroppedList* out) {
+    auto it = map_.find(key);
+    if (it == map_.end()) return false;
+    Remove(it, std::nullopt, out);
+    return true;
+  }
+
+  // Least recently used first.
+  void Clear(DroppedList* out) {
+    out->reserve(out->size() + map_.size());
+    while (head_->prev != head_.get()) {
+      Remove(map_.find(*static_cast<Node*>(head_->prev)->key), std::nullopt,
+             out);
+    }
+  }
+
+  std::size_t PurgeExpired(DroppedList* out) {
+    std::size_t purged = 0;
+    absl::Time now = absl::InfinitePast();
+    for (auto it = map_.begin(); it != map_.end();) {
+      auto next = std::next(it);
+      if (it->second.expires != absl::InfiniteFuture()) {
+        if (now == absl::InfinitePast()) now = Now();
+        if (now >= it->second.expires) {
+          ++stats_.expirations;
+          Remove(it, EvictionReason::kExpired, out);
+          ++purged;
+        }
+      }
+      it = next;
+    }
+    return purged;
+  }
+
+  std::vector<K> KeysByRecency() const {
+    std::vector<K> keys;
+    keys.reserve(map_.size());
+    for (const Link* l = head_->next; l != head_.get(); l = l->next) {
+      keys.push_back(*static_cast<const Node*>(l)->key);
+    }
+    return keys;
+  }
+
+  std::size_t size() const { return map_.size(); }
+  uint64_t weight() const { return total_weight_; }
+  CacheStats stats() const {
+    CacheStats s = stats_;
+    s.entries = map_.size();
+    s.weight = total_weight_;
+    return s;
+  }
+
+ private:
+  struct Link {
+    Link* prev = nullptr;
+    Link* next = nullptr;
+  };
+  struct Node : Link {
+    Node(V v, uint64_t w, absl::Time e)
+        : value(std::move(v)), weight(w), expires(e) {}
+    V value;
+    uint64_t weight;
+    absl::Time expires;
+    const K* key = nullptr;  // The map's own key; elements never move.
+  };
+  using Map = std::unordered_map<K, Node, Hash, Eq>;
+
+  absl::Time Now() const {
+    return options_->clock ? options_->clock() : absl::Now();
+  }
+
+  void LinkFront(Link* l) {
+    l->prev = head_.get();
+    l->next = head_->next;
+    head_->next->prev = l;
+    head_->next = l;
+  }
+  static void Unlink(Link* l) {
+    l->prev->next = l->next;
+    l->next->prev = l->prev;
+  }
+  void MoveToFront(Link* l) {
+    if (head_->next == l) return;
+    Unlink(l);
+    LinkFront(l);
+  }
+
+  void Remove(typename Map::iterator it, std::optional<EvictionReason> reason,
+              DroppedList* out) {
+    Unlink(&it->second);
+    total_weight_ -= it->second.weight;
+    auto handle = map_.extract(it);
+    out->push_back(Dropped{std::move(handle.key()),
+                           std::move(handle.mapped().value), reason});
+  }
+
+  bool OverBounds() const {
+    return (max_entries_ > 0 && map_.size() > max_entries_) ||
+           (max_weight_ > 0 && total_weight_ > max_weight_);
+  }
+
+  void EvictToBounds(DroppedList* out) {
+    while (OverBounds() && head_->prev != head_.get()) {
+      Node* oldest = static_cast<Node*>(head_->prev);
+      const bool expired =
+          oldest->expires != absl::InfiniteFuture() && Now() >= oldest->expires;
+      if (expired) {
+        ++stats_.expirations;
+      } else {
+        ++stats_.evictions;
+      }
+      Remove(map_.find(*oldest->key),
+             expired ? EvictionReason::kExpired : EvictionReason::kCapacity, out);
+    }
+  }
+
+  std::size_t max_entries_;
+  uint64_t max_weight_;
+  const BoundedCacheOptions<K, V>* options_;  // Owned by the cache.
+  Map map_;
+  std::unique_ptr<Link> head_;  // Sentinel; on the heap so the core moves.
+  uint64_t total_weight_ = 0;
+  CacheStats stats_;
+};
+
+// Destroys dropped entries after reporting evictions to `on_evict`: with the
+// GIL held when K or V holds Python objects. Without a running interpreter
+// such values cannot be released safely; they are leaked on purpose (a
+// cache holding Refs must not outlive the interpreter).
+template <typename K, typename V, typename DroppedList>
+void DisposeDropped(const BoundedCacheOptions<K, V>& options,
+                    DroppedList* dropped) {
+  if (dropped->empty()) return;
+  // In order (least recently used first): report, then destroy the value.
+  auto report_and_clear = [&] {
+    for (auto& d : *dropped) {
+      if (options.on_evict && d.reason.has_value()) {
+        options.on_evict(d.key, d.value, *d.reason);
+      }
+      [[maybe_unused]] V doomed = std::move(d.value);
+    }
+    dropped->clear();  // Moved-from values: nothing of Python's left.
+  };
+  if constexpr (kHoldsPythonObjects<V>) {
+    GilAcquire gil;
+    if (!gil.ok()) {
+      new DroppedList(std::move(*dropped));  // Deliberate leak.
+      dropped->clear();
+      return;
+    }
+    report_and_clear();
+  } else {
+    report_and_clear();
+  }
+}
+
+template <typename K, typename V>
+absl::Status ValidateCacheOptions(const BoundedCacheOptions<K, V>& options) {
+  if (options.max_entries == 0 && options.max_weight == 0) {
+    return absl::InvalidArgumentError(
+        "a BoundedCache needs a bound: set max_entries and/or max_weight "
+        "(a cache without one is the leak it is meant to prevent)");
+  }
+  if (options.max_weight > 0 && !options.weigher) {
+    return absl::InvalidArgumentError(
+        "max_weight is set but weigher is empty: give a function that "
+        "weighs an entry");
+  }
+  if (options.max_weight == 0 && options.weigher) {
+    return absl::InvalidArgumentError(
+        "weigher is set but max_weight is 0: set the weight bound, or drop "
+        "the weigher");
+  }
+  if (options.ttl <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ttl must be positive (or absl::InfiniteDuration() for none), got ",
+        absl::FormatDuration(options.ttl)));
+  }
+  return absl::OkStatus();
+}
+
+inline absl::Status ValidateEntryTtl(absl::Duration ttl) {
+  if (ttl <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "an entry's ttl must be positive (or absl::InfiniteDuration() for "
+        "none), got ",
+        absl::FormatDuration(ttl)));
+  }
+  return absl::OkStatus();
+}
+
+// The value a GetOrCompute() callback produced, as a StatusOr.
+template <typename V, typename R>
+absl::StatusOr<V> ToStatusOr(R&& result) {
+  return absl::StatusOr<V>(std::forward<R>(result));
+}
+
+// The GIL for the whole of an operation on a cache whose values hold Python
+// objects; nothing otherwise. Taken before any cache lock, never inside one,
+// so the lock order is always GIL -> shard mutex.
+template <typename V>
+class MaybeGil {
+ public:
+  MaybeGil() = default;
+  MaybeGil(const MaybeGil&) = delete;
+  MaybeGil& operator=(const MaybeGil&) = delete;
+  bool ok() const { return true; }
+};
+template <typename V>
+  requires kHoldsPythonObjects<V>
+class MaybeGil<V> {
+ public:
+  MaybeGil() = default;
+  MaybeGil(const MaybeGil&) = delete;
+  MaybeGil& operator=(const MaybeGil&) = delete;
+  bool ok() const { return gil_.ok(); }
+
+ private:
+  GilAcquire gil_;
+};
+
+}  // namespace internal
+
+/// A bounded LRU cache with optional time-to-live. Not thread-safe: use one
+/// per thread, guard it yourself, or use ConcurrentBoundedCache.
+///
+/// REQUIRES: K does not hold Python objects (its hash and equality run
+/// inside the cache); V's moved-from state holds no Python reference.
+/// Values that hold Python objects: every operation takes the GIL itself;
+/// with no interpreter running, Get() misses and dropped values are leaked
+/// rather than released without the GIL.
+template <typename K, typename V, typename Hash = std::hash<K>,
+          typename Eq = std::equal_to<K>>
+class BoundedCache {
+  static_assert(!kHoldsPythonObjects<K>,
+                "BoundedCache keys must not hold Python objects; key by a "
+                "C++ value (a string, an id) instead");
+
+ public:
+  /// The configuration type.
+  using Options = BoundedCacheOptions<K, V>;
+
+  /// Makes a cache. InvalidArgument when no bound is set, when max_weight
+  /// and weigher are not given together, or when ttl is not positive.
+  static absl::StatusOr<BoundedCache> Create(Options options) {
+    if (absl::Status valid = internal::ValidateCacheOptions(options);
+        !valid.ok()) {
+      return valid;
+    }
+    return BoundedCache(std::move(options));
+  }
+
+  /// Moves the entries; `other` may then only be destroyed or assigned to.
+  BoundedCache(BoundedCache&&) noexcept = default;
+  /// Drops this cache's entries (as the destructor does), then takes
+  /// `other`'s.
+  BoundedCache& operator=(BoundedCache&& other) noexcept {
+    if (this != &other) {
+      if (core_ != nullptr) Clear();
+      options_ = std::move(other.options_);
+      core_ = std::move(other.core_);
+    }
+    return *this;
+  }
+  BoundedCache(const BoundedCache&) = delete;
+  BoundedCache& operator=(const BoundedCache&) = delete;
+  /// Releases every value (under the GIL when V holds Python objects); no
+  /// eviction callbacks.
+  ~BoundedCache() {
+    if (core_ != nullptr) Clear();
+  }
+
+  /// The value for `key` if present and not expired (a copy), and marks it
+  /// most recently used. An expired entry is dropped (reported to on_evict
+  /// as kExpired) and counts as a miss.
+  std::optional<V> Get(const K& key) {
+    [[maybe_unused]] internal::MaybeGil<V> gil;
+    if (!gil.ok()) return std::nullopt;
+    DroppedList dropped;
+    if (const V* hit = core_->Get(key, &dropped)) return *hit;
+    internal::DisposeDropped(*options_, &dropped);
+    return std::nullopt;
+  }
+
+  /// Stores `value` under `key` (replacing any value there) with the
+  /// cache's ttl, as the most recently used entry, then evicts least
+  /// recently used entries until the bounds hold.
+  /// InvalidArgument when the entry alone weighs more than max_weight; the
+  /// cache is then unchanged and `value` is released.
+  absl::Status Put(K key, V value) {
+    return PutWithTtl(std::move(key), std::move(value), options_->ttl);
+  }
+
+  /// As Put(), with this entry's own time-to-live (absl::InfiniteDuration()
+  /// for none, whatever the cache's ttl). InvalidArgument for a ttl that is
+  /// not positive.
+  absl::Status PutWithTtl(K key, V value, absl::Duration ttl) {
+    [[maybe_unused]] internal::MaybeGil<V> gil;
+    DroppedList dropped;
+    absl::Status status = internal::ValidateEntryTtl(ttl);
+    if (status.ok()) {
+      status = core_->Put(std::move(key), std::move(value), ttl,
+                          options_->max_weight, &dropped);
+    } else {
+      dropped.push_back(typename Core::Dropped{std::move(key), std::move(value),
+                                               std::nullopt});
+    }
+    internal::DisposeDropped(*options_, &dropped);
+    return status;
+  }
+
+  /// The cached value for `key`, or the value `compute()` returns, which is
+  /// then stored and returned. `compute` returns a V or an
+  /// absl::StatusOr<V>; an error is returned as is and nothing is stored. A
+  /// computed value heavier than max_weight is returned but not stored.
+  /// `compute` runs with no lock held (and with the GIL held when V holds
+  /// Python objects); it may use the cache.
+  template <typename F>
+    requires std::is_copy_constructible_v<V>
+  absl::StatusOr<V> GetOrCompute(const K& key, F&& compute) {
+    [[maybe_unused]] internal::MaybeGil<V> gil;
+    if (std::optional<V> hit = Get(key)) return *std::move(hit);
+    absl::StatusOr<V> computed =
+        internal::ToStatusOr<V>(std::forward<F>(compute)());
+    if (!computed.ok()) return computed;
+    Put(key, *computed).IgnoreError();  // Too heavy: returned, not stored.
+    return computed;
+  }
+
+  /// Removes `key`'s entry; returns whether there was one. No callback.
+  bool Erase(const K& key) {
+    [[maybe_unused]] internal::MaybeGil<V> gil;
+    DroppedList dropped;
+    const bool erased = core_->Erase(key, &dropped);
+    internal::DisposeDropped(*options_, &dropped);
+    return erased;
+  }
+
+  /// Removes every entry. No callbacks; the stats counters are kept.
+  void Clear() {
+    [[maybe_unused]] internal::MaybeGil<V> gil;
+    DroppedList dropped;
+    core_->Clear(&dropped);
+    internal::DisposeDropped(*options_, &dropped);
+  }
+
+  /// Drops every expired entry now (each reported as kExpired); returns how
+  /// many. Lookups drop expired entries lazily; call this to free their
+  /// memory without waiting for a lookup or an eviction.
+  std::size_t PurgeExpired() {
+    [[maybe_unused]] internal::MaybeGil<V> gil;
+    DroppedList dropped;
+    const std::size_t purged = core_->PurgeExpired(&dropped);
+    internal::DisposeDropped(*options_, &dropped);
+    return purged;
+  }
+
+  /// Number of entries held (expired ones not yet dropped included).
+  std::size_t Size() const { return core_->size(); }
+  /// Total weight held (the entry count without a weigher).
+  uint64_t Weight() const { return core_->weight(); }
+  /// Counters and current size.
+  CacheStats Stats() const { return core_->stats(); }
+  /// The keys, most recently used first (for tests and diagnostics).
+  std::vector<K> KeysByRecency() const { return core_->KeysByRecency(); }
+
+ private:
+  using Core = internal::LruCore<K, V, Hash, Eq>;
+  using DroppedList = typename Core::DroppedList;
+
+  explicit BoundedCache(Options options)
+      : options_(std::make_unique<Options>(std::move(options))),
+        core_(std::make_unique<Core>(options_->max_entries,
+                                     options_->max_weight, options_.get())) {}
+
+  std::unique_ptr<Options> options_;
+  std::unique_ptr<Core> core_;
+};
+
+/// The thread-safe BoundedCache: keys are spread over shards (by a mix of
+/// Hash), each an LRU with 1/N of max_entries and max_weight under its own
+/// absl::Mutex. Same operations and semantics as BoundedCache, except that
+/// recency (and so eviction order) is per shard and an entry must fit in
+/// one shard's weight budget (max_weight / shards).
+///
+/// Thread-safety: every method may be called from any thread. Callbacks,
+/// `compute` and value destruction run with no shard lock held. Values that
+/// hold Python objects: each operation takes the GIL before any shard lock.
+template <typename K, typename V, typename Hash = std::hash<K>,
+          typename Eq = std::equal_to<K>>
+class ConcurrentBoundedCache {
+  static_assert(!kHoldsPythonObjects<K>,
+                "ConcurrentBoundedCache keys must not hold Python objects; key "
+                "by a C++ value (a string, an id) instead");
+
+ public:
+  /// The configuration type.
+  using Options = BoundedCacheOptions<K, V>;
+
+  /// Makes a cache. InvalidArgument as BoundedCache::Create(), and when
+  /// `shards` is not a power of two or exceeds max_entries.
+  static absl::StatusOr<std::unique_ptr<ConcurrentBoundedCache>> Create(
+      Options options) {
+    if (absl::Status valid = internal::ValidateCacheOptions(options);
+        !valid.ok()) {
+      return valid;
+    }
+    std::size_t shards = options.shards;
+    if (shards == 0) {
+      shards = 16;
+      if (options.max_entries > 0 && options.max_entries < shards) {
+        shards = std::bit_floor(options.max_entries);
+      }
+    } else if (!std::has_single_bit(shards)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "shards must be a power of two (or 0 for automatic), got ", shards));
+    } else if (options.max_entries > 0 && shards > options.max_entries) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "shards (", shards, ") exceeds max_entries (", options.max_entries,
+          "): every shard needs room for one entry"));
+    }
+    if (options.max_weight > 0 && options.max_weight < shards) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "max_weight (", options.max_weight, ") is below the shard count (",
+          shards, "): every shard needs a weight budget"));
+    }
+    return std::unique_ptr<ConcurrentBoundedCache>(
+        new ConcurrentBoundedCache(std::move(options), shards));
+  }
+
+  ConcurrentBoundedCache(const ConcurrentBoundedCache&) = delete;
+  ConcurrentBoundedCache& operator=(const ConcurrentBoundedCache&) = delete;
+  ConcurrentBoundedCache(ConcurrentBoundedCache&&) = delete;
+  ConcurrentBoundedCache& operator=(ConcurrentBoundedCache&&) = delete;
+  /// Releases every value (under the GIL when V holds Python objects).
+  /// REQUIRES: no other thread uses the cache.
+  ~ConcurrentBoundedCache() { Clear(); }
+
+  /// As BoundedCache::Get().
+  std::optional<V> Get(const K& key) {
+    [[maybe_unused]] internal::MaybeGil<V> gil;
+    if (!gil.ok()) return std::nullopt;
+    std::optional<V> found;
+    DroppedList dropped;
+    Shard& shard = ShardFor(key);
+    {
+      absl::MutexLock lock(&shard.mu);
+      if (const V* hit = shard.core.Get(key, &dropped)) found.emplace(*hit);
+    }
+    internal::DisposeDropped(*options_, &dropped);
+    return found;
+  }
+
+  /// As BoundedCache::Put(); the weight bound is the shard's.
+  absl::Status Put(K key, V value) {
+    return PutWithTtl(std::move(key), std::move(value), options_->ttl);
+  }
+
+  /// As BoundedCache::PutWithTtl().
+  absl::Status PutWithTtl(K key, V value, absl::Duration ttl) {
+    [[maybe_unused]] internal::MaybeGil<V> gil;
+    DroppedList dropped;
+    absl::Status status = internal::ValidateEntryTtl(ttl);
+    if (status.ok()) {
+      Shard& shard = ShardFor(key);
+      absl::MutexLock lock(&shard.mu);
+      status = shard.core.Put(std::move(key), std::move(value), ttl,
+                              options_->max_weight, &dropped);
+    } else {
+      dropped.push_back(typename Core::Dropped{std::move(key), std::move(value),
+                                               std::nullopt});
+    }
+    internal::DisposeDropped(*options_, &dropped);
+    return status;
+  }
+
+  /// As BoundedCache::GetOrCompute(). Two threads missing the same key at
+  /// once may both compute it; the later Put wins.
+  template <typename F>
+    requires std::is_copy_constructible_v<V>
+  absl::StatusOr<V> GetOrCompute(const K& key, F&& compute) {
+    [[maybe_unused]] internal::MaybeGil<V> gil;
+    if (std::optional<V> hit = Get(key)) return *std::move(hit);
+    absl::StatusOr<V> computed =
+        internal::ToStatusOr<V>(std::forward<F>(compute)());
+    if (!computed.ok()) return computed;
+    Put(key, *computed).IgnoreError();
+    return computed;
+  }
+
+  /// As BoundedCache::Erase().
+  bool Erase(const K& key) {
+    [[maybe_unused]] internal::MaybeGil<V> gil;
+    DroppedList dropped;
+    bool erased = false;
+    {
+      Shard& shard = ShardFor(key);
+      absl::MutexLock lock(&shard.mu);
+      erased = shard.core.Erase(key, &dropped);
+    }
+    internal::DisposeDropped(*options_, &dropped);
+    return erased;
+  }
+
+  /// As BoundedCache::Clear(); shard by shard (not one atomic snapshot).
+  void Clear() {
+    [[maybe_unused]] internal::MaybeGil<V> gil;
+    DroppedList dropped;
+    for (std::size_t i = 0; i < shard_count_; ++i) {
+      absl::MutexLock lock(&shards_[i]->mu);
+      shards_[i]->core.Clear(&dropped);
+    }
+    internal::DisposeDropped(*options_, &dropped);
+  }
+
+  /// As BoundedCache::PurgeExpired().
+  std::size_t PurgeExpired() {
+    [[maybe_unused]] internal::MaybeGil<V> gil;
+    DroppedList dropped;
+    std::size_t purged = 0;
+    for (std::size_t i = 0; i < shard_count_; ++i) {
+      absl::MutexLock lock(&shards_[i]->mu);
+      purged += shards_[i]->core.PurgeExpired(&dropped);
+    }
+    internal::DisposeDropped(*options_, &dropped);
+    return purged;
+  }
+
+  /// Entries held, summed over shards (a moment's view under concurrency).
+  std::size_t Size() const {
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < shard_count_; ++i) {
+      absl::MutexLock lock(&shards_[i]->mu);
+      n += shards_[i]->core.size();
+    }
+    return n;
+  }
+
+  /// Counters summed over shards.
+  CacheStats Stats() const {
+    CacheStats total;
+    for (std::size_t i = 0; i < shard_count_; ++i) {
+      absl::MutexLock lock(&shards_[i]->mu);
+      CacheStats s = shards_[i]->core.stats();
+      total.hits += s.hits;
+      total.misses += s.misses;
+      total.evictions += s.evictions;
+      total.expirations += s.expirations;
+      total.entries += s.entries;
+      total.weight += s.weight;
+    }
+    return total;
+  }
+
+  /// Number of shards in use.
+  std::size_t ShardCount() const { return shard_count_; }
+
+ private:
+  using Core = internal::LruCore<K, V, Hash, Eq>;
+  using DroppedList = typename Core::DroppedList;
+
+  struct alignas(64) Shard {
+    Shard(std::size_t max_entries, uint64_t max_weight, const Options* options)
+        : core(max_entries, max_weight, options) {}
+    mutable absl::Mutex mu;
+    Core core ABSL_GUARDED_BY(mu);
+  };
+
+  ConcurrentBoundedCache(Options options, std::size_t shards)
+      : options_(std::make_unique<Options>(std::move(options))),
+        shard_count_(shards),
+        shift_(64 - std::countr_zero(shards)) {
+    shards_.reserve(shards);
+    // Bounds split exactly: the first (max % shards) shards get one more.
+    for (std::size_t i = 0; i < shards; ++i) {
+      const std::size_t entries =
+          options_->max_entries == 0
+              ? 0
+              : options_->max_entries / shards +
+                    (i < options_->max_entries % shards ? 1 : 0);
+      const uint64_t weight =
+          options_->max_weight == 0
+              ? 0
+              : options_->max_weight / shards +
+                    (i < options_->max_weight % shards ? 1 : 0);
+      shards_.push_back(std::make_unique<Shard>(entries, weight, options_.get()));
+    }
+  }
+
+  Shard& ShardFor(const K& key) const {
+    if (shard_count_ == 1) return *shards_[0];
+    // Fibonacci hashing: the shard comes from the high bits of a mix of the
+    // hash, so it does not correlate with the map's bucket (low bits).
+    const uint64_t h =
+        static_cast<uint64_t>(hash_(key)) * 0x9E3779B97F4A7C15ull;
+    return *shards_[static_cast<std::size_t>(h >> shift_)];
+  }
+
+  std::unique_ptr<Options> options_;
+  std::size_t shard_count_;
+  int shift_;
+  // Each shard is its own allocation (its own cache lines, and absl::Mutex
+  // never moves).
+  std::vector<std::unique_ptr<Shard>> shards_;
+  Hash hash_;
+};
+
+}  // namespace leakguard
+
+#endif  // LEAKGUARD_BOUNDED_CACHE_H_

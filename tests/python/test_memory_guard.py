@@ -1,0 +1,224 @@
+"""leakguard.memory_guard: reports, warnings through `warnings` and the
+"leakguard" logger, tracemalloc restored on every exit path."""
+import inspect
+import logging
+import os
+import threading
+import tracemalloc
+import unittest
+import warnings
+
+import leakguard
+
+MiB = 1024 * 1024
+UNDER_SANITIZER = os.environ.get("LEAKGUARD_UNDER_SANITIZER") == "1"
+
+
+def touched(n_bytes):
+    """A bytearray whose pages are all resident."""
+    data = bytearray(n_bytes)
+    for i in range(0, n_bytes, 4096):
+        data[i] = 1
+    return data
+
+
+class MemoryGuardTest(unittest.TestCase):
+    def setUp(self):
+        self.was_tracing = tracemalloc.is_tracing()
+
+    def tearDown(self):
+        self.assertEqual(tracemalloc.is_tracing(), self.was_tracing)
+
+    def test_process_mode_reports_growth_and_warns(self):
+        kept = []
+        with self.assertLogs("leakguard", level="WARNING") as logs:
+            with self.assertWarns(leakguard.MemoryGrowthWarning) as warned:
+                with leakguard.memory_guard("load", warn_mb=10) as guard:
+                    kept.append(touched(40 * MiB))
+        report = guard.report
+        self.assertIsInstance(report, leakguard.MemoryReport)
+        self.assertEqual(report.label, "load")
+        self.assertEqual(report.mode, "process")
+        self.assertGreaterEqual(report.rss_delta, 35 * MiB)
+        self.assertEqual(report.rss_delta, report.rss_after - report.rss_before)
+        self.assertIsNone(report.traced_delta)
+        self.assertEqual(report.top, ())
+        self.assertEqual(report.warn_bytes, 10 * MiB)
+        self.assertTrue(report.exceeded)
+        self.assertGreaterEqual(report.elapsed, 0)
+        message = str(warned.warning)
+        self.assertRegex(message, r"^memory_guard 'load': RSS grew by \d+\.\d MiB "
+                                  r"\(limit 10\.0 MiB\)$")
+        self.assertEqual(logs.records[0].getMessage(), message)
+        self.assertEqual(warned.filename, __file__)
+
+    def test_no_warning_under_the_limit(self):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with leakguard.memory_guard("small", warn_mb=100) as guard:
+                x = [1, 2, 3]
+        self.assertEqual(x, [1, 2, 3])
+        self.assertEqual([w for w in caught
+                          if issubclass(w.category, leakguard.MemoryGrowthWarning)], [])
+        self.assertFalse(guard.report.exceeded)
+        self.assertIsNone(leakguard.memory_guard("x").report)
+
+    def test_no_limit_never_warns(self):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with leakguard.memory_guard("unlimited") as guard:
+                kept = touched(8 * MiB)
+        self.assertIsNone(guard.report.warn_bytes)
+        self.assertFalse(guard.report.exceeded)
+        del kept
+
+    def test_traced_mode_names_the_line_and_restores_tracemalloc(self):
+        if tracemalloc.is_tracing():
+            self.skipTest("needs tracemalloc off")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with leakguard.memory_guard("traced", warn_mb=1, mode="traced", top=3) as guard:
+                line = inspect.currentframe().f_lineno + 1
+                kept = bytes(5 * MiB)
+        self.assertFalse(tracemalloc.is_tracing())  # started and stopped again
+        report = guard.report
+        self.assertEqual(report.mode, "traced")
+        self.assertGreaterEqual(report.traced_delta, 5 * MiB)
+        self.assertLess(report.traced_delta, 5 * MiB + 256 * 1024)
+        filename, lineno, size_diff, count_diff = report.top[0]
+        self.assertEqual((filename, lineno), (__file__, line))
+        self.assertGreaterEqual(size_diff, 5 * MiB)
+        self.assertGreaterEqual(count_diff, 1)
+        self.assertLessEqual(len(report.top), 3)
+        self.assertTrue(report.exceeded)
+        del kept
+
+    def test_traced_mode_leaves_running_tracemalloc_alone(self):
+        if tracemalloc.is_tracing():
+            self.skipTest("needs tracemalloc off")
+        tracemalloc.start(5)
+        try:
+            with leakguard.memory_guard("t", mode="traced", top=0) as guard:
+                kept = [bytes(1000) for _ in range(100)]
+            self.assertTrue(tracemalloc.is_tracing())
+            self.assertEqual(tracemalloc.get_traceback_limit(), 5)
+            self.assertGreaterEqual(guard.report.traced_delta, 100 * 1000)
+            self.assertEqual(guard.report.top, ())
+        finally:
+            tracemalloc.stop()
+        del kept
+
+    def test_exception_in_the_block_propagates_and_restores(self):
+        guard = leakguard.memory_guard("boom", mode="traced")
+        with self.assertRaisesRegex(ValueError, "inside"):
+            with guard:
+                raise ValueError("inside")
+        self.assertFalse(tracemalloc.is_tracing() and not self.was_tracing)
+        self.assertEqual(guard.report.label, "boom")
+
+    def test_warning_as_error_still_restores_tracemalloc(self):
+        if tracemalloc.is_tracing():
+            self.skipTest("needs tracemalloc off")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", leakguard.MemoryGrowthWarning)
+            with self.assertLogs("leakguard", level="WARNING"):
+                with self.assertRaises(leakguard.MemoryGrowthWarning):
+                    with leakguard.memory_guard("strict", warn_mb=0, mode="traced"):
+                        kept = bytes(MiB)
+        self.assertFalse(tracemalloc.is_tracing())
+        del kept
+
+    def test_decorator_measures_each_call(self):
+        guard = leakguard.memory_guard("handler", mode="traced", top=1)
+        store = []
+
+        @guard
+        def handler(n, *, early=False):
+            """Handler docstring."""
+            if early:
+                return "early"
+            store.append(bytes(n))
+            return "done"
+
+        self.assertIs(handler.memory_guard, guard)
+        self.assertEqual(handler.__name__, "handler")
+        self.assertEqual(handler.__doc__, "Handler docstring.")
+        self.assertEqual(handler(2 * MiB), "done")
+        first = guard.report
+        self.assertGreaterEqual(first.traced_delta, 2 * MiB)
+        self.assertEqual(handler(0, early=True), "early")
+        self.assertIsNot(guard.report, first)
+        self.assertLess(guard.report.traced_delta, 64 * 1024)
+
+    def test_decorated_function_exception_propagates(self):
+        @leakguard.memory_guard("failing")
+        def failing():
+            raise LookupError("nope")
+
+        with self.assertRaisesRegex(LookupError, "nope"):
+            failing()
+        self.assertEqual(failing.memory_guard.report.label, "failing")
+
+    def test_decorated_method(self):
+        class Service:
+            @leakguard.memory_guard("method")
+            def run(self, x):
+                return (self, x)
+
+        s = Service()
+        self.assertEqual(s.run(1), (s, 1))
+        self.assertEqual(Service.run.memory_guard.report.label, "method")
+
+    def test_nested_scopes_pair_up(self):
+        outer = leakguard.memory_guard("outer")
+        inner = leakguard.memory_guard("inner")
+        with outer:
+            with inner:
+                kept = touched(16 * MiB)
+        self.assertGreaterEqual(inner.report.rss_delta, 12 * MiB)
+        self.assertGreaterEqual(outer.report.rss_delta, inner.report.rss_delta)
+        same = leakguard.memory_guard("same")
+        with same:
+            with same:
+                pass
+            self.assertEqual(same.report.label, "same")
+        del kept
+
+    def test_descriptors_and_threads_are_counted(self):
+        release = threading.Event()
+        thread = threading.Thread(target=release.wait)
+        with leakguard.memory_guard("resources") as guard:
+            f = open(__file__)
+            thread.start()
+        try:
+            self.assertEqual(guard.report.fds_delta, 1)
+            self.assertEqual(guard.report.threads_delta, 1)
+        finally:
+            release.set()
+            thread.join()
+            f.close()
+
+    def test_bad_input(self):
+        with self.assertRaisesRegex(ValueError, "mode must be 'process' or 'traced', got 'heap'"):
+            leakguard.memory_guard("x", mode="heap")
+        with self.assertRaisesRegex(ValueError, "warn_mb must be a number of MiB >= 0"):
+            leakguard.memory_guard("x", warn_mb=-1)
+        with self.assertRaisesRegex(TypeError, "warn_mb must be None or a number, not str"):
+            leakguard.memory_guard("x", warn_mb="1")
+        with self.assertRaisesRegex(TypeError, "label must be a str, not int"):
+            leakguard.memory_guard(1)
+        with self.assertRaisesRegex(ValueError, "top must be within 0..1000, got -1"):
+            leakguard.memory_guard("x", top=-1)
+        with self.assertRaisesRegex(TypeError, "decorates a callable, not int"):
+            leakguard.memory_guard("x")(3)
+        with self.assertRaisesRegex(RuntimeError, "__exit__ without __enter__"):
+            leakguard.memory_guard("x").__exit__(None, None, None)
+
+    def test_attributes(self):
+        guard = leakguard.memory_guard("attrs", warn_mb=2.5, mode="traced")
+        self.assertEqual((guard.label, guard.mode, guard.warn_mb), ("attrs", "traced", 2.5))
+        self.assertEqual(repr(guard), "<leakguard.memory_guard 'attrs' mode=traced>")
+
+
+if __name__ == "__main__":
+    unittest.main()
