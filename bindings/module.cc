@@ -59,14 +59,14 @@ namespace {
 int Exec(PyObject* module) {
   ModuleState* state = GetState(module);
   if (ExecLruCache(module, state) < 0 || ExecEventBus(module, state) < 0 ||
-      ExecMemoryGuard(module, state) < 0) {
+      ExecMemoryGuard(module, state) < 0 || ExecDoctor(module) < 0) {
     return -1;
   }
   if (PyModule_AddStringConstant(module, "__version__", leakguard::Version()) < 0) {
     return -1;
   }
-  PyObject* all = Py_BuildValue("(sssss)", "lru_cache", "EventBus", "memory_guard",
-                                "MemoryReport", "MemoryGrowthWarning");
+  PyObject* all = Py_BuildValue("(ssssss)", "lru_cache", "EventBus", "memory_guard",
+                                "MemoryReport", "MemoryGrowthWarning", "diagnose");
   if (all == nullptr) return -1;
   const int rc = AddObjectRef(module, "__all__", all);
   Py_DECREF(all);
@@ -95,7 +95,8 @@ const char kDoc[] =
     "leakguard: leak-proof building blocks for Python code.\n\n"
     "lru_cache    functools.lru_cache in C, plus ttl= and weak_self=\n"
     "EventBus     publish/subscribe with weakly held listeners\n"
-    "memory_guard measure (and warn about) the memory growth of a scope";
+    "memory_guard measure (and warn about) the memory growth of a scope\n"
+    "diagnose     the leak doctor: why func() leaks, what holds it, the fix";
 
 PyModuleDef kModule = {
     PyModuleDef_HEAD_INIT,

@@ -51,6 +51,8 @@ inline ModuleState* StateOfType(PyTypeObject* type) {
 int ExecLruCache(PyObject* module, ModuleState* state);
 int ExecEventBus(PyObject* module, ModuleState* state);
 int ExecMemoryGuard(PyObject* module, ModuleState* state);
+/// Adds leakguard.diagnose() (the leak doctor) to the module.
+int ExecDoctor(PyObject* module);
 
 /// The module-level functions of each part, NULL-terminated lists merged
 /// into the module's method table.
