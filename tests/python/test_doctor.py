@@ -1,4 +1,5 @@
 """leakguard.diagnose(): the leak doctor from Python."""
+import os
 import unittest
 
 import leakguard
@@ -7,7 +8,10 @@ _kept = []
 
 
 def leaky():
-    _kept.append(bytearray(500))
+    _kept.append(bytearray(500))  # the allocation the doctor must name
+
+
+LEAK_LINE = leaky.__code__.co_firstlineno + 1
 
 
 def clean():
@@ -25,9 +29,11 @@ class DiagnoseTest(unittest.TestCase):
         top = d["causes"][0]
         self.assertEqual(top["id"], "global_state")
         self.assertEqual(top["holder"], "%s._kept" % __name__)
-        self.assertTrue(any(s["file"].endswith("test_doctor.py") and s["line"] == 10
+        self.assertTrue(any(s["file"].endswith("test_doctor.py") and s["line"] == LEAK_LINE
                             for s in top["sites"]), top["sites"])
-        self.assertGreaterEqual(d["growth"]["blocks_per_iter"], 1)
+        if not os.environ.get("LEAKGUARD_UNDER_SANITIZER"):
+            # Under PYTHONMALLOC=malloc (the sanitizer run) CPython counts no blocks.
+            self.assertGreaterEqual(d["growth"]["blocks_per_iter"], 1)
 
     def test_clean_function(self):
         d = leakguard.diagnose(clean, repeat=8)
