@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -551,7 +552,15 @@ absl::StatusOr<std::unique_ptr<PauseScope>> PauseScope::Begin(
   }
   if (needs_thread) {
     PauseScope* raw = scope.get();
-    scope->thread_ = std::thread([raw] { raw->Loop(); });
+    try {
+      scope->thread_ = std::thread([raw] { raw->Loop(); });
+    } catch (const std::system_error& e) {
+      // Put everything back (without the exit collection: no plan ran).
+      scope->active_ = false;
+      if (!SetEnabledNoCheck(*enabled).ok()) PyErr_Clear();
+      return absl::ResourceExhaustedError(
+          absl::StrCat("PauseScope could not start its thread: ", e.what()));
+    }
   }
   return scope;
 }

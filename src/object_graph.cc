@@ -256,6 +256,19 @@ class CensusBuilder {
   int64_t total_ = 0;
 };
 
+// Drops the references in `objects` and empties it. REQUIRES: the GIL, or
+// a finalized interpreter (then the references are forgotten, not dropped).
+void ReleaseAll(std::vector<PyObject*>* objects) noexcept {
+  if (Py_IsInitialized()) {
+    const std::size_t n = objects->size();
+    for (std::size_t i = 0; i < n; ++i) {
+      if (i + 8 < n) __builtin_prefetch((*objects)[i + 8], /*rw=*/1);
+      Py_DECREF((*objects)[i]);
+    }
+  }
+  objects->clear();
+}
+
 // Scratch space of one chain query over N nodes (+1 for a target that is not
 // a node).
 struct Scratch {
@@ -295,18 +308,7 @@ struct GraphData {
     spare.push_back(std::move(s));
   }
 
-  // Drops the references. REQUIRES: the GIL, or a finalized interpreter
-  // (then the references are forgotten, not dropped).
-  void Release() noexcept {
-    if (Py_IsInitialized()) {
-      const std::size_t n = nodes.size();
-      for (std::size_t i = 0; i < n; ++i) {
-        if (i + 8 < n) __builtin_prefetch(nodes[i + 8], 1);
-        Py_DECREF(nodes[i]);
-      }
-    }
-    nodes.clear();
-  }
+  void Release() noexcept { ReleaseAll(&nodes); }
 };
 
 }  // namespace internal
@@ -576,6 +578,131 @@ ChainLink MakeLink(PyObject* obj) {
   return link;
 }
 
+// `path`: root first, target last. Names each object and each reference.
+BackrefChain MakeChain(const std::vector<PyObject*>& path) {
+  BackrefChain chain;
+  chain.links.reserve(path.size());
+  for (PyObject* obj : path) chain.links.push_back(MakeLink(obj));
+  for (std::size_t k = 0; k + 1 < chain.links.size(); ++k) {
+    chain.links[k].edge = internal::EdgeLabel(chain.links[k].object.get(),
+                                              chain.links[k + 1].object.get());
+    // The snapshot said k refers to k+1; if it no longer does, say so.
+    // (Not on free-threaded builds: tp_traverse outside a stopped world
+    // could race with another thread changing the container.)
+    if (!compat::kFreeThreaded && chain.links[k].edge.empty() &&
+        !RefersTo(chain.links[k].object.get(), chain.links[k + 1].object.get())) {
+      chain.links[k].edge = std::string(1, '?');  // (g++ 12 -Wrestrict)
+    }
+  }
+  PyErr_Clear();
+  return chain;
+}
+
+// Every tracked object (a strong reference each, in gc.get_objects() order)
+// and the raw addresses of its referents: those of nodes[i] are
+// referents[first_edge[i] .. first_edge[i + 1]). The addresses are compared,
+// never followed.
+struct Snapshot {
+  std::vector<PyObject*> nodes;
+  std::vector<uint64_t> first_edge;
+  std::vector<PyObject*> referents;
+
+  void Release() noexcept { internal::ReleaseAll(&nodes); }
+};
+
+absl::Status TakeSnapshot(Snapshot* snapshot) {
+  std::vector<uint64_t>& first_edge = snapshot->first_edge;
+  std::vector<PyObject*>& referents = snapshot->referents;
+  absl::Status walked = internal::WalkTracked(
+      [&first_edge, &referents](PyObject* op) {
+        first_edge.push_back(referents.size());
+        traverseproc traverse = Py_TYPE(op)->tp_traverse;
+        if (traverse != nullptr) traverse(op, &RecordReferent, &referents);
+        return true;
+      },
+      &snapshot->nodes);
+  if (!walked.ok()) {
+    snapshot->Release();
+    return walked;
+  }
+  const std::size_t n = snapshot->nodes.size();
+  if (n >= kNone) {
+    snapshot->Release();
+    return absl::ResourceExhaustedError("more than 4 billion tracked objects");
+  }
+  first_edge.push_back(referents.size());
+  if (internal::kWalkReversed) {
+    // Number the nodes in gc.get_objects() order (see kWalkReversed).
+    std::reverse(snapshot->nodes.begin(), snapshot->nodes.end());
+    std::vector<uint64_t> reversed_first(n + 1, 0);
+    std::vector<PyObject*> reversed_referents;
+    reversed_referents.reserve(referents.size());
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::size_t old = n - 1 - i;
+      reversed_first[i] = reversed_referents.size();
+      reversed_referents.insert(reversed_referents.end(),
+                                referents.begin() + first_edge[old],
+                                referents.begin() + first_edge[old + 1]);
+    }
+    reversed_first[n] = reversed_referents.size();
+    first_edge = std::move(reversed_first);
+    referents = std::move(reversed_referents);
+  }
+  return absl::OkStatus();
+}
+
+// What ends a chain, for one query: the kinds, objgraph's proper modules
+// (computed once per query), the caller's predicate.
+class RootTest {
+ public:
+  explicit RootTest(const ChainOptions& options) : options_(options) {
+    if (options.roots.proper_modules) proper_ = ProperModules();
+  }
+  bool operator()(PyObject* obj) const {
+    if (options_.roots.modules && PyModule_Check(obj)) return true;
+    if (options_.roots.proper_modules && PyModule_Check(obj) &&
+        std::binary_search(proper_.begin(), proper_.end(),
+                           reinterpret_cast<std::uintptr_t>(obj))) {
+      return true;
+    }
+    if (options_.roots.classes && PyType_Check(obj)) return true;
+    if (options_.roots.frames && PyFrame_Check(obj)) return true;
+    if (options_.is_root) {
+      bool yes = false;
+      try {
+        yes = options_.is_root(Handle(obj));
+      } catch (...) {  // Never across the API: treated as "not a root".
+      }
+      if (PyErr_Occurred()) PyErr_Clear();
+      return yes;
+    }
+    return false;
+  }
+
+ private:
+  const ChainOptions& options_;
+  std::vector<std::uintptr_t> proper_;
+};
+
+absl::Status CheckChainArguments(Handle target, const ChainOptions& options) {
+  if (!target) return absl::InvalidArgumentError("chain of a null handle");
+  if (options.max_depth < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_depth must be >= 0, got ", options.max_depth));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<GraphData>> IndexSnapshot(Snapshot* snapshot);
+
+absl::Status NoChain(const ChainOptions& options, std::size_t searched) {
+  return absl::NotFoundError(absl::StrCat(
+      "no root within ", options.max_depth,
+      " references of the object (searched ", searched,
+      " referrers); raise max_depth, or widen the roots (classes, frames, "
+      "any module, a predicate)"));
+}
+
 }  // namespace
 
 ReferrerGraph::ReferrerGraph(std::unique_ptr<GraphData> data)
@@ -617,46 +744,22 @@ absl::StatusOr<ReferrerGraph> ReferrerGraph::Build(const GraphOptions& options) 
   if (options.collect_first) {
     if (absl::Status s = internal::CollectFull(); !s.ok()) return s;
   }
+  Snapshot snapshot;
+  if (absl::Status s = TakeSnapshot(&snapshot); !s.ok()) return s;
+  absl::StatusOr<std::unique_ptr<GraphData>> data = IndexSnapshot(&snapshot);
+  if (!data.ok()) return data.status();
+  return ReferrerGraph(*std::move(data));
+}
+
+namespace {
+
+// The referrer index of a snapshot (whose references it takes over).
+absl::StatusOr<std::unique_ptr<GraphData>> IndexSnapshot(Snapshot* snapshot) {
   auto data = std::make_unique<GraphData>();
-  // One walk: keep every object, and record its referents (raw pointers,
-  // compared only, never followed).
-  std::vector<uint64_t> first_edge;
-  std::vector<PyObject*> referents;
-  absl::Status walked = internal::WalkTracked(
-      [&first_edge, &referents](PyObject* op) {
-        first_edge.push_back(referents.size());
-        traverseproc traverse = Py_TYPE(op)->tp_traverse;
-        if (traverse != nullptr) traverse(op, &RecordReferent, &referents);
-        return true;
-      },
-      &data->nodes);
-  if (!walked.ok()) {
-    data->Release();
-    return walked;
-  }
+  data->nodes = std::move(snapshot->nodes);
+  std::vector<uint64_t>& first_edge = snapshot->first_edge;
+  std::vector<PyObject*>& referents = snapshot->referents;
   const std::size_t n = data->nodes.size();
-  if (n >= kNone) {
-    data->Release();
-    return absl::ResourceExhaustedError("more than 4 billion tracked objects");
-  }
-  first_edge.push_back(referents.size());
-  if (internal::kWalkReversed) {
-    // Number the nodes in gc.get_objects() order (see kWalkReversed).
-    std::reverse(data->nodes.begin(), data->nodes.end());
-    std::vector<uint64_t> reversed_first(n + 1, 0);
-    std::vector<PyObject*> reversed_referents;
-    reversed_referents.reserve(referents.size());
-    for (std::size_t i = 0; i < n; ++i) {
-      const std::size_t old = n - 1 - i;
-      reversed_first[i] = reversed_referents.size();
-      reversed_referents.insert(reversed_referents.end(),
-                                referents.begin() + first_edge[old],
-                                referents.begin() + first_edge[old + 1]);
-    }
-    reversed_first[n] = reversed_referents.size();
-    first_edge = std::move(reversed_first);
-    referents = std::move(reversed_referents);
-  }
   data->index.Reserve(n);
   for (std::size_t i = 0; i < n; ++i) {
     data->index.FindOrInsert(data->nodes[i], static_cast<uint32_t>(i));
@@ -694,8 +797,21 @@ absl::StatusOr<ReferrerGraph> ReferrerGraph::Build(const GraphOptions& options) 
       }
     }
   }
-  return ReferrerGraph(std::move(data));
+  return data;
 }
+
+}  // namespace
+
+namespace internal {
+
+// Builds ReferrerGraphs for FindBackrefChain().
+struct GraphAccess {
+  static ReferrerGraph Make(std::unique_ptr<GraphData> data) {
+    return ReferrerGraph(std::move(data));
+  }
+};
+
+}  // namespace internal
 
 absl::StatusOr<std::vector<Ref>> ReferrerGraph::Referrers(Handle target) const {
   if (absl::Status s = CheckGil(); !s.ok()) return s;
@@ -718,11 +834,7 @@ absl::StatusOr<std::vector<Ref>> ReferrerGraph::Referrers(Handle target) const {
 absl::StatusOr<BackrefChain> ReferrerGraph::FindChain(
     Handle target, const ChainOptions& options) const {
   if (absl::Status s = CheckGil(); !s.ok()) return s;
-  if (!target) return absl::InvalidArgumentError("FindChain of a null handle");
-  if (options.max_depth < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max_depth must be >= 0, got ", options.max_depth));
-  }
+  if (absl::Status s = CheckChainArguments(target, options); !s.ok()) return s;
   if (!data_) return absl::FailedPreconditionError("empty (moved-from) graph");
   GraphData& data = *data_;
   const uint32_t n = static_cast<uint32_t>(data.nodes.size());
@@ -734,29 +846,7 @@ absl::StatusOr<BackrefChain> ReferrerGraph::FindChain(
   auto object_of = [&](uint32_t i) {
     return i == n ? keep_target.get() : data.nodes[i];
   };
-
-  const std::vector<std::uintptr_t> proper =
-      options.roots.proper_modules ? ProperModules() : std::vector<std::uintptr_t>();
-  auto is_root = [&](PyObject* obj) {
-    if (options.roots.modules && PyModule_Check(obj)) return true;
-    if (options.roots.proper_modules && PyModule_Check(obj) &&
-        std::binary_search(proper.begin(), proper.end(),
-                           reinterpret_cast<std::uintptr_t>(obj))) {
-      return true;
-    }
-    if (options.roots.classes && PyType_Check(obj)) return true;
-    if (options.roots.frames && PyFrame_Check(obj)) return true;
-    if (options.is_root) {
-      bool yes = false;
-      try {
-        yes = options.is_root(Handle(obj));
-      } catch (...) {  // Never across the API: treated as "not a root".
-      }
-      if (PyErr_Occurred()) PyErr_Clear();
-      return yes;
-    }
-    return false;
-  };
+  const RootTest is_root(options);
 
   std::unique_ptr<Scratch> scratch = data.TakeScratch();
   Scratch& s = *scratch;
@@ -774,6 +864,7 @@ absl::StatusOr<BackrefChain> ReferrerGraph::FindChain(
   std::vector<uint32_t> queue{t};
   uint32_t root = kNone;
   const uint32_t max_depth = static_cast<uint32_t>(options.max_depth);
+  // objgraph's _find_chain: dequeue, test, expand while below max_depth.
   for (std::size_t head = 0; head < queue.size(); ++head) {
     const uint32_t x = queue[head];
     if (is_root(object_of(x))) {
@@ -798,30 +889,11 @@ absl::StatusOr<BackrefChain> ReferrerGraph::FindChain(
       queue.push_back(*r);
     }
   }
-  std::vector<uint32_t> path;
-  for (uint32_t i = root; i != kNone; i = s.parent[i]) path.push_back(i);
+  std::vector<PyObject*> path;
+  for (uint32_t i = root; i != kNone; i = s.parent[i]) path.push_back(object_of(i));
   data.GiveBack(std::move(scratch));
-  if (root == kNone) {
-    return absl::NotFoundError(absl::StrCat(
-        "no root within ", options.max_depth,
-        " references of the object (searched ", queue.size(),
-        " referrers); raise max_depth, or widen the roots (classes, frames, "
-        "any module, a predicate)"));
-  }
-  BackrefChain chain;
-  chain.links.reserve(path.size());
-  for (uint32_t i : path) chain.links.push_back(MakeLink(object_of(i)));
-  for (std::size_t k = 0; k + 1 < chain.links.size(); ++k) {
-    chain.links[k].edge = internal::EdgeLabel(chain.links[k].object.get(),
-                                              chain.links[k + 1].object.get());
-    // The snapshot said k refers to k+1; if it no longer does, say so.
-    if (chain.links[k].edge.empty() &&
-        !RefersTo(chain.links[k].object.get(), chain.links[k + 1].object.get())) {
-      chain.links[k].edge = std::string(1, '?');  // (g++ 12 -Wrestrict)
-    }
-  }
-  PyErr_Clear();
-  return chain;
+  if (root == kNone) return NoChain(options, queue.size());
+  return MakeChain(path);
 }
 
 absl::StatusOr<std::string> ReferrerGraph::BackrefsDot(
@@ -945,16 +1017,105 @@ absl::StatusOr<BackrefChain> FindBackrefChain(Handle target,
                                               const ChainOptions& options,
                                               const GraphOptions& graph_options) {
   if (absl::Status s = CheckGil(); !s.ok()) return s;
-  if (!target) {
-    return absl::InvalidArgumentError("FindBackrefChain of a null handle");
+  if (absl::Status s = CheckChainArguments(target, options); !s.ok()) return s;
+  if (graph_options.collect_first) {
+    if (absl::Status s = internal::CollectFull(); !s.ok()) return s;
   }
-  if (options.max_depth < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max_depth must be >= 0, got ", options.max_depth));
+  // One query needs no index: the same breadth-first search, a level at a
+  // time, finds the referrers of a whole level in one sequential pass over
+  // the recorded referents. Same order and tie-breaking as FindChain().
+  Snapshot snapshot;
+  if (absl::Status s = TakeSnapshot(&snapshot); !s.ok()) return s;
+  const std::vector<PyObject*>& nodes = snapshot.nodes;
+  const std::size_t n = nodes.size();
+  const uint32_t kTarget = static_cast<uint32_t>(n);  // Its id, node or not.
+  Ref keep_target = Borrow(target.ptr());
+  auto object_of = [&](uint32_t i) {
+    return i == kTarget ? keep_target.get() : nodes[i];
+  };
+  PointerIndex ignored;
+  for (Handle h : options.ignore) {
+    if (h) ignored.FindOrInsert(h.ptr(), 1);
   }
-  absl::StatusOr<ReferrerGraph> graph = ReferrerGraph::Build(graph_options);
-  if (!graph.ok()) return graph.status();
-  return graph->FindChain(target, options);
+  std::vector<uint8_t> visited(n, 0);
+  std::vector<uint32_t> parent(n, kNone);
+  const RootTest is_root(options);
+  std::vector<uint32_t> level{kTarget};
+  std::size_t searched = 1;
+  uint32_t root = kNone;
+  // A 64 Kibit filter over the level's addresses rejects almost every
+  // referent with one L1 load before the exact lookup.
+  std::vector<uint64_t> filter(1024);
+  auto bit = [](const void* p) {
+    return static_cast<uint32_t>((reinterpret_cast<std::uintptr_t>(p) >> 4) *
+                                     0x9E3779B97F4A7C15ull >>
+                                 48);
+  };
+  std::vector<std::pair<uint32_t, uint32_t>> found;  // (position in level, referrer)
+  constexpr int kMaxLevelScans = 12;
+  for (int depth = 0; !level.empty(); ++depth) {
+    for (uint32_t x : level) {
+      if (is_root(object_of(x))) {
+        root = x;
+        break;
+      }
+    }
+    if (root != kNone || depth >= options.max_depth) break;
+    if (depth == kMaxLevelScans) {
+      // Deep: one scan per level would cost more than the index. Answer
+      // from a ReferrerGraph of the same snapshot (the search restarts).
+      absl::StatusOr<std::unique_ptr<GraphData>> data = IndexSnapshot(&snapshot);
+      if (!data.ok()) {
+        snapshot.Release();
+        return data.status();
+      }
+      ReferrerGraph graph = internal::GraphAccess::Make(*std::move(data));
+      return graph.FindChain(target, options);
+    }
+    std::fill(filter.begin(), filter.end(), 0);
+    PointerIndex position;
+    for (std::size_t k = 0; k < level.size(); ++k) {
+      PyObject* obj = object_of(level[k]);
+      const uint32_t b = bit(obj);
+      filter[b >> 6] |= uint64_t{1} << (b & 63);
+      position.FindOrInsert(obj, static_cast<uint32_t>(k));
+    }
+    found.clear();
+    for (std::size_t i = 0; i < n; ++i) {
+      // Visited and ignored objects are never added again: skip their edges.
+      if (visited[i] || nodes[i] == target.ptr()) continue;
+      for (uint64_t e = snapshot.first_edge[i]; e < snapshot.first_edge[i + 1]; ++e) {
+        PyObject* p = snapshot.referents[e];
+        const uint32_t b = bit(p);
+        if ((filter[b >> 6] >> (b & 63) & 1) == 0) continue;
+        const int64_t k = position.Find(p);
+        if (k >= 0) found.emplace_back(static_cast<uint32_t>(k), static_cast<uint32_t>(i));
+      }
+    }
+    // Per object of the level in queue order, its referrers in heap order.
+    std::stable_sort(found.begin(), found.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::vector<uint32_t> next;
+    for (const auto& [k, i] : found) {
+      if (visited[i] || ignored.Find(nodes[i]) >= 0) continue;
+      visited[i] = 1;
+      parent[i] = level[k];
+      next.push_back(i);
+    }
+    searched += next.size();
+    level = std::move(next);
+  }
+  absl::StatusOr<BackrefChain> result = NoChain(options, searched);
+  if (root != kNone) {
+    std::vector<PyObject*> path;
+    for (uint32_t i = root; i != kTarget && i != kNone; i = parent[i]) {
+      path.push_back(nodes[i]);
+    }
+    path.push_back(keep_target.get());
+    result = MakeChain(path);
+  }
+  snapshot.Release();
+  return result;
 }
 
 }  // namespace leakguard

@@ -591,5 +591,45 @@ TEST_F(GcTest, RecorderRemovedWhenAnExceptionPassesThrough) {
   EXPECT_EQ(PyList_Size(GcAttr("callbacks").get()), before);
 }
 
+// ------------------------------------------- a pause left to finalization
+
+// The PauseScope that the last test leaves running, and the check, after
+// test_main's environment has finalized the interpreter, that finalization
+// stopped it. (Environments are torn down in reverse order of registration;
+// this one registers at static initialization, before test_main's.)
+std::unique_ptr<gc::PauseScope>* left_running = nullptr;
+
+class PauseStoppedByFinalization : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    if (left_running == nullptr) return;
+    EXPECT_FALSE(Py_IsInitialized());
+    EXPECT_EQ(Interpreter::WatcherCount(), 0u);
+    const int64_t collections = (*left_running)->collections();
+    EXPECT_GE(collections, 1);
+    absl::SleepFor(absl::Milliseconds(20));
+    EXPECT_EQ((*left_running)->collections(), collections);  // Thread gone.
+    delete left_running;  // After finalization: touches no Python.
+    left_running = nullptr;
+  }
+};
+
+[[maybe_unused]] ::testing::Environment* const kPauseCheck =
+    ::testing::AddGlobalTestEnvironment(new PauseStoppedByFinalization);
+
+// Declared last so that it runs last: every test before it expects no
+// watcher to be registered.
+TEST(PauseAtExitTest, InterpreterFinalizationStopsARunningPause) {
+  auto pause = gc::PauseScope::Begin({.every = absl::Milliseconds(1)});
+  ASSERT_TRUE(pause.ok()) << pause.status();
+  EXPECT_EQ(Interpreter::WatcherCount(), 1u);
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while ((*pause)->collections() < 1 && absl::Now() < deadline) {
+    GilRelease release;
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  left_running = new std::unique_ptr<gc::PauseScope>(*std::move(pause));
+}
+
 }  // namespace
 }  // namespace leakguard

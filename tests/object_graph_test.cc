@@ -163,6 +163,14 @@ class ObjectGraphTest : public ::testing::Test {
     }
   }
 
+  static void ExpectSameObjects(const BackrefChain& a, const BackrefChain& b) {
+    ASSERT_EQ(a.links.size(), b.links.size()) << a.Path() << " / " << b.Path();
+    for (std::size_t i = 0; i < a.links.size(); ++i) {
+      EXPECT_EQ(a.links[i].object.get(), b.links[i].object.get()) << i;
+    }
+    EXPECT_EQ(a.Path(), b.Path());
+  }
+
   static std::map<std::string, Ref>* targets_;
 };
 
@@ -404,6 +412,10 @@ TEST_F(ObjectGraphTest, ChainsEqualObjgraphAndRenderReadablePaths) {
     EXPECT_EQ(chain->Path(), c.path);
     EXPECT_EQ(chain->links.back().object.get(), Target(c.target).ptr());
     ExpectSameChainAsObjgraph(*chain, Target(c.target), "objgraph.is_proper_module");
+    // The one-shot search (a level at a time, no index) agrees exactly.
+    absl::StatusOr<BackrefChain> one = FindBackrefChain(Target(c.target));
+    ASSERT_TRUE(one.ok()) << one.status();
+    ExpectSameObjects(*one, *chain);
   }
 }
 
@@ -441,10 +453,13 @@ TEST_F(ObjectGraphTest, OtherRootsClassesFramesAndPredicates) {
   ExpectSameChainAsObjgraph(*chain, Target("class"),
                             "lambda o: objgraph.is_proper_module(o) or isinstance(o, type)");
 
+  ExpectSameObjects(*FindBackrefChain(Target("class"), classes), *chain);
+
   ChainOptions frames;
   frames.roots.frames = true;
   chain = graph->FindChain(Target("frame"), frames);
   ASSERT_TRUE(chain.ok()) << chain.status();
+  ExpectSameObjects(*FindBackrefChain(Target("frame"), frames), *chain);
   EXPECT_EQ(chain->Path(), "frame fail_with (graph_app.py:42) .f_locals['value']");
   ExpectSameChainAsObjgraph(
       *chain, Target("frame"),
@@ -458,6 +473,7 @@ TEST_F(ObjectGraphTest, OtherRootsClassesFramesAndPredicates) {
   ASSERT_TRUE(chain.ok());
   EXPECT_EQ(chain->Path(), "list[3]");
   ExpectSameChainAsObjgraph(*chain, Target("cache"), "lambda o: type(o) is list");
+  ExpectSameObjects(*FindBackrefChain(Target("cache"), lists), *chain);
 
   // The target itself a root: a chain of one.
   Ref app = Import("graph_app");
@@ -492,6 +508,8 @@ TEST_F(ObjectGraphTest, IgnoredReferrersAreNeverUsed) {
   absl::StatusOr<BackrefChain> chain = graph->FindChain(Target("cache"), options);
   EXPECT_EQ(chain.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(std::string(chain.status().message()), HasSubstr("no root within 20"));
+  EXPECT_EQ(FindBackrefChain(Target("cache"), options).status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST_F(ObjectGraphTest, DeepChainsWithinMaxDepthAndWithoutRecursion) {
@@ -514,6 +532,22 @@ TEST_F(ObjectGraphTest, DeepChainsWithinMaxDepthAndWithoutRecursion) {
   options.max_depth = 301;
   EXPECT_EQ(graph->FindChain(Target("deep"), options).status().code(),
             absl::StatusCode::kNotFound);
+  // The one-shot search goes past 12 levels by building the index.
+  options.max_depth = 400;
+  absl::StatusOr<BackrefChain> one = FindBackrefChain(Target("deep"), options);
+  ASSERT_TRUE(one.ok()) << one.status();
+  ExpectSameObjects(*one, *chain);
+  // And at exactly 12 levels it still answers by itself: the 11-reference
+  // chain to the list 10 levels below deep_head.
+  Ref app = Import("graph_app");
+  Ref node = Attr(app, "deep_head");
+  for (int i = 0; i < 9; ++i) node = Borrow(PyList_GET_ITEM(node.get(), 0));
+  ChainOptions twelve;
+  twelve.max_depth = 12;
+  absl::StatusOr<BackrefChain> near = FindBackrefChain(node.handle(), twelve);
+  ASSERT_TRUE(near.ok()) << near.status();
+  EXPECT_EQ(near->depth(), 11u);
+  ExpectSameChainAsObjgraph(*near, node.handle(), "objgraph.is_proper_module", 12);
 }
 
 TEST_F(ObjectGraphTest, AHundredThousandDeepChain) {

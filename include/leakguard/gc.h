@@ -27,7 +27,8 @@
 // A note on `gc.garbage`, true since PEP 442 (CPython 3.4): cycles whose
 // objects define `__del__` ARE collected. `gc.garbage` fills only under
 // DEBUG_SAVEALL, or with objects of C types that still define the legacy
-// `tp_del` slot (and whatever those keep alive).
+// `tp_del` slot (what those keep alive is not freed either, and counts as
+// uncollectable, but is not listed).
 //
 // Every call needs the GIL (FailedPrecondition without it) unless its comment
 // says otherwise.
@@ -71,8 +72,9 @@ struct CollectResult {
   /// Unreachable objects found and freed (or, under DEBUG_SAVEALL, saved to
   /// `gc.garbage`).
   int64_t collected = 0;
-  /// Unreachable objects that could not be freed (legacy `tp_del`
-  /// finalizers and what they keep alive); they went to `gc.garbage`.
+  /// Unreachable objects that could not be freed: those of types with a
+  /// legacy `tp_del` finalizer (listed in `gc.garbage`) and what they keep
+  /// alive.
   int64_t uncollectable = 0;
   /// Wall time of the collection, callbacks and finalizers included.
   absl::Duration duration;

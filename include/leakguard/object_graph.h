@@ -13,7 +13,7 @@
 //                      back-reference queries (objgraph.find_backref_chain,
 //                      gc.get_referrers, objgraph.show_backrefs) without
 //                      scanning the heap again.
-//   FindBackrefChain() one query: builds a graph, finds the chain, drops it.
+//   FindBackrefChain() one query: the same answer, cheaper for one object.
 //
 //   auto chain = FindBackrefChain(leaked);     // root (a module) first
 //   if (chain.ok()) std::puts(chain->Path().c_str());
@@ -57,6 +57,7 @@ namespace leakguard {
 namespace internal {
 class CensusBuilder;
 struct GraphData;
+struct GraphAccess;
 }  // namespace internal
 
 /// How type names are spelled (objgraph's `shortnames`).
@@ -253,8 +254,9 @@ struct ChainLink {
   /// value), "<key 'k'>" (dict key), "[3]" (list / tuple index),
   /// ".__dict__", ".__dict__['name']" (instance attribute), ".name" (slot
   /// or function attribute), ".cell_contents", ".f_locals['x']", "{member}"
-  /// (set); "?" when the reference is gone since the snapshot; empty when
-  /// unknown, and for the target.
+  /// (set); "?" when the reference is gone since the snapshot (containers
+  /// always; other objects on GIL builds); empty when unknown, and for the
+  /// target.
   std::string edge;
 };
 
@@ -355,12 +357,16 @@ class LEAKGUARD_EXPORT ReferrerGraph {
   ~ReferrerGraph();
 
  private:
+  friend struct internal::GraphAccess;
   explicit ReferrerGraph(std::unique_ptr<internal::GraphData> data);
   std::unique_ptr<internal::GraphData> data_;
 };
 
-/// One chain query: builds a ReferrerGraph, finds the chain, drops the
-/// graph. For many queries on the same heap build the graph once.
+/// One chain query, with the answer of ReferrerGraph::Build() then
+/// FindChain(), cheaper for one object: it snapshots the heap and searches a
+/// level at a time over the recorded references, building the referrer
+/// index only if the search goes deeper than 12 levels. For many queries on
+/// the same heap build a ReferrerGraph once.
 LEAKGUARD_EXPORT absl::StatusOr<BackrefChain> FindBackrefChain(
     Handle target, const ChainOptions& options = {},
     const GraphOptions& graph_options = {});
