@@ -1,9 +1,8 @@
 #include "leakguard/leak_check.h"
 
-#include "growth.h"
-
 #include <algorithm>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -12,6 +11,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "growth.h"
+#include "leakguard/object_graph.h"
 #include "leakguard/process.h"
 #include "leakguard/python/call.h"
 #include "leakguard/python/error.h"
@@ -143,17 +144,24 @@ absl::StatusOr<LeakCheckResult> Run(const std::function<absl::Status()>& fn,
   LeakCheckResult result;
   result.options = options;
   std::optional<tracemalloc::Snapshot> first;
+  std::optional<TypeCensus> census_first;
   if (absl::StatusOr<int64_t> c = internal::CollectGarbage(); !c.ok()) return c.status();
   absl::StatusOr<Counters> before = ReadCounters(*sys, tracing);
   if (!before.ok()) return before.status();
   const int total = options.warmup + options.repeat;
   for (int i = 0; i < total; ++i) {
-    if (i == options.warmup && tracing && options.trace_lines) {
-      // The snapshot is C++ data, but taking it briefly allocates Python
-      // objects: read the counters again after it, so no run pays for it.
-      absl::StatusOr<tracemalloc::Snapshot> snap = tracemalloc::Snapshot::Take();
-      if (!snap.ok()) return snap.status();
-      first.emplace(*std::move(snap));
+    if (i == options.warmup && options.top > 0) {
+      // The snapshot and the census are C++ data, but taking them briefly
+      // allocates Python objects: read the counters again after them, so
+      // no run pays for it.
+      if (tracing && options.trace_lines) {
+        absl::StatusOr<tracemalloc::Snapshot> snap = tracemalloc::Snapshot::Take();
+        if (!snap.ok()) return snap.status();
+        first.emplace(*std::move(snap));
+      }
+      absl::StatusOr<TypeCensus> census = TakeTypeCensus();
+      if (!census.ok()) return census.status();
+      census_first.emplace(*std::move(census));
       if (absl::StatusOr<int64_t> c = internal::CollectGarbage(); !c.ok()) return c.status();
       before = ReadCounters(*sys, tracing);
       if (!before.ok()) return before.status();
@@ -166,6 +174,20 @@ absl::StatusOr<LeakCheckResult> Run(const std::function<absl::Status()>& fn,
     before = std::move(after);
   }
   Judge(result);
+  if (census_first.has_value()) {
+    absl::StatusOr<TypeCensus> census_last = TakeTypeCensus();
+    if (!census_last.ok()) return census_last.status();
+    std::map<std::string, int64_t> before;
+    for (const TypeCount& t : census_first->Counts()) before[t.name] = t.count;
+    for (const TypeCount& t : census_last->Counts()) {
+      if (t.count > before[t.name]) result.top_types.push_back({t.name, t.count - before[t.name]});
+    }
+    std::stable_sort(result.top_types.begin(), result.top_types.end(),
+                     [](const TypeDelta& a, const TypeDelta& b) { return a.count > b.count; });
+    if (result.top_types.size() > static_cast<size_t>(options.top)) {
+      result.top_types.resize(options.top);
+    }
+  }
   if (first.has_value() && options.top > 0) {
     absl::StatusOr<tracemalloc::Snapshot> last = tracemalloc::Snapshot::Take();
     if (!last.ok()) return last.status();
@@ -227,6 +249,12 @@ std::string LeakCheckResult::Describe() const {
                       SignedSize(line.size_diff), " in ", Signed(line.count_diff),
                       " blocks\n");
     }
+  }
+  if (!top_types.empty()) {
+    std::vector<std::string> types;
+    for (const TypeDelta& t : top_types) types.push_back(absl::StrCat(t.type, " +", t.count));
+    absl::StrAppend(&out, "  types that grew over the ", options.repeat, " runs: ",
+                    absl::StrJoin(types, ", "), "\n");
   }
   absl::StrAppend(&out,
                   "  rule: blocks/refs leak when every post-warmup delta is >= 1; "

@@ -55,6 +55,17 @@ TEST_F(LeakCheckTest, FlagsAListThatGrowsAndNamesTheLine) {
   EXPECT_THAT(result->Describe(), HasSubstr("leak_shapes.py:11"));
 }
 
+TEST_F(LeakCheckTest, NamesTheTypesThatGrew) {
+  Ref leak = Shape("leak_records");
+  absl::StatusOr<LeakCheckResult> result = RunLeakCheck(leak.handle(), {.top = 3});
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_TRUE(result->leaked);
+  ASSERT_FALSE(result->top_types.empty());
+  EXPECT_EQ(result->top_types[0].type, "Record");
+  EXPECT_EQ(result->top_types[0].count, 6);  // One per post-warmup run.
+  EXPECT_THAT(result->Describe(), HasSubstr("types that grew over the 6 runs: Record +6"));
+}
+
 TEST_F(LeakCheckTest, PassesCleanShapes) {
   for (const char* name : {"clean", "cache_fill", "cyclic_churn"}) {
     Ref func = Shape(name);

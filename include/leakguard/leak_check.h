@@ -20,8 +20,9 @@
 //     ctypes), kept strict because allocators retain memory;
 //   - traced bytes are reported, and name the lines, but do not decide:
 //     blocks already count what tracemalloc sees.
-// When it leaks, the result names the lines that grew (tracemalloc,
-// grouped by line, over the post-warmup runs).
+// The result names the lines that grew (tracemalloc, grouped by line, over
+// the post-warmup runs) and the types whose gc-tracked objects grew (a
+// census after the warm-up and at the end).
 //
 //   auto result = RunLeakCheck([&] { return CallPlugin(); });
 //   if (result.ok() && result->leaked) std::puts(result->Describe().c_str());
@@ -73,6 +74,14 @@ struct RunDelta {
   int64_t fds = 0;
 };
 
+/// A type whose gc-tracked objects grew over the post-warmup runs.
+struct TypeDelta {
+  /// `type(obj).__name__`.
+  std::string type;
+  /// Objects more at the end than after the warm-up.
+  int64_t count = 0;
+};
+
 /// The outcome of a leak check.
 struct LEAKGUARD_EXPORT LeakCheckResult {
   /// Options used.
@@ -92,9 +101,12 @@ struct LEAKGUARD_EXPORT LeakCheckResult {
   /// Lines whose traced memory grew over the post-warmup runs, largest
   /// first (empty when not tracing, or when nothing grew).
   std::vector<LineGrowth> top_lines;
+  /// Types whose gc-tracked count grew over the post-warmup runs, most
+  /// first (at most `top`).
+  std::vector<TypeDelta> top_types;
 
   /// A message a developer can act on: the verdict, the deltas per run for
-  /// every counter, and the lines that grew.
+  /// every counter, the lines and the types that grew.
   std::string Describe() const;
 };
 

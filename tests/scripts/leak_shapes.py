@@ -41,6 +41,14 @@ def raises():
     raise RuntimeError("workload failed")  # line 42
 
 
+class Record:
+    pass
+
+
+def leak_records():
+    _kept.append(Record())  # one tracked Record per call
+
+
 def reset():
     _kept.clear()
     for f in _files:
