@@ -9,6 +9,7 @@ import glob
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 
@@ -33,9 +34,14 @@ def main(results_dir, command):
             data = json.load(f)
         context = context or data.get("context", {})
         for row in data.get("benchmarks", []):
-            if row.get("run_type") == "aggregate":
+            if row.get("run_type") == "aggregate" or row.get("error_occurred"):
                 continue
-            parts = row["name"].split("/")
+            # Google Benchmark appends settings ("/real_time",
+            # "/iterations:3", "/threads:2") to a name; they are not part
+            # of GROUP/CASE/IMPL.
+            parts = [p for p in row["name"].split("/")
+                     if p not in ("real_time", "process_time", "manual_time")
+                     and not re.match(r"^(iterations|repeats|threads|min_time|min_warmup_time):", p)]
             if len(parts) < 3:
                 group, case, impl = os.path.basename(path)[:-5], parts[0], "leakguard"
             else:
