@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "test_util.h"
 #include "leakguard/python/error.h"
 #include "leakguard/python/gil.h"
 #include "leakguard/tracemalloc.h"
@@ -23,21 +24,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-class RecordingSink : public Sink {
- public:
-  void Write(const Report& report) noexcept override {
-    absl::MutexLock lock(&mu_);
-    reports_.push_back(report);
-  }
-  std::vector<Report> reports() {
-    absl::MutexLock lock(&mu_);
-    return reports_;
-  }
-
- private:
-  absl::Mutex mu_;
-  std::vector<Report> reports_;
-};
+using ::leakguard::testing::RecordingSink;
 
 void Call(const char* module, const char* func) {
   Ref m = Steal(PyImport_ImportModule(module));

@@ -23,25 +23,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-class RecordingSink : public Sink {
- public:
-  void Write(const Report& report) noexcept override {
-    absl::MutexLock lock(&mu_);
-    reports_.push_back(report);
-  }
-  size_t size() {
-    absl::MutexLock lock(&mu_);
-    return reports_.size();
-  }
-  Report last() {
-    absl::MutexLock lock(&mu_);
-    return reports_.back();
-  }
-
- private:
-  absl::Mutex mu_;
-  std::vector<Report> reports_;
-};
+using ::leakguard::testing::RecordingSink;
 
 // The line of `script` marked "# leak: ...".
 int MarkedLine(const std::string& script) {

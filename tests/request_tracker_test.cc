@@ -21,21 +21,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-class RecordingSink : public Sink {
- public:
-  void Write(const Report& report) noexcept override {
-    absl::MutexLock lock(&mu_);
-    reports_.push_back(report);
-  }
-  std::vector<Report> reports() {
-    absl::MutexLock lock(&mu_);
-    return reports_;
-  }
-
- private:
-  absl::Mutex mu_;
-  std::vector<Report> reports_;
-};
+using ::leakguard::testing::RecordingSink;
 
 TEST(LogHistogramTest, ExactBelowSixteenAndWithinOneSixteenthAbove) {
   internal::LogHistogram h;

@@ -4,11 +4,15 @@
 #define LEAKGUARD_TESTS_TEST_UTIL_H_
 
 #include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
 
 #include "gtest/gtest.h"
 #include "leakguard/python/error.h"
 #include "leakguard/python/python.h"
 #include "leakguard/python/ref.h"
+#include "leakguard/sink.h"
 
 // LEAKGUARD_UNDER_ASAN / LEAKGUARD_UNDER_TSAN: 1 in sanitizer builds, whose
 // allocators keep freed memory and so change what RSS shows.
@@ -65,6 +69,31 @@ inline Py_ssize_t SysGetRefCount(PyObject* obj) {
   Ref count = Steal(PyObject_CallOneArg(func.get(), obj));
   return count ? PyLong_AsSsize_t(count.get()) : -1;
 }
+
+/// A sink that keeps every report it is given, for assertions. Thread-safe.
+class RecordingSink : public Sink {
+ public:
+  void Write(const Report& report) noexcept override {
+    absl::MutexLock lock(&mu_);
+    reports_.push_back(report);
+  }
+  std::vector<Report> reports() {
+    absl::MutexLock lock(&mu_);
+    return reports_;
+  }
+  size_t size() {
+    absl::MutexLock lock(&mu_);
+    return reports_.size();
+  }
+  Report last() {
+    absl::MutexLock lock(&mu_);
+    return reports_.back();
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<Report> reports_ ABSL_GUARDED_BY(mu_);
+};
 
 }  // namespace leakguard::testing
 
