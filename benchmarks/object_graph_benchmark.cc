@@ -3,9 +3,14 @@
 //
 //   graph/typestats_1m            TakeTypeCensus().Counts()  vs objgraph.typestats()
 //   graph/growth_1m               GrowthTracker::Update()    vs objgraph.growth()
-//                                 (both force a full collection first)
+//                                 (both force a full collection first), and
+//                                 vs gc.collect() alone: the floor of any
+//                                 growth that collects first
 //   graph/growth_nocollect_1m     the same without the collection (leakguard's
-//                                 option; objgraph always collects)
+//                                 option) vs objgraph.growth() with its
+//                                 gc.collect() made a no-op for the call
+//                                 (objgraph_nocollect; same work) and vs
+//                                 objgraph.growth() as it is
 //   graph/backref_chain_1         FindBackrefChain() of one object vs
 //                                 objgraph.find_backref_chain(), chains of 6 to
 //                                 9 references (leakguard's default: no
@@ -59,12 +64,33 @@ def build(n_records):
         targets.append(r.items[i % 2]['v' if i % 2 == 0 else 'w'])
     mod._registry = registry
     return random.Random(1).sample(targets, 100)
+
+import gc as _gc
+
+class _GcWithoutCollect:
+    """The gc module, but collect() does nothing: objgraph.growth()'s own
+    work without its full collection."""
+    def __getattr__(self, name):
+        return getattr(_gc, name)
+    @staticmethod
+    def collect(generation=2):
+        return 0
+
+def growth_without_collect(objgraph, limit, peak_stats):
+    saved = objgraph.gc
+    objgraph.gc = _GcWithoutCollect()
+    try:
+        return objgraph.growth(limit, peak_stats)
+    finally:
+        objgraph.gc = saved
 )PY";
 
 struct Heap {
   std::vector<leakguard::Ref> targets;  // 100 objects at depth 6..9.
   leakguard::Ref objgraph;
   leakguard::Ref is_proper_module;
+  leakguard::Ref growth_without_collect;  // See kHeapCode.
+  leakguard::Ref gc_collect;
   int64_t objects = 0;
 };
 
@@ -114,6 +140,24 @@ void GrowthObjgraph(benchmark::State& state) {
     leakguard::Ref limit = leakguard::Steal(PyLong_FromLong(10));
     leakguard::Ref rows = ObjgraphCall("growth", limit.get(), peaks.get());
     if (!rows) return Fail(state, leakguard::StatusFromPythonError());
+  }
+}
+
+void GrowthObjgraphWithoutCollect(benchmark::State& state) {
+  leakguard::Ref peaks = leakguard::Steal(PyDict_New());
+  for (auto _ : state) {
+    leakguard::Ref limit = leakguard::Steal(PyLong_FromLong(10));
+    leakguard::Ref rows = leakguard::Steal(PyObject_CallFunctionObjArgs(
+        heap->growth_without_collect.get(), heap->objgraph.get(), limit.get(),
+        peaks.get(), nullptr));
+    if (!rows) return Fail(state, leakguard::StatusFromPythonError());
+  }
+}
+
+void GcCollect(benchmark::State& state) {
+  for (auto _ : state) {
+    leakguard::Ref n = leakguard::Steal(PyObject_CallNoArgs(heap->gc_collect.get()));
+    if (!n) return Fail(state, leakguard::StatusFromPythonError());
   }
 }
 
@@ -175,6 +219,14 @@ absl::Status BuildHeap(bool smoke) {
     heap->targets.push_back(leakguard::Borrow(PyList_GET_ITEM(sample.get(), i)));
   }
   sample.Reset();
+  heap->growth_without_collect =
+      leakguard::Borrow(PyDict_GetItemString(globals, "growth_without_collect"));
+  leakguard::Ref gc_module = leakguard::Steal(PyImport_ImportModule("gc"));
+  if (!gc_module) return leakguard::StatusFromPythonError();
+  heap->gc_collect = leakguard::Steal(PyObject_GetAttrString(gc_module.get(), "collect"));
+  if (!heap->growth_without_collect || !heap->gc_collect) {
+    return absl::InternalError("the heap code did not define its helpers");
+  }
   PyDict_DelItemString(globals, "build");  // Drop Record/build from __main__.
   PyDict_DelItemString(globals, "Record");
   heap->objgraph = leakguard::Steal(PyImport_ImportModule("objgraph"));
@@ -228,8 +280,11 @@ int main(int argc, char** argv) {
   ms(benchmark::RegisterBenchmark("graph/growth_1m/leakguard",
                                   [](benchmark::State& s) { GrowthLeakguard(s, true); }));
   ms(benchmark::RegisterBenchmark("graph/growth_1m/objgraph", GrowthObjgraph));
+  ms(benchmark::RegisterBenchmark("graph/growth_1m/gc.collect", GcCollect));
   ms(benchmark::RegisterBenchmark("graph/growth_nocollect_1m/leakguard",
                                   [](benchmark::State& s) { GrowthLeakguard(s, false); }));
+  ms(benchmark::RegisterBenchmark("graph/growth_nocollect_1m/objgraph_nocollect",
+                                  GrowthObjgraphWithoutCollect));
   ms(benchmark::RegisterBenchmark("graph/growth_nocollect_1m/objgraph", GrowthObjgraph));
   ms(benchmark::RegisterBenchmark("graph/backref_chain_1/leakguard",
                                   [](benchmark::State& s) { ChainLeakguard(s, false); }));

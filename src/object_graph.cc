@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "gc_walk.h"
 #include "leakguard/python/error.h"
 #include "leakguard/python/gil.h"
 #include "leakguard/python/python.h"
@@ -143,22 +144,34 @@ int VisitTrampoline(PyObject* op, void* arg) noexcept {
 // `fn` returns true to keep a strong reference to `op`, appended to `kept`
 // (owned by the caller; may be null if `fn` never keeps).
 //
-// `fn` must not use the Python C API beyond Py_INCREF and tp_traverse: on
-// 3.12+ it runs inside PyUnstable_GC_VisitObjects, with the world stopped
-// on free-threaded builds. No Python code runs during the walk.
+// `fn` must not use the Python C API beyond Py_INCREF and tp_traverse: it
+// runs while the collector's lists are walked in place (gc_walk.c: 3.9 to
+// 3.13 with the GIL), or inside PyUnstable_GC_VisitObjects (3.13t, with
+// the world stopped, and later versions). No Python code runs during the
+// walk. Where neither applies (3.14+ with frozen objects) it goes through
+// gc.get_objects().
 template <typename Fn>
 absl::Status WalkTracked(Fn&& fn, std::vector<PyObject*>* kept) {
+  auto visit_one = [&fn, kept](PyObject* op) {
+    if (fn(op)) {
+      Py_INCREF(op);
+      kept->push_back(op);
+    }
+  };
+  if (leakguard_gc_walk_supported()) {
+    leakguard_gc_walk(
+        [](PyObject* op, void* arg) {
+          (*static_cast<decltype(visit_one)*>(arg))(op);
+        },
+        &visit_one);
+    return absl::OkStatus();
+  }
   absl::StatusOr<bool> visit = CanVisitObjects();
   if (!visit.ok()) return visit.status();
 #if PY_VERSION_HEX >= 0x030C0000
   if (*visit) {
-    auto wrapped = [&fn, kept](PyObject* op) {
-      if (fn(op)) {
-        Py_INCREF(op);
-        kept->push_back(op);
-      }
-    };
-    PyUnstable_GC_VisitObjects(&VisitTrampoline<decltype(wrapped)>, &wrapped);
+    PyUnstable_GC_VisitObjects(&VisitTrampoline<decltype(visit_one)>,
+                               &visit_one);
     return absl::OkStatus();
   }
 #endif
@@ -202,32 +215,53 @@ class CensusBuilder {
 
   // Allowed inside WalkTracked's callback.
   void Add(PyObject* op) noexcept {
-    PyTypeObject* type = Py_TYPE(op);
-    if (type != last_type_) {
-      const uint32_t index =
-          index_.FindOrInsert(type, static_cast<uint32_t>(types_.size()));
-      if (index == types_.size()) {
-        Py_INCREF(type);
-        types_.push_back(type);
-        counts_.push_back(0);
-        last_seen_.push_back(0);
-      }
-      last_type_ = type;
-      last_index_ = index;
-    }
-    ++counts_[last_index_];
+    const uint32_t t = IndexOf(Py_TYPE(op), front_cache_);
+    ++counts_[t];
     ++total_;
-    if constexpr (kWalkReversed) last_seen_[last_index_] = total_;
+    if constexpr (kWalkReversed) last_seen_[t] = total_;
+  }
+
+  // Allowed inside leakguard_gc_walk_both_ends()'s visitor: remembers
+  // where in gc.get_objects() order each type is first met, which that
+  // walk's visiting order does not tell. Finish() then needs the lengths.
+  void AddPlaced(PyObject* op, int generation, Py_ssize_t index) noexcept {
+    // The two ends meet different types: one last-type cache each.
+    const uint32_t t = IndexOf(Py_TYPE(op), index >= 0 ? front_cache_ : back_cache_);
+    ++counts_[t];
+    ++total_;
+    Place& place = places_[t];
+    // Generations are walked 0, 1, 2: the first one met is the earliest.
+    if (place.generation < 0) place.generation = generation;
+    if (generation != place.generation) return;
+    if (index >= 0) {
+      if (place.front < 0) place.front = index;  // Met front to back.
+    } else {
+      place.back = index;  // Met back to front: the last one is earliest.
+    }
   }
 
   // Names the types (runs Python: `__name__`, `__module__`). `walked`: the
-  // objects came from WalkTracked, so order them as gc.get_objects() would.
-  TypeCensus Finish(bool walked) {
+  // objects came from WalkTracked, so order them as gc.get_objects() would;
+  // `lengths`: they came from AddPlaced, and these were the generations'.
+  TypeCensus Finish(bool walked, const Py_ssize_t* lengths = nullptr) {
     TypeCensus census;
     census.total_ = total_;
     std::vector<std::size_t> order(types_.size());
     for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-    if (walked && kWalkReversed) {
+    if (lengths != nullptr) {
+      std::vector<int64_t> first(types_.size());
+      for (std::size_t i = 0; i < first.size(); ++i) {
+        const Place& place = places_[i];
+        int64_t start = 0;  // Where the type's generation starts.
+        for (int g = 0; g < place.generation; ++g) start += lengths[g];
+        first[i] = start + (place.front >= 0
+                                ? place.front
+                                : lengths[place.generation] + place.back);
+      }
+      std::sort(order.begin(), order.end(), [&first](std::size_t a, std::size_t b) {
+        return first[a] < first[b];
+      });
+    } else if (walked && kWalkReversed) {
       // First met in the reversed walk = last met in the walk.
       std::sort(order.begin(), order.end(), [this](std::size_t a, std::size_t b) {
         return last_seen_[a] > last_seen_[b];
@@ -249,10 +283,41 @@ class CensusBuilder {
  private:
   std::vector<PyTypeObject*> types_;  // First-met order; owned references.
   std::vector<int64_t> counts_;
+  // Where a placed walk first met a type (see AddPlaced).
+  struct Place {
+    int generation = -1;
+    int64_t front = -1;  // Smallest index from the front, or -1.
+    int64_t back = 0;    // Earliest index from the back (< 0), or 0.
+  };
+
+  // The last type looked up, and its index.
+  struct LastType {
+    PyTypeObject* type = nullptr;
+    uint32_t index = 0;
+  };
+
+  uint32_t IndexOf(PyTypeObject* type, LastType& last) noexcept {
+    if (type != last.type) {
+      const uint32_t index =
+          index_.FindOrInsert(type, static_cast<uint32_t>(types_.size()));
+      if (index == types_.size()) {
+        Py_INCREF(type);
+        types_.push_back(type);
+        counts_.push_back(0);
+        last_seen_.push_back(0);
+        places_.emplace_back();
+      }
+      last.type = type;
+      last.index = index;
+    }
+    return last.index;
+  }
+
   std::vector<int64_t> last_seen_;  // Free-threaded builds only.
+  std::vector<Place> places_;
   PointerIndex index_;
-  PyTypeObject* last_type_ = nullptr;
-  uint32_t last_index_ = 0;
+  LastType front_cache_;
+  LastType back_cache_;
   int64_t total_ = 0;
 };
 
@@ -360,6 +425,14 @@ absl::StatusOr<TypeCensus> TakeTypeCensus(const CensusOptions& options) {
     if (absl::Status s = internal::CollectFull(); !s.ok()) return s;
   }
   CensusBuilder builder;
+  Py_ssize_t lengths[3];
+  if (leakguard_gc_walk_both_ends(
+          [](PyObject* op, int generation, Py_ssize_t index, void* arg) {
+            static_cast<CensusBuilder*>(arg)->AddPlaced(op, generation, index);
+          },
+          &builder, lengths)) {
+    return builder.Finish(/*walked=*/true, lengths);
+  }
   absl::Status walked = internal::WalkTracked(
       [&builder](PyObject* op) {
         builder.Add(op);

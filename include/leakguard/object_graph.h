@@ -25,12 +25,13 @@
 // never appear as referrers, though a chain may end at one. Objects in the
 // permanent generation (`gc.freeze()`) are left out, like `gc.get_objects()`.
 //
-// How the heap is walked: CPython 3.12+ through PyUnstable_GC_VisitObjects
-// (no list is built; on free-threaded builds it stops the world, so the
-// walk is safe there too); earlier versions through `gc.get_objects()`,
-// then in C++ without creating Python objects. No Python code runs during
-// a walk, so nothing vanishes or appears mid-walk; leakguard's own
-// temporaries are never in the graph.
+// How the heap is walked: CPython 3.9 to 3.13 (with the GIL) by reading
+// the collector's generation lists in place, the census from both ends of
+// each list at once; 3.13t through PyUnstable_GC_VisitObjects, which stops
+// the world, so the walk is safe there too. No list is built and no Python
+// object is created. No Python code runs during a walk, so nothing
+// vanishes or appears mid-walk; leakguard's own temporaries are never in
+// the graph.
 //
 // Every call needs the GIL (FailedPrecondition without it). Results that
 // hold Refs need the GIL to be copied or destroyed, like Ref itself.
