@@ -14,9 +14,11 @@
 // stops it again at the end, on every exit path), and reports the traced
 // growth and the source lines that grew most.
 //
-// This is the Python face of the guard layer. It is built on SampleProcess()
-// and the tracemalloc module today; it will be re-based on the C++
-// leakguard::MemoryGuard when that lands, with the same Python API.
+// This is the Python face of the guard layer, built on SampleProcess() and
+// the tracemalloc module. C++ hosts use leakguard::MemoryGuard
+// (leakguard/memory_guard.h), whose traced mode reads leakguard's own
+// snapshots and is the faster of the two; moving this module onto it, with
+// the same Python API, is still to do.
 
 #include <cmath>
 #include <cstddef>
