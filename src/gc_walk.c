@@ -40,6 +40,8 @@
 #endif
 #include <internal/pycore_gc.h>
 #include <internal/pycore_interp.h>
+_Static_assert(NUM_GENERATIONS == 3,
+               "gc_walk.h promises three generations (lengths[3])");
 #endif
 
 #ifdef LEAKGUARD_GC_WALK
@@ -48,10 +50,10 @@
 // hands out the blocks of a size class in address order, so the list's
 // next objects mostly live a little further along in memory. Asking for
 // the memory 512 and 1024 bytes ahead (a prefetch never faults, whatever
-// the address) has it on its way before the chain gets there: on a heap
-// of a million objects the census takes about 0.65x the time without
-// (0.55x when the size classes are interleaved). Measured with
-// benchmarks/run.sh, graph/typestats_1m.
+// the address) has it on its way before the chain gets there: the census
+// of benchmarks/run.sh's million objects (graph/typestats_1m) went from
+// 36 to 24 ms with it, and from 72 to 37 ms on a heap whose lists jump
+// between size classes.
 static inline void PrefetchAround(const PyGC_Head* gc, int direction) {
   const uintptr_t at = (uintptr_t)gc;
   __builtin_prefetch((const void*)(at + direction * 512));
