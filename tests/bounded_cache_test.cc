@@ -25,18 +25,7 @@ namespace {
 
 // AddressSanitizer keeps freed memory in quarantine on purpose, so RSS is
 // not a leak signal under it; the soak tests then check everything else.
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kRssIsMeaningful = false;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kRssIsMeaningful = false;
-#else
-constexpr bool kRssIsMeaningful = true;
-#endif
-#else
-constexpr bool kRssIsMeaningful = true;
-#endif
-
+constexpr bool kRssIsMeaningful = !LEAKGUARD_UNDER_ASAN;
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
