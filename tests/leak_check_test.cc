@@ -44,7 +44,12 @@ TEST_F(LeakCheckTest, FlagsAListThatGrowsAndNamesTheLine) {
   EXPECT_TRUE(result->leaked_blocks);
   EXPECT_FALSE(result->leaked_fds);
   ASSERT_EQ(result->runs.size(), 9u);
-  for (size_t i = 3; i < 9; ++i) EXPECT_GE(result->runs[i].blocks, 1) << i;
+  // One bytes object kept per run. The last run must show it; one earlier
+  // run may read 0 when something unrelated freed a block meanwhile.
+  int grew = 0;
+  for (size_t i = 3; i < 9; ++i) grew += result->runs[i].blocks >= 1 ? 1 : 0;
+  EXPECT_GE(grew, 5) << result->Describe();
+  EXPECT_GE(result->runs[8].blocks, 1) << result->Describe();
   ASSERT_FALSE(result->top_lines.empty());
   EXPECT_THAT(result->top_lines[0].file, HasSubstr("leak_shapes.py"));
   EXPECT_EQ(result->top_lines[0].line, 11);
@@ -53,6 +58,28 @@ TEST_F(LeakCheckTest, FlagsAListThatGrowsAndNamesTheLine) {
   EXPECT_GE(result->top_lines[0].size_diff, 6 * 1000);
   EXPECT_THAT(result->Describe(), HasSubstr("leaks memory blocks over 6 runs"));
   EXPECT_THAT(result->Describe(), HasSubstr("leak_shapes.py:11"));
+}
+
+TEST(GrowsEveryRunTest, ForgivesOneNoisyRunThatIsNotTheLast) {
+  EXPECT_TRUE(GrowsEveryRun({1, 1, 1, 1, 1, 1}));
+  EXPECT_TRUE(GrowsEveryRun({5, 2, 1, 3, 1, 1}));
+  // The shape seen on a real one-block-per-call leak: one unrelated block
+  // freed during the first measured run.
+  EXPECT_TRUE(GrowsEveryRun({0, 1, 1, 1, 1, 1}));
+  EXPECT_TRUE(GrowsEveryRun({1, 1, -3, 1}));
+  // A cache that stops filling ends on a run that did not grow.
+  EXPECT_FALSE(GrowsEveryRun({1, 1, 1, 1, 1, 0}));
+  EXPECT_FALSE(GrowsEveryRun({0, 1, 0, 1, 1, 1}));
+  // Noise of a clean callable (regrtest's examples of false positives).
+  EXPECT_FALSE(GrowsEveryRun({3, 0, 0}));
+  EXPECT_FALSE(GrowsEveryRun({0, 1, 0}));
+  EXPECT_FALSE(GrowsEveryRun({8, -8, 1}));
+  // Under 4 runs nothing is forgiven.
+  EXPECT_FALSE(GrowsEveryRun({0, 1, 1}));
+  EXPECT_TRUE(GrowsEveryRun({1, 1, 1}));
+  EXPECT_TRUE(GrowsEveryRun({1}));
+  EXPECT_FALSE(GrowsEveryRun({0}));
+  EXPECT_FALSE(GrowsEveryRun({}));
 }
 
 TEST_F(LeakCheckTest, NamesTheTypesThatGrew) {
