@@ -456,6 +456,36 @@ class MaybeGil<V> {
   GilAcquire gil_;
 };
 
+// PutWithTtl() of both caches: checks the entry's ttl, then stores through
+// `store(key, value, &dropped)` (which takes whatever lock it needs and
+// returns the core's status), and disposes of what was dropped: evicted
+// entries, or the value itself when the ttl or its weight is refused.
+template <typename Core, typename K, typename V, typename Store>
+absl::Status PutThrough(const BoundedCacheOptions<K, V>& options, K key, V value,
+                        absl::Duration ttl, Store&& store) {
+  [[maybe_unused]] MaybeGil<V> gil;
+  typename Core::DroppedList dropped;
+  absl::Status status = ValidateEntryTtl(ttl);
+  if (status.ok()) {
+    status = store(std::move(key), std::move(value), &dropped);
+  } else {
+    dropped.push_back(typename Core::Dropped{std::move(key), std::move(value), std::nullopt});
+  }
+  DisposeDropped(options, &dropped);
+  return status;
+}
+
+// GetOrCompute() of both caches, through their Get() and Put().
+template <typename V, typename Cache, typename K, typename F>
+absl::StatusOr<V> GetOrComputeIn(Cache& cache, const K& key, F&& compute) {
+  [[maybe_unused]] MaybeGil<V> gil;
+  if (std::optional<V> hit = cache.Get(key)) return *std::move(hit);
+  absl::StatusOr<V> computed = ToStatusOr<V>(std::forward<F>(compute)());
+  if (!computed.ok()) return computed;
+  cache.Put(key, *computed).IgnoreError();  // Too heavy: returned, not stored.
+  return computed;
+}
+
 }  // namespace internal
 
 /// A bounded LRU cache with optional time-to-live. Not thread-safe: use one
@@ -532,18 +562,11 @@ class BoundedCache {
   /// for none, whatever the cache's ttl). InvalidArgument for a ttl that is
   /// not positive.
   absl::Status PutWithTtl(K key, V value, absl::Duration ttl) {
-    [[maybe_unused]] internal::MaybeGil<V> gil;
-    DroppedList dropped;
-    absl::Status status = internal::ValidateEntryTtl(ttl);
-    if (status.ok()) {
-      status = core_->Put(std::move(key), std::move(value), ttl,
-                          options_->max_weight, &dropped);
-    } else {
-      dropped.push_back(typename Core::Dropped{std::move(key), std::move(value),
-                                               std::nullopt});
-    }
-    internal::DisposeDropped(*options_, &dropped);
-    return status;
+    return internal::PutThrough<Core>(
+        *options_, std::move(key), std::move(value), ttl,
+        [&](K k, V v, DroppedList* dropped) {
+          return core_->Put(std::move(k), std::move(v), ttl, options_->max_weight, dropped);
+        });
   }
 
   /// The cached value for `key`, or the value `compute()` returns, which is
@@ -555,13 +578,7 @@ class BoundedCache {
   template <typename F>
     requires std::is_copy_constructible_v<V>
   absl::StatusOr<V> GetOrCompute(const K& key, F&& compute) {
-    [[maybe_unused]] internal::MaybeGil<V> gil;
-    if (std::optional<V> hit = Get(key)) return *std::move(hit);
-    absl::StatusOr<V> computed =
-        internal::ToStatusOr<V>(std::forward<F>(compute)());
-    if (!computed.ok()) return computed;
-    Put(key, *computed).IgnoreError();  // Too heavy: returned, not stored.
-    return computed;
+    return internal::GetOrComputeIn<V>(*this, key, std::forward<F>(compute));
   }
 
   /// Removes `key`'s entry; returns whether there was one. No callback.
@@ -695,20 +712,13 @@ class ConcurrentBoundedCache {
 
   /// As BoundedCache::PutWithTtl().
   absl::Status PutWithTtl(K key, V value, absl::Duration ttl) {
-    [[maybe_unused]] internal::MaybeGil<V> gil;
-    DroppedList dropped;
-    absl::Status status = internal::ValidateEntryTtl(ttl);
-    if (status.ok()) {
-      Shard& shard = ShardFor(key);
-      absl::MutexLock lock(&shard.mu);
-      status = shard.core.Put(std::move(key), std::move(value), ttl,
-                              options_->max_weight, &dropped);
-    } else {
-      dropped.push_back(typename Core::Dropped{std::move(key), std::move(value),
-                                               std::nullopt});
-    }
-    internal::DisposeDropped(*options_, &dropped);
-    return status;
+    return internal::PutThrough<Core>(
+        *options_, std::move(key), std::move(value), ttl,
+        [&](K k, V v, DroppedList* dropped) {
+          Shard& shard = ShardFor(k);
+          absl::MutexLock lock(&shard.mu);
+          return shard.core.Put(std::move(k), std::move(v), ttl, options_->max_weight, dropped);
+        });
   }
 
   /// As BoundedCache::GetOrCompute(). Two threads missing the same key at
@@ -716,13 +726,7 @@ class ConcurrentBoundedCache {
   template <typename F>
     requires std::is_copy_constructible_v<V>
   absl::StatusOr<V> GetOrCompute(const K& key, F&& compute) {
-    [[maybe_unused]] internal::MaybeGil<V> gil;
-    if (std::optional<V> hit = Get(key)) return *std::move(hit);
-    absl::StatusOr<V> computed =
-        internal::ToStatusOr<V>(std::forward<F>(compute)());
-    if (!computed.ok()) return computed;
-    Put(key, *computed).IgnoreError();
-    return computed;
+    return internal::GetOrComputeIn<V>(*this, key, std::forward<F>(compute));
   }
 
   /// As BoundedCache::Erase().
