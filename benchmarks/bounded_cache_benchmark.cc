@@ -20,18 +20,17 @@
 // LEAKGUARD_BENCH_SMOKE=1: 2 x 200 operations per threaded iteration.
 
 #include <cstdint>
-#include <cstdlib>
 #include <list>
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <string>
 #include <thread>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "bench_main.h"
 #include "benchmark/benchmark.h"
 #include "leakguard/bounded_cache.h"
 
@@ -39,10 +38,7 @@ namespace {
 
 constexpr std::size_t kEntries = 4096;
 
-bool Smoke() {
-  const char* smoke = std::getenv("LEAKGUARD_BENCH_SMOKE");
-  return smoke != nullptr && std::string(smoke) == "1";
-}
+using leakguard::bench::Smoke;
 
 // The peer: the LRU cache most code bases write by hand.
 template <typename K, typename V>
@@ -218,9 +214,5 @@ BENCHMARK(WithDeadlockDetection<Mixed2ThreadsList>)
 
 int main(int argc, char** argv) {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return leakguard::bench::RunRegistered(argc, argv);
 }

@@ -5,9 +5,9 @@
 // before and after, and objgraph.find_backref_chain for one leaked object.
 
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 
+#include "bench_main.h"
 #include "benchmark/benchmark.h"
 #include "leakguard/doctor.h"
 #include "leakguard/python/error.h"
@@ -19,7 +19,7 @@ namespace {
 using leakguard::Ref;
 using leakguard::Steal;
 
-bool Smoke() { return std::getenv("LEAKGUARD_BENCH_SMOKE") != nullptr; }
+using leakguard::bench::Smoke;
 PyObject* Globals() { return PyModule_GetDict(PyImport_AddModule("__main__")); }
 
 constexpr char kSetup[] = R"py(
@@ -83,10 +83,8 @@ void DoctorGuide(benchmark::State& state) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  leakguard::InterpreterOptions options;
-  options.program_name = LEAKGUARD_PYTHON_EXECUTABLE;
-  auto py = leakguard::Interpreter::Start(options);
-  if (!py.ok()) return 1;
+  std::optional<leakguard::Interpreter> py = leakguard::bench::StartInterpreter();
+  if (!py) return 1;
   Ref setup = Steal(PyRun_String(kSetup, Py_file_input, Globals(), Globals()));
   if (!setup) {
     std::fprintf(stderr, "%s\n", leakguard::StatusFromPythonError().ToString().c_str());
@@ -100,9 +98,5 @@ int main(int argc, char** argv) {
       ->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark((name + "/guide_workflow").c_str(), DoctorGuide)
       ->Unit(benchmark::kMillisecond);
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return leakguard::bench::RunRegistered(argc, argv);
 }

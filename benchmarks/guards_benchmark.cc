@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <string>
 
+#include "bench_main.h"
 #include "benchmark/benchmark.h"
 #include "leakguard/memory_guard.h"
 #include "leakguard/python/error.h"
@@ -25,7 +26,7 @@ namespace {
 using leakguard::Ref;
 using leakguard::Steal;
 
-bool Smoke() { return std::getenv("LEAKGUARD_BENCH_SMOKE") != nullptr; }
+using leakguard::bench::Smoke;
 
 PyObject* Globals() { return PyModule_GetDict(PyImport_AddModule("__main__")); }
 
@@ -165,13 +166,8 @@ void CallGuideMiddleware(benchmark::State& state) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  leakguard::InterpreterOptions options;
-  options.program_name = LEAKGUARD_PYTHON_EXECUTABLE;
-  auto py = leakguard::Interpreter::Start(options);
-  if (!py.ok()) {
-    std::fprintf(stderr, "%s\n", py.status().ToString().c_str());
-    return 1;
-  }
+  std::optional<leakguard::Interpreter> py = leakguard::bench::StartInterpreter();
+  if (!py) return 1;
   auto tracing = leakguard::tracemalloc::TracingScope::Start(1);
   if (!tracing.ok() || !Exec(kSetup)) return 1;
   const int heap = Smoke() ? 500 : 10000;
@@ -190,9 +186,5 @@ int main(int argc, char** argv) {
       ->Unit(benchmark::kMicrosecond);
   benchmark::RegisterBenchmark("tracker/call_1ms/guide_middleware", CallGuideMiddleware)
       ->Unit(benchmark::kMicrosecond);
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return leakguard::bench::RunRegistered(argc, argv);
 }

@@ -25,10 +25,10 @@
 // two dicts of small lists. LEAKGUARD_BENCH_SMOKE=1 makes it tiny.
 
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
+#include "bench_main.h"
 #include "benchmark/benchmark.h"
 #include "leakguard/object_graph.h"
 #include "leakguard/python/error.h"
@@ -260,17 +260,10 @@ absl::Status BuildHeap(bool smoke) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const char* smoke_env = std::getenv("LEAKGUARD_BENCH_SMOKE");
-  const bool smoke = smoke_env != nullptr && std::string(smoke_env) == "1";
-  leakguard::InterpreterOptions options;
-  options.program_name = LEAKGUARD_PYTHON_EXECUTABLE;
-  auto py = leakguard::Interpreter::Start(options);
-  if (!py.ok()) {
-    std::fprintf(stderr, "%s\n", py.status().ToString().c_str());
-    return 1;
-  }
+  std::optional<leakguard::Interpreter> py = leakguard::bench::StartInterpreter();
+  if (!py) return 1;
   heap = new Heap();
-  if (absl::Status built = BuildHeap(smoke); !built.ok()) {
+  if (absl::Status built = BuildHeap(leakguard::bench::Smoke()); !built.ok()) {
     std::fprintf(stderr, "heap: %s\n", built.ToString().c_str());
     return 1;
   }
@@ -294,11 +287,8 @@ int main(int argc, char** argv) {
   ms(benchmark::RegisterBenchmark("graph/backref_chain_1_collect/objgraph", ChainObjgraph));
   ms(benchmark::RegisterBenchmark("graph/backref_chains_100/leakguard", Chains100Leakguard));
   ms(benchmark::RegisterBenchmark("graph/backref_chains_100/objgraph", Chains100Objgraph));
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
+  const int status = leakguard::bench::RunRegistered(argc, argv);
   delete heap;  // Its Refs go while the interpreter still runs.
   heap = nullptr;
-  return 0;
+  return status;
 }

@@ -1,8 +1,8 @@
 // Costs of the plumbing every probe and guard pays: a process sample (peer:
 // psutil reading the same facts), a GIL round trip, a Ref copy.
 
-#include <cstdio>
 
+#include "bench_main.h"
 #include "benchmark/benchmark.h"
 #include "leakguard/process.h"
 #include "leakguard/python/error.h"
@@ -57,20 +57,11 @@ void RefCopy(benchmark::State& state) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  leakguard::InterpreterOptions options;
-  options.program_name = LEAKGUARD_PYTHON_EXECUTABLE;
-  auto py = leakguard::Interpreter::Start(options);
-  if (!py.ok()) {
-    std::fprintf(stderr, "%s\n", py.status().ToString().c_str());
-    return 1;
-  }
+  std::optional<leakguard::Interpreter> py = leakguard::bench::StartInterpreter();
+  if (!py) return 1;
   benchmark::RegisterBenchmark("plumbing/sample_process/leakguard", SampleProcessLeakguard);
   benchmark::RegisterBenchmark("plumbing/sample_process/psutil", SampleProcessPsutil);
   benchmark::RegisterBenchmark("plumbing/gil_acquire_release/leakguard", GilAcquireRelease);
   benchmark::RegisterBenchmark("plumbing/ref_copy/leakguard", RefCopy);
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return leakguard::bench::RunRegistered(argc, argv);
 }

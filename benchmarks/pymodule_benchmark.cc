@@ -13,10 +13,10 @@
 // LEAKGUARD_BENCH_SMOKE=1: tiny listener counts (CI's smoke run).
 
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
+#include "bench_main.h"
 #include "benchmark/benchmark.h"
 #include "leakguard/python/error.h"
 #include "leakguard/python/interpreter.h"
@@ -30,10 +30,7 @@ namespace {
 using leakguard::Ref;
 using leakguard::Steal;
 
-bool Smoke() {
-  const char* smoke = std::getenv("LEAKGUARD_BENCH_SMOKE");
-  return smoke != nullptr && std::string(smoke) == "1";
-}
+using leakguard::bench::Smoke;
 
 // Set up in main(): everything the benchmarks call.
 constexpr char kSetup[] = R"PY(
@@ -304,13 +301,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", registered.ToString().c_str());
     return 1;
   }
-  leakguard::InterpreterOptions options;
-  options.program_name = LEAKGUARD_PYTHON_EXECUTABLE;
-  auto py = leakguard::Interpreter::Start(options);
-  if (!py.ok()) {
-    std::fprintf(stderr, "%s\n", py.status().ToString().c_str());
-    return 1;
-  }
+  std::optional<leakguard::Interpreter> py = leakguard::bench::StartInterpreter();
+  if (!py) return 1;
   g_globals = PyModule_GetDict(PyImport_AddModule("__main__"));
   Ref setup = Steal(PyRun_String(kSetup, Py_file_input, g_globals, g_globals));
   Ref buses;
@@ -326,10 +318,6 @@ int main(int argc, char** argv) {
   PyDict_SetItemString(g_globals, "_bench_state", buses.get());
   PyDict_SetItemString(g_globals, "_bench_buses", PyTuple_GET_ITEM(buses.get(), 2));
   Register();
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return leakguard::bench::RunRegistered(argc, argv);
 #endif
 }

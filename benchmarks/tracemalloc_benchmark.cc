@@ -19,10 +19,10 @@
 // objects and 5% fewer of the old ones. LEAKGUARD_BENCH_SMOKE=1 uses 1000
 // traces instead of 100k and 1M.
 
-#include <cstdlib>
 #include <optional>
 #include <string>
 
+#include "bench_main.h"
 #include "benchmark/benchmark.h"
 #include "leakguard/python/error.h"
 #include "leakguard/python/interpreter.h"
@@ -267,21 +267,15 @@ void Register(int n, const std::string& size) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  leakguard::InterpreterOptions options;
-  options.program_name = LEAKGUARD_PYTHON_EXECUTABLE;
-  auto py = leakguard::Interpreter::Start(options);
-  if (!py.ok()) return 1;
-  const char* smoke = std::getenv("LEAKGUARD_BENCH_SMOKE");
-  if (smoke != nullptr && std::string(smoke) == "1") {
+  std::optional<leakguard::Interpreter> py = leakguard::bench::StartInterpreter();
+  if (!py) return 1;
+  if (leakguard::bench::Smoke()) {
     Register(1000, "1k");
   } else {
     Register(100000, "100k");
     Register(1000000, "1m");
   }
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
+  const int status = leakguard::bench::RunRegistered(argc, argv);
   State().old_lg.reset();
   State().new_lg.reset();
   State().old_py.Reset();
@@ -289,5 +283,5 @@ int main(int argc, char** argv) {
   State().keep.Reset();
   State().ns.Reset();
   State().tracing.reset();
-  return 0;
+  return status;
 }

@@ -1,0 +1,56 @@
+// What every benchmark binary's main() does around its own registrations:
+// the smoke switch, starting the CPython it was built against, and running
+// Google Benchmark. Header-only; each binary compiles its own copy.
+
+#ifndef LEAKGUARD_BENCHMARKS_BENCH_MAIN_H_
+#define LEAKGUARD_BENCHMARKS_BENCH_MAIN_H_
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+
+#include "benchmark/benchmark.h"
+
+#if defined(LEAKGUARD_PYTHON_EXECUTABLE)
+#include "leakguard/python/interpreter.h"
+#endif
+
+namespace leakguard::bench {
+
+// True when LEAKGUARD_BENCH_SMOKE=1 (benchmarks/run.sh --smoke): every
+// benchmark then runs once at a tiny size, to prove it still works.
+inline bool Smoke() {
+  const char* smoke = std::getenv("LEAKGUARD_BENCH_SMOKE");
+  return smoke != nullptr && std::strcmp(smoke, "1") == 0;
+}
+
+#if defined(LEAKGUARD_PYTHON_EXECUTABLE)
+// Starts the CPython the benchmarks were built against (CMake's
+// Python3_EXECUTABLE, so its site-packages and objgraph are found). Empty,
+// with the reason on stderr, when it cannot.
+inline std::optional<Interpreter> StartInterpreter() {
+  InterpreterOptions options;
+  options.program_name = LEAKGUARD_PYTHON_EXECUTABLE;
+  absl::StatusOr<Interpreter> py = Interpreter::Start(options);
+  if (!py.ok()) {
+    std::fprintf(stderr, "starting Python: %s\n", py.status().ToString().c_str());
+    return std::nullopt;
+  }
+  return *std::move(py);
+}
+#endif
+
+// Runs the registered benchmarks with the command line's flags: 0, or 1 for
+// a flag Google Benchmark does not know.
+inline int RunRegistered(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
+
+}  // namespace leakguard::bench
+
+#endif  // LEAKGUARD_BENCHMARKS_BENCH_MAIN_H_
