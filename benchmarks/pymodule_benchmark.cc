@@ -10,7 +10,13 @@
 // time a Python-level `for _ in range(1000): f(1)` instead (per iteration:
 // 1000 calls), to show the same ratio with the interpreter's own loop.
 //
-// LEAKGUARD_BENCH_SMOKE=1: tiny listener counts (CI's smoke run).
+// memory_guard: a `with leakguard.memory_guard(mode="traced")` scope around
+// nothing, on a heap of 10k traced strings, against the same work done with
+// tracemalloc's Python API (two take_snapshot() and compare_to("lineno"),
+// the ten largest lines kept), which is also what this module's guard did
+// before it was built on the C++ MemoryGuard.
+//
+// LEAKGUARD_BENCH_SMOKE=1: tiny listener counts and heap (CI's smoke run).
 
 #include <cstdio>
 #include <string>
@@ -34,9 +40,30 @@ using leakguard::bench::Smoke;
 
 // Set up in main(): everything the benchmarks call.
 constexpr char kSetup[] = R"PY(
-import functools, weakref
+import functools, tracemalloc, weakref
 import cachetools
 import leakguard
+
+# memory_guard: tracemalloc runs and a heap is traced only while these
+# benchmarks run (the others must not pay for tracing).
+def traced_heap(n):
+    global _traced_heap
+    tracemalloc.start()
+    _traced_heap = [str(i) * 3 for i in range(n)]
+
+def untraced():
+    global _traced_heap
+    _traced_heap = None
+    tracemalloc.stop()
+
+def lg_traced_guard():
+    with leakguard.memory_guard("bench", mode="traced", top=10):
+        pass
+
+def tm_traced_guard():
+    before = tracemalloc.take_snapshot()
+    after = tracemalloc.take_snapshot()
+    return after.compare_to(before, "lineno")[:10]
 
 def ident(x):
     return x
@@ -239,6 +266,16 @@ void Churn(benchmark::State& state, const char* impl) {
   }
 }
 
+// One guarded empty scope per iteration, with a traced heap of `n` strings.
+void TracedGuard(benchmark::State& state, const char* func, int n) {
+  Ref size = Steal(PyLong_FromLong(n));
+  Ref made = Steal(PyObject_CallOneArg(Global("traced_heap"), size.get()));
+  if (!made) return Fail(state);
+  CallBench(state, func, {});
+  Ref done = Steal(PyObject_CallNoArgs(Global("untraced")));
+  if (!done) Fail(state);
+}
+
 void Register() {
   struct Peer {
     const char* impl;
@@ -276,6 +313,14 @@ void Register() {
   });
   benchmark::RegisterBenchmark("lru_cache/method_hit/functools",
                                [](benchmark::State& s) { MethodHit(s, "ft_method", "ft_service"); });
+  for (Peer p : {Peer{"leakguard", "lg_traced_guard"},
+                 Peer{"tracemalloc_lineno", "tm_traced_guard"}}) {
+    const int n = Smoke() ? 500 : 10000;
+    const std::string name = Smoke() ? "traced_enter_exit_500" : "traced_enter_exit_10k";
+    benchmark::RegisterBenchmark(("memory_guard/" + name + "/" + p.impl).c_str(),
+                                 [p, n](benchmark::State& s) { TracedGuard(s, p.hit, n); })
+        ->Unit(benchmark::kMillisecond);
+  }
   for (const char* impl : {"leakguard", "weakref_bus"}) {
     const std::string n = Smoke() ? "4" : "100";
     benchmark::RegisterBenchmark(("event_bus/emit_" + n + "_methods/" + impl).c_str(),

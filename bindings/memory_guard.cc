@@ -9,16 +9,12 @@
 //   def handler(request): ...
 //
 // mode "process" reads leakguard::SampleProcess() before and after (RSS,
-// open descriptors, threads). mode "traced" also measures Python's own heap
-// with tracemalloc: it starts tracing for the scope when it is off (and
-// stops it again at the end, on every exit path), and reports the traced
-// growth and the source lines that grew most.
-//
-// This is the Python face of the guard layer, built on SampleProcess() and
-// the tracemalloc module. C++ hosts use leakguard::MemoryGuard
-// (leakguard/memory_guard.h), whose traced mode reads leakguard's own
-// snapshots and is the faster of the two; moving this module onto it, with
-// the same Python API, is still to do.
+// open descriptors, threads). mode "traced" also measures Python's own heap:
+// each scope is a leakguard::MemoryGuard in GuardMode::kTraced, which starts
+// tracemalloc for the scope when it is off (and stops it again at the end,
+// on every exit path), takes leakguard's own snapshots (not
+// tracemalloc.take_snapshot()) and reports the traced growth and the source
+// lines that grew most. The warning and the MemoryReport are this module's.
 
 #include <cmath>
 #include <cstddef>
@@ -26,8 +22,12 @@
 #include <string>
 #include <vector>
 
+#include <optional>
+#include <utility>
+
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "leakguard/memory_guard.h"
 #include "leakguard/process.h"
 #include "leakguard/python/python.h"
 #include "module_internal.h"
@@ -35,58 +35,18 @@
 namespace leakguard::python::internal {
 namespace {
 
-// tracemalloc bookkeeping, in Python: not a hot path, and the snapshot
-// comparison is tracemalloc's own.
-constexpr char kTracedHelpers[] = R"PY(
-import tracemalloc as _tm
-
-_HELPERS = __file__
-
-def enter(top):
-    started = not _tm.is_tracing()
-    if started:
-        _tm.start()
-    try:
-        before = _tm.get_traced_memory()[0]
-        snapshot = _tm.take_snapshot() if top > 0 else None
-    except BaseException:
-        if started:
-            _tm.stop()
-        raise
-    return (started, before, snapshot)
-
-def leave(state, top):
-    started, before, snapshot = state
-    try:
-        delta = _tm.get_traced_memory()[0] - before
-        lines = ()
-        if snapshot is not None:
-            ignore = [_tm.Filter(False, _tm.__file__), _tm.Filter(False, _HELPERS)]
-            after = _tm.take_snapshot().filter_traces(ignore)
-            diffs = after.compare_to(snapshot.filter_traces(ignore), "lineno")
-            lines = tuple(
-                (d.traceback[0].filename, d.traceback[0].lineno, d.size_diff,
-                 d.count_diff)
-                for d in diffs if d.size_diff != 0)[:top]
-    finally:
-        if started:
-            _tm.stop()
-    return delta, lines
-)PY";
-
 enum class Mode { kProcess, kTraced };
 
 struct Scope {
   ProcessSample before;
   double started_at = 0;
-  PyObject* traced_state = nullptr;  // (started, before, snapshot), traced mode
+  std::optional<MemoryGuard> traced;  // Traced mode: tracemalloc and lines.
 };
 
 struct Guard {
   PyObject_HEAD
   PyObject* label;
   PyObject* report;  // last MemoryReport, or None
-  PyObject* helpers;  // dict with enter/leave (traced mode)
   long long warn_bytes;  // < 0: never warn
   double warn_mb;
   Mode mode;
@@ -122,36 +82,55 @@ int SampleOrRaise(ProcessSample* out) {
   return 0;
 }
 
-PyObject* CallHelper(Guard* g, const char* name, PyObject* arg1, int top) {
-  PyObject* func = PyDict_GetItemString(g->helpers, name);  // Borrowed.
-  if (func == nullptr) {
-    PyErr_Format(PyExc_RuntimeError, "leakguard: helper %s is missing", name);
-    return nullptr;
-  }
-  if (arg1 == nullptr) return PyObject_CallFunction(func, "i", top);
-  return PyObject_CallFunction(func, "Oi", arg1, top);
+// Raises what a traced MemoryGuard could not do as a RuntimeError naming
+// the guard (tracemalloc stopped under it, a failed reading).
+void RaiseGuardError(Guard* g, const char* when, const absl::Status& status) {
+  PyErr_Format(PyExc_RuntimeError, "memory_guard %R could not %s: %s", g->label, when,
+               std::string(status.message()).c_str());
 }
 
-// Opens a scope: samples the process, and in traced mode starts tracemalloc
-// if needed and snapshots. On failure nothing stays changed.
+// Opens a scope: in traced mode enters a MemoryGuard (tracemalloc started if
+// off, a snapshot when lines are wanted), then samples the process. On
+// failure nothing stays changed.
 int EnterScope(Guard* g, Scope* scope) {
   scope->started_at = MonotonicSeconds();
   if (g->mode == Mode::kTraced) {
-    scope->traced_state = CallHelper(g, "enter", nullptr, g->top);
-    if (scope->traced_state == nullptr) return -1;
+    MemoryGuardOptions options;
+    const char* label = PyUnicode_AsUTF8(g->label);
+    if (label == nullptr) return -1;
+    options.label = label;
+    options.mode = GuardMode::kTraced;
+    options.top = g->top;  // warn_bytes stays 0: this module warns itself.
+    absl::StatusOr<MemoryGuard> traced = MemoryGuard::Enter(std::move(options));
+    if (!traced.ok()) {
+      RaiseGuardError(g, "start measuring", traced.status());
+      return -1;
+    }
+    scope->traced.emplace(*std::move(traced));
   }
   if (SampleOrRaise(&scope->before) < 0) {
-    if (scope->traced_state != nullptr) {
-      PyObject* error = compat::FetchException();
-      PyObject* left = CallHelper(g, "leave", scope->traced_state, 0);
-      Py_XDECREF(left);
-      PyErr_Clear();
-      compat::RestoreException(error);
-      Py_CLEAR(scope->traced_state);
-    }
+    scope->traced.reset();  // Exits: restores tracemalloc, keeps the error.
     return -1;
   }
   return 0;
+}
+
+// The report's `top`: ((filename, lineno, size_diff, count_diff), ...).
+PyObject* LinesTuple(const std::vector<LineGrowth>& lines) {
+  PyObject* top = PyTuple_New(static_cast<Py_ssize_t>(lines.size()));
+  if (top == nullptr) return nullptr;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const LineGrowth& l = lines[i];
+    PyObject* row = Py_BuildValue("(s#iLL)", l.file.data(), static_cast<Py_ssize_t>(l.file.size()),
+                                  l.line, static_cast<long long>(l.size_diff),
+                                  static_cast<long long>(l.count_diff));
+    if (row == nullptr) {
+      Py_DECREF(top);
+      return nullptr;
+    }
+    PyTuple_SET_ITEM(top, static_cast<Py_ssize_t>(i), row);
+  }
+  return top;
 }
 
 std::string Describe(Guard* g, long long rss_delta, PyObject* traced_delta,
@@ -199,27 +178,27 @@ int LeaveScope(Guard* g, Scope* scope) {
   ProcessSample after;
   const int sampled = SampleOrRaise(&after);
   PyObject* traced_delta = NewRef(Py_None);
-  PyObject* top = PyTuple_New(0);
-  if (scope->traced_state != nullptr) {
-    PyObject* error = sampled < 0 ? compat::FetchException() : nullptr;
-    PyObject* left = CallHelper(g, "leave", scope->traced_state, g->top);
-    Py_CLEAR(scope->traced_state);
-    if (error != nullptr) {
-      Py_XDECREF(left);
-      PyErr_Clear();
-      compat::RestoreException(error);
-    } else if (left == nullptr) {
+  PyObject* top = nullptr;
+  if (scope->traced.has_value()) {
+    // Exit keeps a pending exception (a failed sample) pending, and restores
+    // tracemalloc on every path.
+    absl::StatusOr<GuardReport> traced = scope->traced->Exit();
+    scope->traced.reset();
+    if (sampled < 0) {
+      // The sampling error is the one reported.
+    } else if (!traced.ok()) {
+      RaiseGuardError(g, "measure", traced.status());
       Py_DECREF(traced_delta);
-      Py_XDECREF(top);
       return -1;
     } else {
-      Py_SETREF(traced_delta, NewRef(PyTuple_GET_ITEM(left, 0)));
-      Py_XSETREF(top, NewRef(PyTuple_GET_ITEM(left, 1)));
-      Py_DECREF(left);
+      Py_SETREF(traced_delta, PyLong_FromLongLong(traced->traced_bytes.value_or(0)));
+      top = LinesTuple(traced->top_lines);
     }
+  } else {
+    top = PyTuple_New(0);
   }
-  if (sampled < 0 || top == nullptr) {
-    Py_DECREF(traced_delta);
+  if (sampled < 0 || top == nullptr || traced_delta == nullptr) {
+    Py_XDECREF(traced_delta);
     Py_XDECREF(top);
     return -1;
   }
@@ -270,33 +249,6 @@ int LeaveScope(Guard* g, Scope* scope) {
 }
 
 // ------------------------------------------------------------------ guard
-
-// The namespace holding enter/leave (a new reference), compiled on first use
-// and kept in the module state.
-PyObject* TracedHelpers(ModuleState* state) {
-  if (state->traced_helpers != nullptr) return NewRef(state->traced_helpers);
-  PyObject* ns = PyDict_New();
-  PyObject* file = PyUnicode_FromString("<leakguard.memory_guard>");
-  if (ns == nullptr || file == nullptr ||
-      PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins()) < 0 ||
-      PyDict_SetItemString(ns, "__file__", file) < 0) {
-    Py_XDECREF(ns);
-    Py_XDECREF(file);
-    return nullptr;
-  }
-  Py_DECREF(file);
-  PyObject* code = Py_CompileString(kTracedHelpers, "<leakguard.memory_guard>",
-                                    Py_file_input);
-  PyObject* done = code != nullptr ? PyEval_EvalCode(code, ns, ns) : nullptr;
-  Py_XDECREF(code);
-  if (done == nullptr) {
-    Py_DECREF(ns);
-    return nullptr;
-  }
-  Py_DECREF(done);
-  state->traced_helpers = NewRef(ns);
-  return ns;
-}
 
 PyObject* GuardNew(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
   static char* kwlist[] = {const_cast<char*>("label"), const_cast<char*>("warn_mb"),
@@ -351,13 +303,6 @@ PyObject* GuardNew(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
   g->mode = parsed;
   g->top = top;
   g->scopes = new std::vector<Scope>();
-  if (parsed == Mode::kTraced) {
-    g->helpers = TracedHelpers(StateOfType(type));
-    if (g->helpers == nullptr) {
-      Py_DECREF(g);
-      return nullptr;
-    }
-  }
   return reinterpret_cast<PyObject*>(g);
 }
 
@@ -365,7 +310,7 @@ PyObject* GuardEnter(PyObject* self, PyObject* /*unused*/) {
   Guard* g = reinterpret_cast<Guard*>(self);
   Scope scope;
   if (EnterScope(g, &scope) < 0) return nullptr;
-  g->scopes->push_back(scope);
+  g->scopes->push_back(std::move(scope));
   return NewRef(self);
 }
 
@@ -375,7 +320,7 @@ PyObject* GuardExit(PyObject* self, PyObject* /*args*/) {
     PyErr_SetString(PyExc_RuntimeError, "memory_guard.__exit__ without __enter__");
     return nullptr;
   }
-  Scope scope = g->scopes->back();
+  Scope scope = std::move(g->scopes->back());
   g->scopes->pop_back();
   if (LeaveScope(g, &scope) < 0) return nullptr;
   Py_RETURN_FALSE;  // Never swallows the block's exception.
@@ -425,19 +370,12 @@ int GuardTraverse(PyObject* self, visitproc visit, void* arg) {
   Py_VISIT(Py_TYPE(self));
   Py_VISIT(g->label);
   Py_VISIT(g->report);
-  Py_VISIT(g->helpers);
-  if (g->scopes != nullptr) {
-    for (Scope& scope : *g->scopes) Py_VISIT(scope.traced_state);
-  }
   return 0;
 }
 
 int GuardClear(PyObject* self) {
   Guard* g = reinterpret_cast<Guard*>(self);
   Py_CLEAR(g->report);
-  if (g->scopes != nullptr) {
-    for (Scope& scope : *g->scopes) Py_CLEAR(scope.traced_state);
-  }
   return 0;
 }
 
@@ -446,10 +384,9 @@ void GuardDealloc(PyObject* self) {
   PyTypeObject* type = Py_TYPE(self);
   PyObject_GC_UnTrack(self);
   GuardClear(self);
-  delete g->scopes;
+  delete g->scopes;  // Open scopes exit here: tracemalloc is restored.
   g->scopes = nullptr;
   Py_CLEAR(g->label);
-  Py_CLEAR(g->helpers);
   type->tp_free(self);
   Py_DECREF(type);
 }

@@ -33,7 +33,6 @@ int TraverseState(ModuleState* s, visitproc visit, void* arg) {
   Py_VISIT(s->guarded_function_type);
   Py_VISIT(s->report_type);
   Py_VISIT(s->growth_warning);
-  Py_VISIT(s->traced_helpers);
   return 0;
 }
 
@@ -51,7 +50,6 @@ void ClearState(ModuleState* s) {
   Py_CLEAR(s->guarded_function_type);
   Py_CLEAR(s->report_type);
   Py_CLEAR(s->growth_warning);
-  Py_CLEAR(s->traced_helpers);
 }
 
 namespace {

@@ -33,7 +33,6 @@ struct ModuleState {
   PyTypeObject* guarded_function_type;
   PyTypeObject* report_type;
   PyObject* growth_warning;
-  PyObject* traced_helpers;  // namespace of the tracemalloc helpers, lazily
 };
 
 /// The state of `module` (an instance of the leakguard module).

@@ -97,9 +97,11 @@ absl::StatusOr<MemoryGuard> MemoryGuard::Enter(MemoryGuardOptions options) {
         if (!scope.ok()) return scope.status();
         guard.tracing_.emplace(*std::move(scope));
       }
-      absl::StatusOr<tracemalloc::Snapshot> snapshot = tracemalloc::Snapshot::Take();
-      if (!snapshot.ok()) return snapshot.status();
-      guard.snapshot_.emplace(*std::move(snapshot));
+      if (o.top > 0) {  // No lines wanted: no snapshots, the cheapest traced guard.
+        absl::StatusOr<tracemalloc::Snapshot> snapshot = tracemalloc::Snapshot::Take();
+        if (!snapshot.ok()) return snapshot.status();
+        guard.snapshot_.emplace(*std::move(snapshot));
+      }
       absl::StatusOr<tracemalloc::TracedMemory> memory = tracemalloc::GetTracedMemory();
       if (!memory.ok()) return memory.status();
       guard.traced_before_ = static_cast<int64_t>(memory->current);
@@ -172,6 +174,7 @@ absl::StatusOr<GuardReport> MemoryGuard::Exit() {
         absl::StatusOr<int64_t> blocks = internal::AllocatedBlocks();
         if (!blocks.ok()) return blocks.status();
         report.blocks = *blocks - blocks_before_;
+        if (!snapshot_.has_value()) return absl::OkStatus();  // top == 0
         absl::StatusOr<tracemalloc::Snapshot> after = tracemalloc::Snapshot::Take();
         if (!after.ok()) return after.status();
         absl::StatusOr<std::vector<LineGrowth>> lines =

@@ -23,6 +23,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
+using ::leakguard::testing::Eval;
 using ::leakguard::testing::RecordingSink;
 
 // The line of `script` marked "# leak: ...".
@@ -137,6 +138,22 @@ TEST(MemoryGuardTest, NativeMemoryShowsInRssNotInTheTracedHeap) {
   EXPECT_LT(report->traced_bytes.value_or(1 << 30), 64 << 10);
   EXPECT_TRUE(report->over_threshold);
   EXPECT_EQ(sink.size(), 1u);
+}
+
+TEST(MemoryGuardTest, TracedWithoutLinesStillCountsBytesAndBlocks) {
+  auto guard = MemoryGuard::Enter({.label = "no lines", .mode = GuardMode::kTraced, .top = 0});
+  ASSERT_TRUE(guard.ok()) << guard.status();
+  Ref kept = Eval("[bytes(1000) for _ in range(2000)]");
+  ASSERT_TRUE(kept);
+  absl::StatusOr<GuardReport> report = guard->Exit();
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(report->top_lines.empty());
+  // 2000 kept bytes objects of 1000 bytes and their list: 2000 blocks and
+  // about 2 MB, give or take the interpreter's own small changes.
+  EXPECT_GE(report->traced_bytes.value_or(0), 2000 * 1000);
+  EXPECT_LT(report->traced_bytes.value_or(0), 2000 * 1000 + (256 << 10));
+  EXPECT_GE(report->blocks.value_or(0), 2000);
+  EXPECT_LT(report->blocks.value_or(0), 2100);
 }
 
 TEST(MemoryGuardTest, ProcessModeCountsDescriptors) {

@@ -71,7 +71,8 @@ struct MemoryGuardOptions {
   /// Run a full collection at Exit, so cyclic garbage the work made is not
   /// counted as growth.
   bool collect_after = false;
-  /// Lines in the report, 0..1000.
+  /// Lines in the report, 0..1000. 0 in kTraced mode: no snapshots are taken
+  /// (traced bytes and blocks only), the cheapest traced guard.
   int top = 10;
   /// Report even when under the threshold (severity info).
   bool always_report = false;

@@ -203,6 +203,48 @@ class MemoryGuardTest(unittest.TestCase):
             thread.join()
             f.close()
 
+    def test_traced_top_lists_only_lines_that_grew(self):
+        if tracemalloc.is_tracing():
+            self.skipTest("needs tracemalloc off")
+        tracemalloc.start()
+        try:
+            freed = [bytes(1000) for _ in range(1000)]  # about 1 MB, freed below
+            with leakguard.memory_guard("mixed", mode="traced", top=50) as guard:
+                del freed
+                line = inspect.currentframe().f_lineno + 1
+                kept = [bytes(500) for _ in range(1000)]
+        finally:
+            tracemalloc.stop()
+        top = guard.report.top
+        self.assertEqual((top[0][0], top[0][1]), (__file__, line))
+        self.assertGreaterEqual(top[0][2], 500 * 1000)
+        self.assertGreaterEqual(top[0][3], 1000)
+        # The line whose megabyte was freed is not among the lines that grew.
+        self.assertTrue(all(size_diff > 0 for _, _, size_diff, _ in top), top)
+        self.assertLess(guard.report.traced_delta, 0)
+        del kept
+
+    def test_tracemalloc_stopped_under_a_traced_scope(self):
+        if tracemalloc.is_tracing():
+            self.skipTest("needs tracemalloc off")
+        guard = leakguard.memory_guard("stopped", mode="traced")
+        with self.assertRaisesRegex(RuntimeError, "memory_guard 'stopped' could not measure"):
+            with guard:
+                tracemalloc.stop()
+        self.assertFalse(tracemalloc.is_tracing())
+        with guard:  # The guard is usable again.
+            pass
+        self.assertEqual(guard.report.label, "stopped")
+
+    def test_a_guard_dropped_inside_its_scope_restores_tracemalloc(self):
+        if tracemalloc.is_tracing():
+            self.skipTest("needs tracemalloc off")
+        guard = leakguard.memory_guard("abandoned", mode="traced")
+        guard.__enter__()
+        self.assertTrue(tracemalloc.is_tracing())
+        del guard
+        self.assertFalse(tracemalloc.is_tracing())
+
     def test_bad_input(self):
         with self.assertRaisesRegex(ValueError, "mode must be 'process' or 'traced', got 'heap'"):
             leakguard.memory_guard("x", mode="heap")
