@@ -158,6 +158,7 @@ void LeakDetector::Loop() {
 bool LeakDetector::Round(bool baseline) {
   absl::StatusOr<ProcessSample> sample = SampleProcess();
   std::optional<int64_t> traced;
+  std::optional<int64_t> tool;  // tracemalloc's own memory
   std::optional<tracemalloc::Snapshot> snapshot;
   std::string error;
   if (options_.traced) {
@@ -178,7 +179,10 @@ bool LeakDetector::Round(bool baseline) {
       if (!memory.ok()) return memory.status();
       absl::StatusOr<tracemalloc::Snapshot> snap = tracemalloc::Snapshot::Take();
       if (!snap.ok()) return snap.status();
+      absl::StatusOr<std::size_t> own = tracemalloc::GetTracemallocMemory();
+      if (!own.ok()) return own.status();
       traced = static_cast<int64_t>(memory->current);
+      tool = static_cast<int64_t>(*own);
       snapshot.emplace(*std::move(snap));
       return absl::OkStatus();
     }();
@@ -186,8 +190,14 @@ bool LeakDetector::Round(bool baseline) {
   }
   if (!sample.ok()) return true;  // Try again next round.
   if (baseline) {
-    base_process_ = *sample;
+    // The process as it is after the detector's own set-up (tracemalloc
+    // started, the base snapshot held): that is not growth of the program.
+    // Later rounds sample first, before their snapshot, which then only
+    // tilts a round towards python_heap, never towards native.
+    absl::StatusOr<ProcessSample> after_setup = SampleProcess();
+    base_process_ = after_setup.ok() ? *after_setup : *sample;
     base_traced_ = traced;
+    base_tracemalloc_ = tool;
     base_snapshot_ = std::move(snapshot);
     return true;
   }
@@ -196,11 +206,13 @@ bool LeakDetector::Round(bool baseline) {
   DetectorRound round;
   round.process = *sample - base_process_;
   if (traced && base_traced_) round.traced_bytes = *traced - *base_traced_;
+  if (tool && base_tracemalloc_) round.tracemalloc_bytes = *tool - *base_tracemalloc_;
   const int64_t threshold = options_.threshold_bytes;
   const int64_t py = round.traced_bytes.value_or(0);
+  const int64_t own = std::max<int64_t>(round.tracemalloc_bytes.value_or(0), 0);
   const int64_t rss = round.process.rss_bytes;
   if (round.traced_bytes && py >= threshold) round.kinds.push_back("python_heap");
-  if (rss - std::max<int64_t>(py, 0) >= threshold) round.kinds.push_back("native");
+  if (rss - std::max<int64_t>(py, 0) - own >= threshold) round.kinds.push_back("native");
   if (options_.fd_threshold > 0 && round.process.open_fds >= options_.fd_threshold) {
     round.kinds.push_back("descriptors");
   }
@@ -249,6 +261,8 @@ bool LeakDetector::Round(bool baseline) {
         report.notes.push_back(absl::StrCat(
             "native: RSS grew ", Signed(rss), " while the Python heap grew ",
             round.traced_bytes ? Signed(py) : std::string("(not traced)"),
+            round.tracemalloc_bytes ? absl::StrCat(" and tracemalloc's tables ", Signed(own))
+                                    : std::string(),
             ": memory outside Python's allocator (C extensions, ctypes, native libraries)"));
       } else if (kind == "descriptors") {
         report.notes.push_back(absl::StrCat("descriptors: ", round.process.open_fds,

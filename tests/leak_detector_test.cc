@@ -11,6 +11,8 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -46,6 +48,17 @@ int MarkedLine() {
     if (line.find("# leak: ") != std::string::npos) return n;
   }
   return -1;
+}
+
+// The rounds as text, for failure messages.
+std::string Rounds(const std::vector<DetectorRound>& history) {
+  std::string out;
+  for (const DetectorRound& r : history) {
+    absl::StrAppend(&out, "round ", r.round, ": RSS ", r.process.rss_bytes, " traced ",
+                    r.traced_bytes.value_or(-1), " kinds [", absl::StrJoin(r.kinds, ","), "]",
+                    r.reported ? " reported" : "", "\n");
+  }
+  return out;
 }
 
 class LeakDetectorTest : public ::testing::Test {
@@ -85,10 +98,11 @@ TEST_F(LeakDetectorTest, CatchesASlowLeakWithinThreeIntervalsAndNamesTheLine) {
   for (const DetectorRound& r : history) {
     if (r.reported && first_reported < 0) first_reported = r.round;
   }
-  EXPECT_LE(first_reported - start_round, 3) << "caught within three intervals";
+  EXPECT_LE(first_reported - start_round, 3) << "caught within three intervals\n"
+                                             << Rounds(history);
   Report report = sink.reports().front();
   EXPECT_EQ(report.source, "leak_detector");
-  EXPECT_THAT(report.label, HasSubstr("python_heap"));
+  EXPECT_THAT(report.label, HasSubstr("python_heap")) << Rounds(history);
   ASSERT_FALSE(report.top_lines.empty());
   EXPECT_THAT(report.top_lines[0].file, HasSubstr("detector_workloads.py"));
   EXPECT_EQ(report.top_lines[0].line, MarkedLine());
@@ -127,7 +141,7 @@ TEST_F(LeakDetectorTest, QuietOnASteadyWorkload) {
   }
   (*detector)->Stop();
   EXPECT_GE((*detector)->rounds(), 5);
-  EXPECT_EQ((*detector)->reports(), 0);
+  EXPECT_EQ((*detector)->reports(), 0) << Rounds((*detector)->History());
   EXPECT_TRUE(sink.reports().empty());
 }
 

@@ -7,7 +7,9 @@
 // grew and what kind of growth it is:
 //   python_heap  traced memory grew (objects Python allocated)
 //   native       RSS grew while traced memory stayed flat (C extensions,
-//                ctypes, a native library)
+//                ctypes, a native library); the detector's own cost (the
+//                baseline is taken after its set-up, and the growth of
+//                tracemalloc's trace tables is left out) does not count
 //   descriptors  open file descriptors grew
 //   threads      the thread count grew
 //
@@ -83,6 +85,10 @@ struct DetectorRound {
   ProcessDelta process;
   /// Traced growth since the baseline (when tracing).
   std::optional<int64_t> traced_bytes;
+  /// Growth of tracemalloc's own memory (its trace tables, which grow with
+  /// the traced heap) since the baseline, when tracing: the detector's cost,
+  /// left out of "native".
+  std::optional<int64_t> tracemalloc_bytes;
   /// The kinds of growth that passed their thresholds: "python_heap",
   /// "native", "descriptors", "threads".
   std::vector<std::string> kinds;
@@ -158,6 +164,7 @@ class LEAKGUARD_EXPORT LeakDetector : public Watcher {
   // Owned by the detector thread while it runs (no lock needed).
   ProcessSample base_process_;
   std::optional<int64_t> base_traced_;
+  std::optional<int64_t> base_tracemalloc_;
   std::optional<tracemalloc::Snapshot> base_snapshot_;
   std::optional<tracemalloc::TracingScope> tracing_;
   // What the last report said, for the rate limit.
