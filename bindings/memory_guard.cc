@@ -23,6 +23,7 @@
 #include <vector>
 
 #include <optional>
+#include <unordered_map>
 #include <utility>
 
 #include "absl/status/statusor.h"
@@ -51,7 +52,9 @@ struct Guard {
   double warn_mb;
   Mode mode;
   int top;
-  std::vector<Scope>* scopes;  // open `with` blocks, innermost last
+  // Open `with` blocks per thread (PyThread_get_thread_ident()), innermost
+  // last: one guard object may be used by many threads at once.
+  std::unordered_map<unsigned long, std::vector<Scope>>* scopes;
 };
 
 struct Guarded {
@@ -302,7 +305,7 @@ PyObject* GuardNew(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
   g->warn_bytes = mb < 0 ? -1 : static_cast<long long>(mb * 1024.0 * 1024.0);
   g->mode = parsed;
   g->top = top;
-  g->scopes = new std::vector<Scope>();
+  g->scopes = new std::unordered_map<unsigned long, std::vector<Scope>>();
   return reinterpret_cast<PyObject*>(g);
 }
 
@@ -310,18 +313,21 @@ PyObject* GuardEnter(PyObject* self, PyObject* /*unused*/) {
   Guard* g = reinterpret_cast<Guard*>(self);
   Scope scope;
   if (EnterScope(g, &scope) < 0) return nullptr;
-  g->scopes->push_back(std::move(scope));
+  (*g->scopes)[PyThread_get_thread_ident()].push_back(std::move(scope));
   return NewRef(self);
 }
 
 PyObject* GuardExit(PyObject* self, PyObject* /*args*/) {
   Guard* g = reinterpret_cast<Guard*>(self);
-  if (g->scopes->empty()) {
-    PyErr_SetString(PyExc_RuntimeError, "memory_guard.__exit__ without __enter__");
+  auto open = g->scopes->find(PyThread_get_thread_ident());
+  if (open == g->scopes->end()) {
+    PyErr_SetString(PyExc_RuntimeError,
+                    "memory_guard.__exit__ without __enter__ on this thread");
     return nullptr;
   }
-  Scope scope = std::move(g->scopes->back());
-  g->scopes->pop_back();
+  Scope scope = std::move(open->second.back());
+  open->second.pop_back();
+  if (open->second.empty()) g->scopes->erase(open);
   if (LeaveScope(g, &scope) < 0) return nullptr;
   Py_RETURN_FALSE;  // Never swallows the block's exception.
 }
@@ -415,8 +421,8 @@ const char kGuardDoc[] =
     "`top` source lines that grew most. When RSS (or, traced, the traced heap)\n"
     "grows by more than warn_mb MiB, a MemoryGrowthWarning is issued and the\n"
     "'leakguard' logger logs a warning. The last report is `.report`.\n"
-    "A guard object used in `with` from several threads at once pairs scopes\n"
-    "wrongly: use one guard per thread, or the decorator form.";
+    "One guard object may be used from several threads at once: each thread's\n"
+    "`with` blocks pair up on their own (`.report` is the last to finish).";
 
 PyType_Slot kGuardSlots[] = {
     {Py_tp_new, reinterpret_cast<void*>(GuardNew)},

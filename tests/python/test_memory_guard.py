@@ -189,6 +189,49 @@ class MemoryGuardTest(unittest.TestCase):
             self.assertEqual(same.report.label, "same")
         del kept
 
+    def test_one_guard_shared_by_two_threads_pairs_each_threads_scopes(self):
+        guard = leakguard.memory_guard("shared")
+        step = [threading.Event() for _ in range(3)]
+        deltas = {}
+        errors = []
+        files = []  # closed after both threads are done
+
+        def first():
+            try:
+                with guard:  # enters first...
+                    files.append(open(__file__))
+                    step[0].set()
+                    step[1].wait(30)
+                deltas["first"] = guard.report.fds_delta  # ...exits first
+                step[2].set()
+            except BaseException as e:  # reported by the main thread
+                errors.append(e)
+                step[2].set()
+
+        def second():
+            try:
+                step[0].wait(30)
+                with guard:  # enters while the first scope is open
+                    step[1].set()
+                    step[2].wait(30)
+                deltas["second"] = guard.report.fds_delta
+            except BaseException as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for f in files:
+            f.close()
+        self.assertEqual(errors, [])
+        # The first scope saw its file opened; the second opened nothing. A
+        # single stack for both threads would have swapped them.
+        self.assertEqual(deltas, {"first": 1, "second": 0})
+        with self.assertRaisesRegex(RuntimeError, "without __enter__ on this thread"):
+            guard.__exit__(None, None, None)
+
     def test_descriptors_and_threads_are_counted(self):
         release = threading.Event()
         thread = threading.Thread(target=release.wait)
