@@ -81,6 +81,7 @@ absl::Status LeakDetector::Start() {
   last_kinds_.clear();
   last_bytes_ = last_fds_ = last_threads_ = 0;
   last_report_time_ = absl::InfinitePast();
+  detector_resident_ = 0;
   thread_ = std::thread([this] { Loop(); });
   // Wait (without the GIL, released above) for the baseline.
   absl::MutexLock lock(&mu_);
@@ -207,12 +208,15 @@ bool LeakDetector::Round(bool baseline) {
   round.process = *sample - base_process_;
   if (traced && base_traced_) round.traced_bytes = *traced - *base_traced_;
   if (tool && base_tracemalloc_) round.tracemalloc_bytes = *tool - *base_tracemalloc_;
+  if (options_.traced) round.detector_bytes = detector_resident_;
   const int64_t threshold = options_.threshold_bytes;
   const int64_t py = round.traced_bytes.value_or(0);
   const int64_t own = std::max<int64_t>(round.tracemalloc_bytes.value_or(0), 0);
   const int64_t rss = round.process.rss_bytes;
   if (round.traced_bytes && py >= threshold) round.kinds.push_back("python_heap");
-  if (rss - std::max<int64_t>(py, 0) - own >= threshold) round.kinds.push_back("native");
+  if (rss - std::max<int64_t>(py, 0) - own - detector_resident_ >= threshold) {
+    round.kinds.push_back("native");
+  }
   if (options_.fd_threshold > 0 && round.process.open_fds >= options_.fd_threshold) {
     round.kinds.push_back("descriptors");
   }
@@ -261,8 +265,11 @@ bool LeakDetector::Round(bool baseline) {
         report.notes.push_back(absl::StrCat(
             "native: RSS grew ", Signed(rss), " while the Python heap grew ",
             round.traced_bytes ? Signed(py) : std::string("(not traced)"),
-            round.tracemalloc_bytes ? absl::StrCat(" and tracemalloc's tables ", Signed(own))
+            round.tracemalloc_bytes ? absl::StrCat(", tracemalloc's tables ", Signed(own))
                                     : std::string(),
+            round.detector_bytes
+                ? absl::StrCat(" and the detector's own rounds left ", Signed(detector_resident_))
+                : std::string(),
             ": memory outside Python's allocator (C extensions, ctypes, native libraries)"));
       } else if (kind == "descriptors") {
         report.notes.push_back(absl::StrCat("descriptors: ", round.process.open_fds,
@@ -275,6 +282,17 @@ bool LeakDetector::Round(bool baseline) {
       absl::StatusOr<std::vector<LineGrowth>> lines = internal::GrownLines(
           *base_snapshot_, *snapshot, tracemalloc::GroupBy::kLineno, options_.top);
       if (lines.ok()) report.top_lines = *std::move(lines);
+    }
+  }
+  if (options_.traced) {
+    // What this round's readings left resident (the list _get_traces()
+    // builds, the snapshot: freed, but pages the allocators keep) is the
+    // detector's cost, not the program's: measured from the sample this
+    // round started with to now, with the snapshot gone.
+    snapshot.reset();
+    absl::StatusOr<ProcessSample> after_round = SampleProcess();
+    if (after_round.ok()) {
+      detector_resident_ += std::max<int64_t>(after_round->rss_bytes - sample->rss_bytes, 0);
     }
   }
   if (!error.empty()) report.notes.push_back(absl::StrCat("tracemalloc: ", error));

@@ -7,9 +7,12 @@
 // grew and what kind of growth it is:
 //   python_heap  traced memory grew (objects Python allocated)
 //   native       RSS grew while traced memory stayed flat (C extensions,
-//                ctypes, a native library); the detector's own cost (the
-//                baseline is taken after its set-up, and the growth of
-//                tracemalloc's trace tables is left out) does not count
+//                ctypes, a native library). Left out: the detector's own
+//                set-up (the baseline is taken after it), the growth of
+//                tracemalloc's trace tables, and what the detector's own
+//                rounds left resident (each round's snapshot is freed, but
+//                on a big heap the allocators keep its pages: RSS measured
+//                around each round's readings, summed)
 //   descriptors  open file descriptors grew
 //   threads      the thread count grew
 //
@@ -89,6 +92,11 @@ struct DetectorRound {
   /// the traced heap) since the baseline, when tracing: the detector's cost,
   /// left out of "native".
   std::optional<int64_t> tracemalloc_bytes;
+  /// RSS the detector's own rounds left resident so far (the RSS change
+  /// across each round's readings, summed), when tracing: left out of
+  /// "native". Growth the program made during a round's readings lands here
+  /// too, so native growth is never overstated, at worst seen a round late.
+  std::optional<int64_t> detector_bytes;
   /// The kinds of growth that passed their thresholds: "python_heap",
   /// "native", "descriptors", "threads".
   std::vector<std::string> kinds;
@@ -165,6 +173,7 @@ class LEAKGUARD_EXPORT LeakDetector : public Watcher {
   ProcessSample base_process_;
   std::optional<int64_t> base_traced_;
   std::optional<int64_t> base_tracemalloc_;
+  int64_t detector_resident_ = 0;
   std::optional<tracemalloc::Snapshot> base_snapshot_;
   std::optional<tracemalloc::TracingScope> tracing_;
   // What the last report said, for the rate limit.
