@@ -23,7 +23,9 @@
 //             tracemalloc for the scope if it was off and stops it after.
 //             REQUIRES the GIL at Enter and Exit.
 // The threshold applies to RSS growth, and in kTraced mode also to traced
-// growth: the guard warns when either reaches warn_bytes.
+// growth: the guard warns when either reaches warn_bytes. RSS is read after
+// Enter's snapshot and before Exit's, so what a snapshot of a big heap
+// leaves resident is not counted as the block's growth.
 //
 // Guards nest (an inner kTraced guard finds tracemalloc on and leaves it
 // on). Exit happens exactly once, on whichever path leaves the scope first:
