@@ -19,12 +19,11 @@
 #include <cmath>
 #include <cstddef>
 #include <ctime>
-#include <string>
-#include <vector>
-
 #include <optional>
+#include <string>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
