@@ -94,8 +94,9 @@ struct DetectorRound {
   std::optional<int64_t> tracemalloc_bytes;
   /// RSS the detector's own rounds left resident so far (the RSS change
   /// across each round's readings, summed), when tracing: left out of
-  /// "native". Growth the program made during a round's readings lands here
-  /// too, so native growth is never overstated, at worst seen a round late.
+  /// "native". Native growth the program made while a round was reading
+  /// lands here too: native growth is never overstated, and may be
+  /// understated by that much (a leak that keeps growing is still seen).
   std::optional<int64_t> detector_bytes;
   /// The kinds of growth that passed their thresholds: "python_heap",
   /// "native", "descriptors", "threads".
