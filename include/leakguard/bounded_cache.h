@@ -564,7 +564,7 @@ class BoundedCache {
   absl::Status PutWithTtl(K key, V value, absl::Duration ttl) {
     return internal::PutThrough<Core>(
         *options_, std::move(key), std::move(value), ttl,
-        [&](K k, V v, DroppedList* dropped) {
+        [&](K&& k, V&& v, DroppedList* dropped) {
           return core_->Put(std::move(k), std::move(v), ttl, options_->max_weight, dropped);
         });
   }
@@ -714,7 +714,7 @@ class ConcurrentBoundedCache {
   absl::Status PutWithTtl(K key, V value, absl::Duration ttl) {
     return internal::PutThrough<Core>(
         *options_, std::move(key), std::move(value), ttl,
-        [&](K k, V v, DroppedList* dropped) {
+        [&](K&& k, V&& v, DroppedList* dropped) {
           Shard& shard = ShardFor(k);
           absl::MutexLock lock(&shard.mu);
           return shard.core.Put(std::move(k), std::move(v), ttl, options_->max_weight, dropped);
