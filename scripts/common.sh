@@ -40,3 +40,24 @@ for d in sys.argv[1:]:
 print(f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
 PY
 }
+
+# lg_failures DIR...: for every failed GoogleTest case in the XML results of
+# the build dirs given, prints "suite.case" and the first lines of each of its
+# failure messages, so that a red run says which assertion failed and with
+# what values, not only which binary.
+lg_failures() {
+  "$LEAKGUARD_PYTHON" - "$@" <<'PY'
+import glob, sys, xml.etree.ElementTree as ET
+for d in sys.argv[1:]:
+    for f in sorted(glob.glob(f"{d}/test-results/*.xml")):
+        for case in ET.parse(f).getroot().iter("testcase"):
+            problems = case.findall("failure") + case.findall("error")
+            if not problems:
+                continue
+            print(f"FAILED {case.get('classname')}.{case.get('name')} ({f})")
+            for p in problems[:5]:
+                text = (p.get("message") or p.text or "").strip().splitlines()
+                for line in text[:12]:
+                    print(f"    {line}")
+PY
+}

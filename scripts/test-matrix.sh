@@ -60,6 +60,7 @@ for f in "${flavours[@]}"; do
       >"../../$dir.ctest.log" 2>&1); then
     rc=1
     grep -E "Failed|\*\*\*" "$dir.ctest.log" | head -20 || true
+    LEAKGUARD_PYTHON=/usr/bin/python3 lg_failures "$dir" | head -80 || true
   fi
   lines[$f]=$(LEAKGUARD_PYTHON=/usr/bin/python3 lg_count "$dir")
   tail -3 "$dir.ctest.log" | head -1

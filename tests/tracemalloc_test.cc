@@ -678,6 +678,54 @@ PyObject* TakeForPython(PyObject*, PyObject*) {
 PyMethodDef g_take_def = {"leakguard_take", TakeForPython, METH_NOARGS,
                           nullptr};
 
+// How the live snapshot and Python's, taken right after it, differ once the
+// takes' own leftovers are filtered out: the first differing statistic of
+// each grouping and every non-zero diff by traceback; empty when identical.
+std::vector<std::string> LiveTakeDifferences(const Snapshot& live,
+                                             const Snapshot& theirs) {
+  // The two takes see each other's leftovers (tuples kept by free lists),
+  // allocated from tm_live.py and tracemalloc.py, and, on 3.9, a few blocks
+  // that C code (no Python frame: "<unknown>") frees in between; everything
+  // else must be identical.
+  Filter no_live;
+  no_live.inclusive = false;
+  no_live.filename_pattern = "*tm_live.py";
+  no_live.all_frames = true;
+  Filter no_tracemalloc = no_live;
+  no_tracemalloc.filename_pattern = "*tracemalloc.py";
+  Filter no_c = no_live;
+  no_c.filename_pattern = "<unknown>";
+  const std::vector<TraceFilter> filters = {no_live, no_tracemalloc, no_c};
+  absl::StatusOr<Snapshot> a = live.FilterTraces(filters);
+  absl::StatusOr<Snapshot> b = theirs.FilterTraces(filters);
+  if (!a.ok() || !b.ok()) return {"FilterTraces failed"};
+  std::vector<std::string> out;
+  if (a->trace_count() <= 1000u) {
+    out.push_back(absl::StrCat("only ", a->trace_count(), " traces"));
+  }
+  for (GroupBy g : kAllGroupings) {
+    const std::vector<std::string> ours = OurStatLines(*a->Statistics(g));
+    const std::vector<std::string> python = OurStatLines(*b->Statistics(g));
+    if (ours.size() != python.size()) {
+      out.push_back(absl::StrCat(std::string(GroupByName(g)), ": ", ours.size(), " vs ",
+                                 python.size(), " statistics"));
+    }
+    for (std::size_t i = 0; i < std::min(ours.size(), python.size()); ++i) {
+      if (ours[i] != python[i]) {
+        out.push_back(absl::StrCat(std::string(GroupByName(g)), " entry ", i, ": ", ours[i],
+                                   " vs ", python[i]));
+        break;
+      }
+    }
+  }
+  absl::StatusOr<StatisticDiffList> diff = a->CompareTo(*b, GroupBy::kTraceback);
+  if (!diff.ok()) return {"CompareTo failed"};
+  for (const StatisticDiff& d : *diff) {
+    if (d.size_diff != 0 || d.count_diff != 0) out.push_back(d.ToString());
+  }
+  return out;
+}
+
 TEST_F(TracemallocTest, LiveTakeEqualsTakeSnapshotTakenRightAfter) {
   std::optional<Snapshot> live;
   g_live = &live;
@@ -686,38 +734,26 @@ TEST_F(TracemallocTest, LiveTakeEqualsTakeSnapshotTakenRightAfter) {
   ASSERT_TRUE(scope.ok());
   Call("tm_workload", "run", "(ii)", 7, 2000);
   for (const char* order : {"take_both", "take_both_reversed"}) {
-    Ref py = Call("tm_live", order, "O", take.get());
-    ASSERT_TRUE(live.has_value());
-    Snapshot theirs = Convert(py);
-    // The two takes see each other's leftovers (tuples kept by free lists),
-    // allocated from tm_live.py and tracemalloc.py, and, on 3.9, a few
-    // blocks that C code (no Python frame: "<unknown>") frees in between;
-    // everything else must be identical.
-    Filter no_live;
-    no_live.inclusive = false;
-    no_live.filename_pattern = "*tm_live.py";
-    no_live.all_frames = true;
-    Filter no_tracemalloc = no_live;
-    no_tracemalloc.filename_pattern = "*tracemalloc.py";
-    Filter no_c = no_live;
-    no_c.filename_pattern = "<unknown>";
-    const std::vector<TraceFilter> filters = {no_live, no_tracemalloc, no_c};
-    absl::StatusOr<Snapshot> a = live->FilterTraces(filters);
-    absl::StatusOr<Snapshot> b = theirs.FilterTraces(filters);
-    ASSERT_TRUE(a.ok() && b.ok());
-    EXPECT_GT(a->trace_count(), 1000u);
-    for (GroupBy g : kAllGroupings) {
-      ExpectSameLines(OurStatLines(*a->Statistics(g)),
-                      OurStatLines(*b->Statistics(g)),
-                      absl::StrCat(order, " ", std::string(GroupByName(g))));
+    // Two takes are not one atomic moment: on the free-threaded build memory
+    // can still be released between them that no Python code of the test
+    // frees (arrays whose free QSBR delayed, objects whose last reference
+    // biased reference counting merged later). A pair may therefore differ
+    // by such a block; of three pairs, one must be identical. A wrong Take()
+    // differs in every pair: the workload does not change between them.
+    std::vector<std::string> attempts;
+    bool identical = false;
+    for (int attempt = 0; attempt < 3 && !identical; ++attempt) {
+      live.reset();
+      Ref py = Call("tm_live", order, "O", take.get());
+      ASSERT_TRUE(live.has_value());
+      EXPECT_EQ(live->traceback_limit(), 6);
+      const std::vector<std::string> differences =
+          LiveTakeDifferences(*live, Convert(py));
+      identical = differences.empty();
+      attempts.push_back(absl::StrJoin(differences, "\n  "));
     }
-    absl::StatusOr<StatisticDiffList> diff = a->CompareTo(*b, GroupBy::kTraceback);
-    ASSERT_TRUE(diff.ok());
-    for (const StatisticDiff& d : *diff) {
-      EXPECT_EQ(d.size_diff, 0) << order << " " << d.ToString();
-      EXPECT_EQ(d.count_diff, 0) << order << " " << d.ToString();
-    }
-    EXPECT_EQ(live->traceback_limit(), 6);
+    EXPECT_TRUE(identical) << order << ", every pair differed:\n  "
+                           << absl::StrJoin(attempts, "\n--\n  ");
   }
   g_live = nullptr;
 }
