@@ -707,13 +707,14 @@ std::vector<std::string> LiveTakeDifferences(const Snapshot& live,
     const std::vector<std::string> ours = OurStatLines(*a->Statistics(g));
     const std::vector<std::string> python = OurStatLines(*b->Statistics(g));
     if (ours.size() != python.size()) {
-      out.push_back(absl::StrCat(std::string(GroupByName(g)), ": ", ours.size(), " vs ",
-                                 python.size(), " statistics"));
+      out.push_back(absl::StrCat(std::string(GroupByName(g)), ": ",
+                                 ours.size(), " vs ", python.size(),
+                                 " statistics"));
     }
     for (std::size_t i = 0; i < std::min(ours.size(), python.size()); ++i) {
       if (ours[i] != python[i]) {
-        out.push_back(absl::StrCat(std::string(GroupByName(g)), " entry ", i, ": ", ours[i],
-                                   " vs ", python[i]));
+        out.push_back(absl::StrCat(std::string(GroupByName(g)), " entry ", i,
+                                   ": ", ours[i], " vs ", python[i]));
         break;
       }
     }
