@@ -33,7 +33,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "leakguard/tracemalloc.h"
-#include "tracemalloc_internal.h"
+#include "probes/tracemalloc_internal.h"
 
 namespace leakguard {
 namespace internal {

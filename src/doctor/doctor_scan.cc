@@ -3,7 +3,7 @@
 // investigation (never in a hot path). Loaded from source into a private
 // namespace; nothing is imported into sys.modules.
 
-#include "doctor_scan.h"
+#include "doctor/doctor_scan.h"
 
 namespace leakguard::internal {
 

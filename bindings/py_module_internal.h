@@ -1,4 +1,4 @@
-// bindings/module_internal.h
+// bindings/py_module_internal.h
 //
 // Shared by the parts of the Python module `leakguard` (not installed, not
 // part of the public API): the per-module state, the CPython version

@@ -1,8 +1,9 @@
-#include "growth.h"
+#include "probes/growth.h"
 
 #include <string>
 #include <vector>
 
+#include "leakguard/counters.h"
 #include "leakguard/python/call.h"
 #include "leakguard/python/error.h"
 #include "leakguard/python/python.h"
@@ -13,15 +14,7 @@ namespace leakguard::internal {
 absl::StatusOr<std::vector<LineGrowth>> GrownLines(
     const tracemalloc::Snapshot& before, const tracemalloc::Snapshot& after,
     tracemalloc::GroupBy group_by, int top) {
-  std::vector<tracemalloc::TraceFilter> filters;
-  for (const char* pattern : {"<frozen importlib._bootstrap>",
-                              "<frozen importlib._bootstrap_external>", "<unknown>",
-                              "*/tracemalloc.py"}) {
-    tracemalloc::Filter filter;
-    filter.inclusive = false;
-    filter.filename_pattern = pattern;
-    filters.emplace_back(filter);
-  }
+  const std::vector<tracemalloc::TraceFilter>& filters = OwnFrameFilters();
   absl::StatusOr<tracemalloc::Snapshot> a = before.FilterTraces(filters);
   if (!a.ok()) return a.status();
   absl::StatusOr<tracemalloc::Snapshot> b = after.FilterTraces(filters);
@@ -51,6 +44,20 @@ absl::StatusOr<int64_t> AllocatedBlocks() {
   const long long n = PyLong_AsLongLong(value->get());
   if (n == -1 && PyErr_Occurred()) return StatusFromPythonError();
   return static_cast<int64_t>(n);
+}
+
+absl::StatusOr<std::optional<int64_t>> TotalRefCount() {
+#ifndef Py_REF_DEBUG
+  return std::optional<int64_t>();  // Only debug builds have sys.gettotalrefcount.
+#else
+  absl::StatusOr<Ref> sys = Import("sys");
+  if (!sys.ok()) return sys.status();
+  absl::StatusOr<Ref> value = CallMethod(sys->handle(), "gettotalrefcount");
+  if (!value.ok()) return value.status();
+  const long long n = PyLong_AsLongLong(value->get());
+  if (n == -1 && PyErr_Occurred()) return StatusFromPythonError();
+  return std::optional<int64_t>(n);
+#endif
 }
 
 absl::StatusOr<int64_t> CollectGarbage() {

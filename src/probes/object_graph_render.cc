@@ -13,7 +13,7 @@
 #include "leakguard/object_graph.h"
 #include "leakguard/python/python.h"
 #include "leakguard/python/ref.h"
-#include "object_graph_internal.h"
+#include "probes/object_graph_internal.h"
 
 // PyFrame_Check and PyFrame_GetBack live outside <Python.h> before 3.11.
 #include <frameobject.h>  // NOLINT(build/include_order)

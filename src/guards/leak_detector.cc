@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
-#include "growth.h"
+#include "probes/growth.h"
 #include "leakguard/python/gil.h"
 
 namespace leakguard {

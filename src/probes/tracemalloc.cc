@@ -27,7 +27,7 @@
 #include "leakguard/python/python.h"
 #include "leakguard/python/ref.h"
 #include "leakguard/tracemalloc.h"
-#include "tracemalloc_internal.h"
+#include "probes/tracemalloc_internal.h"
 
 namespace leakguard::tracemalloc {
 namespace {

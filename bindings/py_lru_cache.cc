@@ -33,7 +33,7 @@
 #include <vector>
 
 #include "leakguard/python/python.h"
-#include "module_internal.h"
+#include "py_module_internal.h"
 
 namespace leakguard::python::internal {
 namespace {

@@ -30,7 +30,7 @@
 
 #include <Python.h>
 
-#include "gc_walk.h"
+#include "probes/gc_walk.h"
 
 #if PY_VERSION_HEX >= 0x03090000 && PY_VERSION_HEX < 0x030E0000 && \
     !defined(Py_GIL_DISABLED)

@@ -24,7 +24,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "leakguard/tracemalloc.h"
-#include "tracemalloc_internal.h"
+#include "probes/tracemalloc_internal.h"
 
 namespace leakguard::internal {
 namespace {

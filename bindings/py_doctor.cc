@@ -8,7 +8,7 @@
 #include "leakguard/python/error.h"
 #include "leakguard/python/python.h"
 #include "leakguard/python/ref.h"
-#include "module_internal.h"
+#include "py_module_internal.h"
 
 namespace leakguard::python::internal {
 namespace {

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "leakguard/python/python.h"
-#include "module_internal.h"
+#include "py_module_internal.h"
 
 namespace leakguard::python::internal {
 namespace {

@@ -16,12 +16,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
-#include "gc_walk.h"
+#include "probes/gc_walk.h"
 #include "leakguard/python/error.h"
 #include "leakguard/python/gil.h"
 #include "leakguard/python/python.h"
 #include "leakguard/python/ref.h"
-#include "object_graph_internal.h"
+#include "probes/object_graph_internal.h"
 
 // PyFrame_Check lives outside <Python.h> before 3.11.
 #include <frameobject.h>  // NOLINT(build/include_order)

@@ -14,7 +14,7 @@
 #include "leakguard/python/python.h"
 #include "leakguard/python_module.h"
 #include "leakguard/version.h"
-#include "module_internal.h"
+#include "py_module_internal.h"
 
 namespace leakguard::python {
 namespace internal {

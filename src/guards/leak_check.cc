@@ -11,7 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "growth.h"
+#include "probes/growth.h"
 #include "leakguard/object_graph.h"
 #include "leakguard/process.h"
 #include "leakguard/python/call.h"

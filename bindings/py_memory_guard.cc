@@ -30,7 +30,7 @@
 #include "leakguard/memory_guard.h"
 #include "leakguard/process.h"
 #include "leakguard/python/python.h"
-#include "module_internal.h"
+#include "py_module_internal.h"
 
 namespace leakguard::python::internal {
 namespace {
