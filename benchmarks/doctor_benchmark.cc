@@ -1,7 +1,7 @@
 // The doctor's own cost on a large heap: Diagnose() with the default 3 + 20
 // iterations of a tiny leaking workload, on a heap of 1M gc-tracked objects
-// (LEAKGUARD_BENCH_SMOKE: 10k). Beside it, the manual workflow of the guide
-// on the same heap: tracemalloc snapshots + compare_to, objgraph.growth
+// (LEAKGUARD_BENCH_SMOKE: 10k). Beside it, the manual leak hunt
+// (docs/design.md, "The peers") on the same heap: tracemalloc snapshots + compare_to, objgraph.growth
 // before and after, and objgraph.find_backref_chain for one leaked object.
 
 #include <cstdio>
@@ -39,8 +39,8 @@ def make_heap(n):
     global _heap
     _heap = [[i] for i in range(n)]   # n tracked lists
 
-def guide_workflow():
-    # What the guide has a user do by hand for the same question.
+def recipe_workflow():
+    # What a user does by hand for the same question.
     tracemalloc.start()
     for _ in range(3): app.step()
     objgraph.growth(limit=10)
@@ -69,8 +69,8 @@ void DoctorLeakguard(benchmark::State& state) {
   }
 }
 
-void DoctorGuide(benchmark::State& state) {
-  PyObject* workflow = PyDict_GetItemString(Globals(), "guide_workflow");
+void DoctorRecipe(benchmark::State& state) {
+  PyObject* workflow = PyDict_GetItemString(Globals(), "recipe_workflow");
   for (auto _ : state) {
     Ref r = Steal(PyObject_CallNoArgs(workflow));
     if (!r) {
@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
   const std::string name = Smoke() ? "doctor/diagnose_10k_heap" : "doctor/diagnose_1m_heap";
   benchmark::RegisterBenchmark((name + "/leakguard").c_str(), DoctorLeakguard)
       ->Unit(benchmark::kMillisecond);
-  benchmark::RegisterBenchmark((name + "/guide_workflow").c_str(), DoctorGuide)
+  benchmark::RegisterBenchmark((name + "/recipe_workflow").c_str(), DoctorRecipe)
       ->Unit(benchmark::kMillisecond);
   return leakguard::bench::RunRegistered(argc, argv);
 }

@@ -1,11 +1,11 @@
 // Costs of the guards a host wraps around every unit of work, beside the
-// guide's plain-Python versions measured in the same run:
+// plain-Python recipes (docs/design.md, "The peers") measured in the same run:
 //   guards/process_enter_exit      MemoryGuard(kProcess)  vs  psutil RSS before/after
 //   guards/traced_enter_exit_10k   MemoryGuard(kTraced, by file, collect)  vs  the
-//                                  guide's memory_guard context manager, on a heap
+//                                  recipe's memory_guard context manager, on a heap
 //                                  with 10k traced blocks
 //   tracker/call_1ms               a ~1 ms Python call: bare, inside a
-//                                  RequestTracker unit, and inside the guide's
+//                                  RequestTracker unit, and inside the recipe's
 //                                  per-request middleware (psutil + snapshot)
 
 #include <cstdio>
@@ -56,7 +56,7 @@ def psutil_guard_cycle():
     after = _proc.memory_info().rss
     return after - before
 
-# The guide's memory_guard, verbatim in behaviour (prints only over warn_mb).
+# The recipe's memory_guard, as a user writes it (prints only over warn_mb).
 @contextlib.contextmanager
 def memory_guard(label="operation", warn_mb=100):
     gc.collect()
@@ -73,7 +73,7 @@ def memory_guard(label="operation", warn_mb=100):
             if growth > warn_mb * 1024 * 1024:
                 print(f"WARNING: [{label}] Memory grew by {growth/1024/1024:.1f} MB")
 
-def guide_guard_cycle():
+def recipe_guard_cycle():
     with memory_guard("bench", warn_mb=100):
         pass
 
@@ -93,9 +93,9 @@ def calibrate():
 def work():
     for _ in range(_loops): pass
 
-# The guide's per-request middleware, around the same work.
+# The recipe's per-request middleware, around the same work.
 _count = 0
-def guide_middleware_request():
+def recipe_middleware_request():
     global _count
     _count += 1
     rss_before = _proc.memory_info().rss
@@ -132,9 +132,9 @@ void TracedLeakguard(benchmark::State& state) {
   }
 }
 
-void TracedGuide(benchmark::State& state) {
+void TracedRecipe(benchmark::State& state) {
   for (auto _ : state) {
-    Ref r = Steal(PyObject_CallNoArgs(Func("guide_guard_cycle")));
+    Ref r = Steal(PyObject_CallNoArgs(Func("recipe_guard_cycle")));
     benchmark::DoNotOptimize(r.get());
   }
 }
@@ -156,9 +156,9 @@ void CallTracked(benchmark::State& state) {
   }
 }
 
-void CallGuideMiddleware(benchmark::State& state) {
+void CallRecipeMiddleware(benchmark::State& state) {
   for (auto _ : state) {
-    Ref r = Steal(PyObject_CallNoArgs(Func("guide_middleware_request")));
+    Ref r = Steal(PyObject_CallNoArgs(Func("recipe_middleware_request")));
     benchmark::DoNotOptimize(r.get());
   }
 }
@@ -179,12 +179,12 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("guards/process_enter_exit/psutil", ProcessPsutil);
   benchmark::RegisterBenchmark((traced + "/leakguard").c_str(), TracedLeakguard)
       ->Unit(benchmark::kMillisecond);
-  benchmark::RegisterBenchmark((traced + "/guide_memory_guard").c_str(), TracedGuide)
+  benchmark::RegisterBenchmark((traced + "/recipe_memory_guard").c_str(), TracedRecipe)
       ->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark("tracker/call_1ms/bare", CallBare)->Unit(benchmark::kMicrosecond);
   benchmark::RegisterBenchmark("tracker/call_1ms/leakguard", CallTracked)
       ->Unit(benchmark::kMicrosecond);
-  benchmark::RegisterBenchmark("tracker/call_1ms/guide_middleware", CallGuideMiddleware)
+  benchmark::RegisterBenchmark("tracker/call_1ms/recipe_middleware", CallRecipeMiddleware)
       ->Unit(benchmark::kMicrosecond);
   return leakguard::bench::RunRegistered(argc, argv);
 }

@@ -1,7 +1,7 @@
 // The Python module `leakguard` against its peers, in one embedded
 // interpreter: lru_cache vs functools.lru_cache and cachetools (LRUCache and
-// TTLCache through cachetools.cached), EventBus.emit vs the guide's
-// plain-Python weakref bus.
+// TTLCache through cachetools.cached), EventBus.emit vs the plain-Python
+// weakref bus (docs/design.md, "The peers").
 //
 // Method, the same for ours and the peer: each benchmark iteration is one
 // call made from C with PyObject_Vectorcall, exactly as the interpreter
@@ -110,7 +110,7 @@ def loop(f, n=1000):
         f(1)
 
 class WeakrefBus:
-    """The guide's plain-Python bus (docs/leak-guide.md, "Use weakref"),
+    """The plain-Python weakref bus (docs/design.md, "The peers"),
     with WeakMethod for bound methods so that they are not dead at once."""
 
     def __init__(self):
