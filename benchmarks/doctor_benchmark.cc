@@ -59,7 +59,7 @@ void DoctorLeakguard(benchmark::State& state) {
   Ref step = Steal(PyObject_GetAttrString(app, "step"));
   for (auto _ : state) {
     auto d = leakguard::Diagnose(step.handle(), {}, leakguard::Handle(app));
-    if (!d.ok() || d->verdict != "leak") {
+    if (!d.ok() || d->verdict != leakguard::Verdict::kLeak) {
       state.SkipWithError("the doctor did not find the leak");
       return;
     }

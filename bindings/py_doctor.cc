@@ -1,5 +1,5 @@
 // leakguard.diagnose(func, *, warmup=3, repeat=20, top=5): the leak doctor
-// from Python. Returns DESIGN.md's JSON document as a dict.
+// from Python. Returns the doctor's JSON document (docs/design.md) as a dict.
 
 #include <string>
 

@@ -23,6 +23,7 @@ namespace leakguard {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 struct Result {
   int exit_code = -1;
@@ -155,7 +156,7 @@ TEST(DoctorTest, ExitCodesAndBadInput) {
   EXPECT_THAT(r.out, HasSubstr("uc_dict_memo.py:10"));
 }
 
-// The JSON has exactly DESIGN.md's keys and types, and --dot writes the
+// The JSON has exactly docs/design.md's keys and types, and --dot writes the
 // holder's chain for Graphviz.
 TEST(DoctorTest, JsonSchemaAndDot) {
   const std::string json = Temp("schema.json");
@@ -199,15 +200,50 @@ TEST(DoctorTest, DiagnoseFromCpp) {
   Ref leak = Steal(PyObject_GetAttrString(module.get(), "leak_list"));
   absl::StatusOr<Diagnosis> d = Diagnose(leak.handle(), {.warmup = 2, .repeat = 8});
   ASSERT_TRUE(d.ok()) << d.status();
-  EXPECT_EQ(d->verdict, "leak");
+  EXPECT_EQ(d->verdict, Verdict::kLeak);
   ASSERT_FALSE(d->causes.empty());
   EXPECT_EQ(d->causes[0].holder.value_or(""), "leak_shapes._kept");
-  EXPECT_EQ(d->causes[0].id, "global_state");
+  EXPECT_EQ(d->causes[0].id, CauseId::kGlobalState);
+  EXPECT_EQ(CauseIdName(d->causes[0].id), "global_state");
+  EXPECT_EQ(d->causes[0].rule, "heap.module_container");
   Ref reset = Steal(PyObject_CallMethod(module.get(), "reset", nullptr));
   EXPECT_EQ(Diagnose(leak.handle(), {.repeat = 1}).status().code(),
             absl::StatusCode::kInvalidArgument);
   Ref not_callable = Steal(PyLong_FromLong(1));
   EXPECT_EQ(Diagnose(not_callable.handle()).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// --dot and the text report come from one diagnosis: the README's demo names
+// its holder in both.
+TEST(DoctorTest, DotNamesTheSameHolderAsTheText) {
+  const std::string dot = Temp("demo.dot");
+  Result r = Shell(Tool() + " doctor " LEAKGUARD_EXAMPLES_DIR "/leaky_plugin.py:serve_batch --dot " +
+                   dot);
+  ASSERT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("holder: leaky_plugin._page_cache"));
+  std::ifstream in(dot);
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_THAT(text.str(), HasSubstr("digraph"));
+  EXPECT_THAT(text.str(), HasSubstr("_page_cache"));
+  EXPECT_THAT(text.str(), Not(HasSubstr("nothing in Python holds")));
+  std::remove(dot.c_str());
+}
+
+// A workload that turns the collector off: the sites are the script's lines,
+// never the doctor's own scan (compiled as <leakguard>/doctor_scan.py).
+TEST(DoctorTest, OwnScanIsNeverASite) {
+  const std::string json = Temp("gc_off.json");
+  Result r = Shell(Tool() + " doctor " + Corpus() + "/rc_gc_disabled.py:step --json " + json);
+  ASSERT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("1. reference_cycles"));
+  EXPECT_THAT(r.out, Not(HasSubstr("<leakguard>")));
+  EXPECT_THAT(r.out, Not(HasSubstr("<string>")));
+  std::ifstream in(json);
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_THAT(text.str(), Not(HasSubstr("doctor_scan")));
+  std::remove(json.c_str());
 }
 
 }  // namespace

@@ -97,18 +97,13 @@ int RunDoctor(const DoctorCommandOptions& options) {
     std::printf("leakguard doctor %s:%s\n\n%s", options.script.c_str(), options.func.c_str(),
                 diagnosis->ToText().c_str());
     std::fflush(stdout);
-    exit_code = diagnosis->verdict == "leak" ? 1 : 0;
+    exit_code = diagnosis->verdict == Verdict::kLeak ? 1 : 0;
     if (!options.json_path.empty() && !WriteFile(options.json_path, diagnosis->ToJson())) {
       exit_code = Fail(absl::StrCat("cannot write '", options.json_path, "': ", std::strerror(errno)));
     }
     if (!options.dot_path.empty()) {
-      std::string dot = diagnosis->dot;
-      if (dot.empty()) {
-        dot = absl::StrCat("digraph leakguard {\n  label=\"no back-reference chain: ",
-                           diagnosis->verdict == "leak" ? "nothing in Python holds the growth"
-                                                         : "no growth",
-                           "\";\n}\n");
-      }
+      // The same diagnosis as the text and the JSON.
+      const std::string dot = diagnosis->ToDot();
       if (!WriteFile(options.dot_path, dot)) {
         exit_code = Fail(absl::StrCat("cannot write '", options.dot_path, "': ", std::strerror(errno)));
       }

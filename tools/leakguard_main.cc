@@ -100,8 +100,13 @@ int Doctor(const std::vector<std::string_view>& args) {
     if ((arg == "--warmup" || arg == "--repeat" || arg == "--top") && has_value) {
       int* field = arg == "--warmup" ? &options.doctor.warmup
                    : arg == "--repeat" ? &options.doctor.repeat : &options.doctor.top;
-      const int low = arg == "--warmup" ? 0 : arg == "--repeat" ? 2 : 1;
-      const int high = arg == "--warmup" ? 1000 : arg == "--repeat" ? 10000 : 100;
+      using leakguard::DoctorOptions;  // The bounds live there alone.
+      const int low = arg == "--warmup"   ? DoctorOptions::kMinWarmup
+                      : arg == "--repeat" ? DoctorOptions::kMinRepeat
+                                          : DoctorOptions::kMinTop;
+      const int high = arg == "--warmup"   ? DoctorOptions::kMaxWarmup
+                       : arg == "--repeat" ? DoctorOptions::kMaxRepeat
+                                           : DoctorOptions::kMaxTop;
       if (!ParseInt(args[i + 1], low, high, field)) {
         std::string message = std::string(arg) + " needs a number in " + std::to_string(low) +
                               ".." + std::to_string(high) + ", got '" + std::string(args[i + 1]) + "'";

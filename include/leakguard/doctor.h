@@ -1,27 +1,34 @@
 // leakguard/doctor.h
 //
-// The leak doctor: runs a workload, gathers evidence, walks a decision tree
-// and names the cause, the variable that holds the growth, and the fix.
+// The leak doctor: runs a workload, gathers evidence, applies a table of
+// rules and names the cause, the variable that holds the growth, and the
+// fix. Four stages, each a type:
 //
-//   Investigate()  runs the workload warmup + repeat times and records, per
-//                  iteration, RSS, traced bytes, allocated blocks,
-//                  descriptors, threads and what the collector freed; across
-//                  the run, the lines that grew (tracemalloc), the types
-//                  that grew (a census), the garbage only the cycle
-//                  collector frees (DEBUG_SAVEALL), NumPy's traced domain,
-//                  and what the script's own namespace holds (every
-//                  container a few levels deep, measured each iteration:
-//                  the usual suspects: caches, registries, defaults,
-//                  listener lists, logging buffers, threading.local).
-//   Decide()       turns that evidence into a Diagnosis with an explicit,
-//                  ordered rule table (see kRules in doctor.cc and
-//                  docs/doctor.md).
-//   Diagnose()     both.
+//   evidence   Investigate() runs the workload warmup + repeat times and
+//              records an Investigation: per iteration RSS, traced bytes,
+//              allocated blocks, descriptors, threads and what the collector
+//              freed; across the run, the lines that grew (tracemalloc), the
+//              types that grew (a census), the garbage only the cycle
+//              collector frees (DEBUG_SAVEALL), NumPy's traced domain, and
+//              what the script's own namespace holds (every container a few
+//              levels deep, measured each iteration).
+//   facts      the numbers derived from it (steady growth, plateaus,
+//              shares), computed inside Decide().
+//   rules      Decide() applies DoctorRules(), an ordered table (id,
+//              cause, confidence, condition, what it suppresses), the same
+//              table docs/doctor.md shows; every Cause says which row found it.
+//   report     Diagnosis::ToText(), ToJson() and ToDot() render the one
+//              Diagnosis; evidence is carried as structured values and
+//              becomes sentences only there.
 //
-// Cause ids, verdicts and notes are DESIGN.md's fixed vocabularies; the
-// JSON is DESIGN.md's schema.
+//   LEAKGUARD_ASSIGN_OR_RETURN(Diagnosis d, Diagnose(plugin_step, {.repeat = 40}));
+//   if (d.verdict == Verdict::kLeak) std::fputs(d.ToText().c_str(), stderr);
 //
-// REQUIRES: the GIL is held (the workload runs with it).
+// Cause ids, verdicts and notes are leakguard's fixed vocabularies and the
+// JSON is its schema (docs/design.md, "Fixed vocabularies").
+//
+// REQUIRES: the GIL is held (the workload runs with it), except Decide()
+// and the renderers, which are pure C++.
 
 #ifndef LEAKGUARD_DOCTOR_H_
 #define LEAKGUARD_DOCTOR_H_
@@ -29,42 +36,91 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "leakguard/counters.h"
 #include "leakguard/export.h"
 #include "leakguard/python/ref.h"
 
 namespace leakguard {
 
-/// Options of an investigation.
-struct DoctorOptions {
-  /// Iterations run before measuring (imports, caches filling), 0..1000.
-  int warmup = 3;
-  /// Iterations measured, 2..10000.
-  int repeat = 20;
-  /// Allocation sites and types listed per cause, 1..100.
-  int top = 5;
-  /// Build the holder's back-reference graph as Graphviz DOT.
-  bool want_dot = false;
+/// The doctor's verdict.
+enum class Verdict {
+  kLeak,          ///< "leak": at least one cause found.
+  kNoLeak,        ///< "no_leak": no steady growth (perhaps with a Note).
+  kInconclusive,  ///< "inconclusive": growth too irregular to call.
 };
 
-/// One iteration's change of every counter.
-struct IterationDelta {
-  /// Resident set size, bytes.
-  int64_t rss_bytes = 0;
-  /// Python's traced memory (tracemalloc, all domains), bytes.
-  int64_t traced_bytes = 0;
-  /// sys.getallocatedblocks().
-  int64_t blocks = 0;
-  /// Open file descriptors.
-  int64_t fds = 0;
-  /// Threads.
-  int64_t threads = 0;
-  /// Objects the collection after the iteration freed (0 when the workload
-  /// runs with automatic collection off: then nothing is collected).
-  int64_t gc_freed = 0;
+/// Why a leak grows: leakguard's fixed cause ids.
+enum class CauseId {
+  kUnboundedCache,         ///< "unbounded_cache"
+  kGlobalState,            ///< "global_state"
+  kReferenceCycles,        ///< "reference_cycles"
+  kClosureCapture,         ///< "closure_capture"
+  kUnclosedResources,      ///< "unclosed_resources"
+  kNativeMemory,           ///< "native_memory"
+  kListenerAccumulation,   ///< "listener_accumulation"
+  kThreadLocal,            ///< "thread_local"
+  kArrayCopies,            ///< "array_copies"
+  kLoggingBuffer,          ///< "logging_buffer"
 };
+
+/// What a no_leak verdict's growth was.
+enum class Note {
+  kPlateau,             ///< "plateau": bounded growth that stopped.
+  kOneTimeGrowth,       ///< "one_time_growth"
+  kAllocatorRetention,  ///< "allocator_retention": RSS high but flat.
+  kCyclicChurn,         ///< "cyclic_churn": cycles made and collected.
+};
+
+/// The JSON spelling: "leak", "no_leak", "inconclusive".
+LEAKGUARD_EXPORT std::string_view VerdictName(Verdict verdict) noexcept;
+/// The JSON spelling of a cause id: "unbounded_cache", ...
+LEAKGUARD_EXPORT std::string_view CauseIdName(CauseId id) noexcept;
+/// The JSON spelling of a note: "plateau", ...
+LEAKGUARD_EXPORT std::string_view NoteName(Note note) noexcept;
+/// What to do about a cause, with a short code example (the `fix` of every
+/// Cause with that id).
+LEAKGUARD_EXPORT std::string_view CauseFix(CauseId id) noexcept;
+/// The verdict spelled `name`; empty for anything else.
+LEAKGUARD_EXPORT std::optional<Verdict> ParseVerdict(std::string_view name) noexcept;
+/// The cause id spelled `name`; empty for anything else.
+LEAKGUARD_EXPORT std::optional<CauseId> ParseCauseId(std::string_view name) noexcept;
+/// The note spelled `name`; empty for anything else.
+LEAKGUARD_EXPORT std::optional<Note> ParseNote(std::string_view name) noexcept;
+
+/// Options of an investigation.
+/// The bounds below are the only place they are written: the command, the
+/// Python module and Investigate() all check them through Validate().
+struct LEAKGUARD_EXPORT DoctorOptions {
+  /// Bounds of `warmup`.
+  static constexpr int kMinWarmup = 0, kMaxWarmup = 1000;
+  /// Bounds of `repeat`.
+  static constexpr int kMinRepeat = 2, kMaxRepeat = 10000;
+  /// Bounds of `top`.
+  static constexpr int kMinTop = 1, kMaxTop = 100;
+
+  /// Iterations run before measuring (imports, caches filling).
+  int warmup = 3;
+  /// Iterations measured.
+  int repeat = 20;
+  /// Allocation sites and types listed per cause.
+  int top = 5;
+  /// Build the back-reference graph of a sample of the growth as Graphviz DOT.
+  bool want_dot = false;
+
+  /// OK, or InvalidArgument naming every field out of its bounds.
+  absl::Status Validate() const;
+};
+
+/// One iteration's change of every counter (leakguard's one Counters type):
+/// `gc_freed` is what the collection after the iteration freed (0 when the
+/// workload runs with automatic collection off: then none is made); the
+/// traced bytes are always read (the doctor traces).
+using IterationDelta = Counters;
 
 /// A container in the script's namespace and how it grew.
 struct HolderEvidence {
@@ -138,29 +194,83 @@ struct LEAKGUARD_EXPORT Investigation {
   IterationDelta MeasuredTotal() const;
 };
 
+/// One piece of evidence, as values; rendered to a sentence by
+/// RenderEvidence() (the report stage) and nowhere else.
+struct Evidence {
+  /// What the values mean.
+  enum class Kind {
+    kFdsGrew,             ///< `amount` descriptors over `iterations`.
+    kThreadsGrew,         ///< `amount` threads over `iterations`.
+    kGcOff,               ///< automatic collection was off.
+    kCyclesPiledUp,       ///< `amount` cyclic objects; `items` their types.
+    kCyclesWithDel,       ///< PEP 442: cycles with __del__ are collected.
+    kRssOutsidePython,    ///< RSS grew `amount` while traced grew `other`.
+    kHolderKeepsNative,   ///< `subject` (`detail` of `item`) grew by `amount`.
+    kHeapGrew,            ///< traced grew `amount`, `other` blocks in all.
+    kHolderGrew,          ///< `subject`, a `detail`, grew by `amount` (`item`).
+    kNumpyGrew,           ///< NumPy's traced buffers grew `amount` bytes.
+    kLoggingBuffer,       ///< a logging handler's record buffer.
+    kLruCacheGrows,       ///< a functools cache whose currsize grows.
+    kHoldsClosures,       ///< it holds closures.
+    kHoldsCallbacks,      ///< it holds callbacks added and never removed.
+    kMutableDefault,      ///< a mutable default argument.
+    kClassAttribute,      ///< a class attribute.
+    kModuleDict,          ///< a module-level dict gaining keys.
+    kModuleContainer,     ///< a module-level container that only grows.
+    kThreadLocalStorage,  ///< `items`: threading.local objects of the module.
+    kNoContainer,         ///< nothing in the namespace explains it.
+    kChain,               ///< `detail`: the back-reference chain.
+    kIrregular,           ///< blocks grew in `amount` of `iterations` (`other` in all).
+    kStopped,             ///< `subject` grew from `other` to `amount`, then stopped.
+    kFirstIteration,      ///< the first iteration allocated `amount` blocks.
+    kChurn,               ///< `amount` cyclic objects freed per iteration.
+    kRetained,            ///< RSS higher but flat.
+  };
+  /// What the values mean.
+  Kind kind = Kind::kNoContainer;
+  /// The main number (bytes, objects, blocks: see Kind).
+  int64_t amount = 0;
+  /// A second number (see Kind).
+  int64_t other = 0;
+  /// Measured iterations the numbers span.
+  int iterations = 0;
+  /// The variable concerned (a holder path), if any.
+  std::string subject;
+  /// A word or text that goes with it (container kind, chain).
+  std::string detail;
+  /// What the container holds, if known.
+  std::string item;
+  /// Named counts (types of garbage, thread-local objects with 0).
+  std::vector<std::pair<std::string, int64_t>> items;
+};
+
+/// The sentence for `evidence`, as the text and JSON reports show it.
+LEAKGUARD_EXPORT std::string RenderEvidence(const Evidence& evidence);
+
 /// The doctor's answer about one cause.
 struct Cause {
-  /// DESIGN.md's cause id ("unbounded_cache", "global_state", ...).
-  std::string id;
+  /// The cause id.
+  CauseId id = CauseId::kGlobalState;
+  /// The rule of DoctorRules() that found it ("fds_steady", "heap.lru_cache").
+  std::string rule;
   /// 0..1.
   double confidence = 0;
   /// The variable that holds the growth, or empty when none applies.
   std::optional<std::string> holder;
   /// Where it was allocated.
   std::vector<Site> sites;
-  /// The evidence, in plain words.
-  std::vector<std::string> evidence;
-  /// What to do, with a short code example.
+  /// The evidence, as values (RenderEvidence() makes the sentences).
+  std::vector<Evidence> evidence;
+  /// What to do, with a short code example (CauseFix(id)).
   std::string fix;
 };
 
 /// The verdict and the ranked causes.
 struct LEAKGUARD_EXPORT Diagnosis {
-  /// "leak", "no_leak" or "inconclusive".
-  std::string verdict;
-  /// For no_leak: "plateau", "one_time_growth", "allocator_retention",
-  /// "cyclic_churn"; empty otherwise.
-  std::optional<std::string> note;
+  /// The verdict.
+  Verdict verdict = Verdict::kNoLeak;
+  /// For no_leak, what the growth there was means; empty otherwise.
+  std::optional<Note> note;
   /// Iterations run.
   int warmup = 0;
   /// Iterations measured.
@@ -179,16 +289,21 @@ struct LEAKGUARD_EXPORT Diagnosis {
   std::vector<TypeGrowth> types;
   /// Causes, most likely first.
   std::vector<Cause> causes;
-  /// Notes for the reader (what was ruled out and why).
-  std::vector<std::string> remarks;
-  /// The holder's back-reference chain as Graphviz DOT, if asked for.
-  std::string dot;
+  /// Notes for the reader (what was ruled out and why), as values.
+  std::vector<Evidence> remarks;
+  /// The back-reference chain of a sample of the growth as Graphviz DOT
+  /// (when asked for and found; "" otherwise). ToDot() is the full graph.
+  std::string chain_dot;
 
-  /// DESIGN.md's JSON document (one object, trailing newline).
+  /// The JSON document of docs/design.md (one object, trailing newline).
   std::string ToJson() const;
   /// The report for people: verdict first, then each cause with holder,
   /// sites, evidence and fix.
   std::string ToText() const;
+  /// Graphviz DOT of the same diagnosis: the back-reference chain when one
+  /// was found, else each cause's holder with its growth and sites, else a
+  /// graph whose label says there is no growth to show.
+  std::string ToDot() const;
 };
 
 /// Runs `workload` (a Python callable, called with no arguments) and
@@ -202,7 +317,33 @@ LEAKGUARD_EXPORT absl::StatusOr<Investigation> Investigate(
     Handle workload, const DoctorOptions& options = {},
     Handle namespace_module = Handle());
 
-/// The decision tree: evidence in, diagnosis out. Pure C++; no GIL needed.
+/// One row of the doctor's rule table.
+struct DoctorRule {
+  /// Its name ("fds_steady", "heap.lru_cache", "note.plateau").
+  std::string_view id;
+  /// Position: rows are tried in this order.
+  int order = 0;
+  /// "cause" rows add a cause; "heap" rows classify the Python heap's
+  /// growth (the first that matches wins); "verdict" rows decide a verdict
+  /// or note when no cause was found (the first that matches wins).
+  std::string_view group;
+  /// The cause it names ("cause" and "heap" rows).
+  std::optional<CauseId> cause;
+  /// The verdict or note it gives ("verdict" rows).
+  std::string_view outcome;
+  /// Its confidence (cause and heap rows).
+  double confidence = 0;
+  /// The condition, in words, as docs/doctor.md shows it.
+  std::string_view when;
+  /// Rows or groups that may not fire once this one has ("heap").
+  std::string_view suppresses;
+};
+
+/// The rule table Decide() applies, in order; docs/doctor.md shows the same.
+LEAKGUARD_EXPORT const std::vector<DoctorRule>& DoctorRules();
+
+/// Evidence in, diagnosis out: derives the facts and applies DoctorRules().
+/// Pure C++; no GIL needed.
 LEAKGUARD_EXPORT Diagnosis Decide(const Investigation& evidence);
 
 /// Investigate() then Decide().

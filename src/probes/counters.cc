@@ -51,7 +51,7 @@ const std::vector<tracemalloc::TraceFilter>& OwnFrameFilters() {
     auto* list = new std::vector<tracemalloc::TraceFilter>;
     for (const char* pattern :
          {"<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>", "<unknown>",
-          "*/tracemalloc.py"}) {
+          "*/tracemalloc.py", "<leakguard>/*"}) {
       tracemalloc::Filter filter;
       filter.inclusive = false;
       filter.filename_pattern = pattern;

@@ -1,13 +1,14 @@
-// The Python side of the doctor's investigation: small inspections that are
-// clearer in Python than through the C API, run a few times per
-// investigation (never in a hot path). Loaded from source into a private
-// namespace; nothing is imported into sys.modules.
+"""The Python side of the doctor's investigation (leakguard).
 
-#include "doctor/doctor_scan.h"
+Small inspections that are clearer in Python than through the C API, run a
+few times per investigation (never in a hot path). The doctor compiles this
+file under its own name and runs it in a private namespace; nothing is
+imported into sys.modules, and its frames are left out of every list of
+allocation sites (OwnFrameFilters in leakguard/counters.h).
 
-namespace leakguard::internal {
-
-const char kDoctorScanSource[] = R"py(
+Defines scan(module), thread_locals(module), gc_automatic() and
+saveall_collect().
+"""
 import collections
 import gc
 import threading
@@ -181,6 +182,3 @@ def saveall_collect():
     del added
     gc.collect()
     return n, sorted(counts.items(), key=lambda kv: -kv[1])[:5]
-)py";
-
-}  // namespace leakguard::internal

@@ -1,0 +1,418 @@
+// The doctor's first stage: run the workload and gather an Investigation,
+// one named function per source of evidence. Nothing here decides anything
+// (rules.cc does) or writes a sentence (render.cc does).
+
+#include <algorithm>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "doctor/doctor_scan.h"
+#include "leakguard/counters.h"
+#include "leakguard/doctor.h"
+#include "leakguard/object_graph.h"
+#include "leakguard/python/call.h"
+#include "leakguard/python/error.h"
+#include "leakguard/python/gil.h"
+#include "leakguard/python/python.h"
+#include "leakguard/tracemalloc.h"
+#include "probes/growth.h"
+#include "python/status_macros.h"
+
+namespace leakguard {
+
+absl::Status DoctorOptions::Validate() const {
+  std::vector<std::string> wrong;
+  if (warmup < kMinWarmup || warmup > kMaxWarmup) {
+    wrong.push_back(absl::StrCat("warmup must be within ", kMinWarmup, "..", kMaxWarmup,
+                                 ", got ", warmup));
+  }
+  if (repeat < kMinRepeat || repeat > kMaxRepeat) {
+    wrong.push_back(absl::StrCat("repeat must be within ", kMinRepeat, "..", kMaxRepeat,
+                                 ", got ", repeat));
+  }
+  if (top < kMinTop || top > kMaxTop) {
+    wrong.push_back(absl::StrCat("top must be within ", kMinTop, "..", kMaxTop, ", got ", top));
+  }
+  if (wrong.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrJoin(wrong, "; "));
+}
+
+IterationDelta Investigation::MeasuredTotal() const {
+  IterationDelta t;
+  t.traced_bytes = 0;
+  for (size_t i = static_cast<size_t>(options.warmup); i < iterations.size(); ++i) {
+    const IterationDelta& d = iterations[i];
+    t.rss_bytes += d.rss_bytes;
+    *t.traced_bytes += d.traced_bytes.value_or(0);
+    t.blocks += d.blocks;
+    t.fds += d.fds;
+    t.threads += d.threads;
+    t.gc_freed += d.gc_freed;
+  }
+  return t;
+}
+
+namespace {
+
+// NumPy reports its data buffers to tracemalloc in this domain.
+constexpr uint32_t kNumpyDomain = 389047;
+
+// The functions of doctor_scan.py, loaded into a private namespace.
+struct Helpers {
+  Ref globals;
+  Ref scan, thread_locals, gc_automatic, saveall_collect;
+};
+
+absl::StatusOr<Helpers> LoadHelpers() {
+  Helpers h;
+  h.globals = Steal(PyDict_New());
+  if (!h.globals) return StatusFromPythonError();
+  if (PyDict_SetItemString(h.globals.get(), "__builtins__", PyEval_GetBuiltins()) != 0 ||
+      PyDict_SetItemString(h.globals.get(), "__name__", Py_None) != 0) {
+    return StatusFromPythonError();
+  }
+  // Compiled under its own file name, so that every frame of the scan is
+  // one OwnFrameFilters() drops.
+  Ref code = Steal(
+      Py_CompileString(internal::kDoctorScanSource, internal::kDoctorScanFilename, Py_file_input));
+  if (!code) return StatusFromPythonError();
+  Ref ran = Steal(PyEval_EvalCode(code.get(), h.globals.get(), h.globals.get()));
+  if (!ran) return StatusFromPythonError();
+  auto get = [&](const char* name) { return Borrow(PyDict_GetItemString(h.globals.get(), name)); };
+  h.scan = get("scan");
+  h.thread_locals = get("thread_locals");
+  h.gc_automatic = get("gc_automatic");
+  h.saveall_collect = get("saveall_collect");
+  if (!h.scan || !h.thread_locals || !h.gc_automatic || !h.saveall_collect) {
+    return absl::InternalError("the doctor's scan helpers did not load");
+  }
+  return h;
+}
+
+// One scan of the namespace: path -> what was measured there.
+struct ScanEntry {
+  std::string kind, item;
+  int64_t measure = 0;
+  bool via_class = false, via_defaults = false;
+};
+using Scan = std::map<std::string, ScanEntry>;
+
+std::vector<std::string> StringList(PyObject* list) {
+  std::vector<std::string> out;
+  if (list == nullptr || !PyList_Check(list)) return out;
+  for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); ++i) {
+    const char* s = PyUnicode_AsUTF8(PyList_GET_ITEM(list, i));
+    if (s != nullptr) out.emplace_back(s);
+  }
+  PyErr_Clear();
+  return out;
+}
+
+int64_t DomainBytes(const tracemalloc::Snapshot& snapshot) {
+  tracemalloc::DomainFilter only_numpy;
+  only_numpy.inclusive = true;
+  only_numpy.domain = kNumpyDomain;
+  absl::StatusOr<tracemalloc::Snapshot> numpy = snapshot.FilterTraces({only_numpy});
+  return numpy.ok() ? static_cast<int64_t>(numpy->total_size()) : 0;
+}
+
+// One investigation, phase by phase: WarmUp, TakeBaseline, Measure, then one
+// Gather* per source of evidence over the measured span.
+class Investigator {
+ public:
+  Investigator(Helpers helpers, const DoctorOptions& options, Handle workload, Handle module)
+      : helpers_(std::move(helpers)), workload_(workload), module_(module) {
+    inv_.options = options;
+  }
+
+  absl::StatusOr<Investigation> Run() && {
+    LEAKGUARD_RETURN_IF_ERROR(WarmUp());
+    LEAKGUARD_RETURN_IF_ERROR(TakeBaseline());
+    LEAKGUARD_RETURN_IF_ERROR(Measure());
+    // The end of the measured span: the snapshot comes before anything
+    // below allocates.
+    LEAKGUARD_ASSIGN_OR_RETURN(tracemalloc::Snapshot last, tracemalloc::Snapshot::Take());
+    GatherNumpy(last);
+    LEAKGUARD_RETURN_IF_ERROR(GatherSites(last));
+    LEAKGUARD_RETURN_IF_ERROR(GatherTypes());
+    LEAKGUARD_RETURN_IF_ERROR(GatherCyclicGarbage());
+    GatherHolders();
+    LEAKGUARD_RETURN_IF_ERROR(GatherThreadLocals());
+    GatherChain();
+    PyErr_Clear();
+    return std::move(inv_);
+  }
+
+ private:
+  const DoctorOptions& options() const { return inv_.options; }
+
+  absl::StatusOr<bool> GcAutomatic() const {
+    Ref r = Steal(PyObject_CallNoArgs(helpers_.gc_automatic.get()));
+    if (!r) return StatusFromPythonError();
+    return PyObject_IsTrue(r.get()) == 1;
+  }
+
+  absl::StatusOr<Scan> RunScan() const {
+    Scan scan;
+    if (!module_) return scan;
+    Ref result = Steal(PyObject_CallOneArg(helpers_.scan.get(), module_.ptr()));
+    if (!result) return StatusFromPythonError();
+    PyObject* key = nullptr;
+    PyObject* value = nullptr;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(result.get(), &pos, &key, &value)) {
+      const char* path = PyUnicode_AsUTF8(key);
+      const char* kind = nullptr;
+      long long measure = 0;
+      const char* item = nullptr;
+      int via_class = 0, via_defaults = 0;
+      if (path == nullptr ||
+          !PyArg_ParseTuple(value, "sLspp", &kind, &measure, &item, &via_class, &via_defaults)) {
+        return StatusFromPythonError();
+      }
+      scan[path] = ScanEntry{kind, item, measure, via_class != 0, via_defaults != 0};
+    }
+    return scan;
+  }
+
+  absl::Status CallWorkload() const {
+    Ref r = Steal(PyObject_CallNoArgs(workload_.ptr()));
+    if (!r) return StatusFromPythonError();
+    return absl::OkStatus();
+  }
+
+  // Runs the workload once and records what changed since base_, collecting
+  // first when `collect` (automatic collection on: the reading after the
+  // collection is the one that counts).
+  absl::Status Iterate(bool collect) {
+    LEAKGUARD_RETURN_IF_ERROR(CallWorkload());
+    LEAKGUARD_ASSIGN_OR_RETURN(Counters now, ReadCounters({.collect = collect}));
+    IterationDelta d = now - base_;
+    d.gc_freed = collect ? now.gc_freed : 0;
+    inv_.iterations.push_back(d);
+    base_ = now;
+    return absl::OkStatus();
+  }
+
+  // Warm-up: imports, caches filling. Measured like the rest (the verdict
+  // reads the first iteration) but never part of the growth.
+  absl::Status WarmUp() {
+    LEAKGUARD_ASSIGN_OR_RETURN(const bool automatic, GcAutomatic());
+    LEAKGUARD_ASSIGN_OR_RETURN(base_, ReadCounters({.collect = automatic}));
+    for (int i = 0; i < options().warmup; ++i) {
+      LEAKGUARD_RETURN_IF_ERROR(Iterate(automatic));
+    }
+    return absl::OkStatus();
+  }
+
+  // The baseline of the measured span, taken once: the collector's mode
+  // (the workload may have turned automatic collection off on its first
+  // calls), a clean slate of garbage (what the SAVEALL collection finds at
+  // the end was made while measuring), the snapshot, the type census, the
+  // object mark, the first namespace scan and the counters.
+  absl::Status TakeBaseline() {
+    LEAKGUARD_ASSIGN_OR_RETURN(inv_.gc_automatic, GcAutomatic());
+    LEAKGUARD_RETURN_IF_ERROR(internal::CollectGarbage().status());
+    LEAKGUARD_ASSIGN_OR_RETURN(tracemalloc::Snapshot first, tracemalloc::Snapshot::Take());
+    first_.emplace(std::move(first));
+    LEAKGUARD_ASSIGN_OR_RETURN(TypeCensus census, TakeTypeCensus());
+    census_first_.emplace(std::move(census));
+    LEAKGUARD_ASSIGN_OR_RETURN(ObjectMark mark, ObjectMark::Take(/*collect_first=*/false));
+    mark_.emplace(std::move(mark));
+    LEAKGUARD_ASSIGN_OR_RETURN(Scan scan, RunScan());
+    scans_.push_back(std::move(scan));
+    LEAKGUARD_ASSIGN_OR_RETURN(base_, ReadCounters({.collect = inv_.gc_automatic}));
+    return absl::OkStatus();
+  }
+
+  // The measured iterations, each followed by a namespace scan. The scan's
+  // temporaries end up in CPython's free lists, which a full collection
+  // empties: with automatic collection on, the next reading (after its
+  // gc.collect()) does not see them; with it off, every iteration is
+  // measured at the same point of the same cycle, so they cancel out.
+  absl::Status Measure() {
+    for (int i = 0; i < options().repeat; ++i) {
+      LEAKGUARD_RETURN_IF_ERROR(Iterate(inv_.gc_automatic));
+      LEAKGUARD_ASSIGN_OR_RETURN(Scan scan, RunScan());
+      scans_.push_back(std::move(scan));
+    }
+    return absl::OkStatus();
+  }
+
+  // NumPy's traced domain.
+  void GatherNumpy(const tracemalloc::Snapshot& last) {
+    inv_.numpy_bytes = DomainBytes(last) - DomainBytes(*first_);
+  }
+
+  // The lines that grew, leakguard's own frames excluded; those worth
+  // naming are at least a tenth of the largest.
+  absl::Status GatherSites(const tracemalloc::Snapshot& last) {
+    LEAKGUARD_ASSIGN_OR_RETURN(
+        std::vector<LineGrowth> lines,
+        internal::GrownLines(*first_, last, tracemalloc::GroupBy::kLineno, options().top));
+    const int64_t largest = lines.empty() ? 0 : lines.front().size_diff;
+    for (const LineGrowth& g : lines) {
+      if (g.size_diff * 10 < largest) continue;
+      inv_.sites.push_back({g.file, g.line, g.size_diff / options().repeat});
+    }
+    return absl::OkStatus();
+  }
+
+  // The types whose gc-tracked count grew.
+  absl::Status GatherTypes() {
+    LEAKGUARD_ASSIGN_OR_RETURN(TypeCensus census_last, TakeTypeCensus());
+    std::map<std::string, int64_t> before;
+    for (const TypeCount& t : census_first_->Counts()) before[t.name] = t.count;
+    for (const TypeCount& t : census_last.Counts()) {
+      const int64_t grew = t.count - before[t.name];
+      if (grew > 0) {
+        inv_.types.push_back({t.name, static_cast<double>(grew) / options().repeat});
+      }
+    }
+    std::stable_sort(inv_.types.begin(), inv_.types.end(),
+                     [](const TypeGrowth& a, const TypeGrowth& b) { return a.per_iter > b.per_iter; });
+    if (inv_.types.size() > static_cast<size_t>(options().top)) inv_.types.resize(options().top);
+    return absl::OkStatus();
+  }
+
+  // Garbage only the cycle collector frees: with collection off it piled up
+  // during the measured iterations; with it on, each iteration's was freed
+  // and counted in gc_freed.
+  absl::Status GatherCyclicGarbage() {
+    Ref saved = Steal(PyObject_CallNoArgs(helpers_.saveall_collect.get()));
+    if (!saved) return StatusFromPythonError();
+    long long garbage = 0;
+    PyObject* garbage_types = nullptr;
+    if (!PyArg_ParseTuple(saved.get(), "LO", &garbage, &garbage_types)) {
+      return StatusFromPythonError();
+    }
+    inv_.cyclic_garbage = garbage;
+    for (Py_ssize_t i = 0; i < PyList_Size(garbage_types); ++i) {
+      const char* name = nullptr;
+      long long count = 0;
+      if (PyArg_ParseTuple(PyList_GET_ITEM(garbage_types, i), "sL", &name, &count)) {
+        inv_.garbage_types.push_back({name, static_cast<double>(count)});
+      }
+    }
+    PyErr_Clear();
+    return absl::OkStatus();
+  }
+
+  // The namespace's containers that changed over the measured iterations,
+  // each with its series.
+  void GatherHolders() {
+    if (scans_.empty()) return;
+    for (const auto& [path, entry] : scans_.back()) {
+      auto it0 = scans_.front().find(path);
+      if (it0 == scans_.front().end() || it0->second.measure == entry.measure) continue;
+      HolderEvidence h{path, entry.kind, entry.item, {}, entry.via_class, entry.via_defaults};
+      for (const Scan& s : scans_) {
+        auto it = s.find(path);
+        h.series.push_back(it == s.end() ? 0 : it->second.measure);
+      }
+      inv_.holders.push_back(std::move(h));
+    }
+  }
+
+  // The module's threading.local objects.
+  absl::Status GatherThreadLocals() {
+    if (!module_) return absl::OkStatus();
+    Ref locals = Steal(PyObject_CallOneArg(helpers_.thread_locals.get(), module_.ptr()));
+    if (!locals) return StatusFromPythonError();
+    inv_.thread_locals = StringList(locals.get());
+    return absl::OkStatus();
+  }
+
+  // The back-reference chain of the newest object of the fastest-growing
+  // new type, to a proper module (best effort: nothing found is no error).
+  void GatherChain() {
+    absl::StatusOr<std::vector<Ref>> fresh = mark_->NewObjects(/*collect_first=*/false);
+    if (!fresh.ok() || fresh->empty()) {
+      PyErr_Clear();
+      return;
+    }
+    absl::StatusOr<TypeCensus> census = CensusOf(*fresh);
+    if (!census.ok()) return;
+    std::vector<TypeCount> common = census->MostCommon(1);
+    if (common.empty()) return;
+    Ref sample;
+    for (auto it = fresh->rbegin(); it != fresh->rend(); ++it) {
+      if (std::string(Py_TYPE(it->get())->tp_name).ends_with(common[0].name)) {
+        sample = *it;
+        break;
+      }
+    }
+    fresh->clear();  // Drop the references before walking the graph.
+    if (!sample) return;
+    absl::StatusOr<ReferrerGraph> graph = ReferrerGraph::Build();
+    if (!graph.ok()) return;
+    absl::StatusOr<BackrefChain> chain = graph->FindChain(sample.handle(), ChainOptions{});
+    if (!chain.ok()) return;
+    inv_.chain = chain->Path();
+    if (options().want_dot) inv_.dot = chain->Dot();
+  }
+
+  Helpers helpers_;
+  Handle workload_;
+  Handle module_;
+  Investigation inv_;
+  Counters base_;
+  std::optional<tracemalloc::Snapshot> first_;
+  std::optional<TypeCensus> census_first_;
+  std::optional<ObjectMark> mark_;
+  std::vector<Scan> scans_;
+};
+
+}  // namespace
+
+absl::StatusOr<Investigation> Investigate(Handle workload, const DoctorOptions& options,
+                                          Handle namespace_module) {
+  LEAKGUARD_RETURN_IF_ERROR(CheckGil());
+  if (!workload || !PyCallable_Check(workload.ptr())) {
+    return absl::InvalidArgumentError("Investigate needs a Python callable");
+  }
+  LEAKGUARD_RETURN_IF_ERROR(options.Validate());
+  Ref module = Borrow(namespace_module);
+  if (!module) {
+    // The callable's own module, when it has one in sys.modules.
+    absl::StatusOr<Ref> name = GetAttr(workload, "__module__");
+    if (name.ok() && PyUnicode_Check(name->get())) {
+      PyObject* modules = PyImport_GetModuleDict();  // Borrowed.
+      module = Borrow(PyDict_GetItemWithError(modules, name->get()));
+    }
+    PyErr_Clear();
+  }
+  LEAKGUARD_ASSIGN_OR_RETURN(Helpers helpers, LoadHelpers());
+
+  // The doctor traces (one frame); a trace already running is left as it is.
+  std::optional<tracemalloc::TracingScope> tracing;
+  LEAKGUARD_ASSIGN_OR_RETURN(const bool on, tracemalloc::IsTracing());
+  if (!on) {
+    LEAKGUARD_ASSIGN_OR_RETURN(tracemalloc::TracingScope started,
+                               tracemalloc::TracingScope::Start(1));
+    tracing.emplace(std::move(started));
+  }
+  absl::StatusOr<Investigation> inv =
+      Investigator(std::move(helpers), options, workload, module.handle()).Run();
+  if (tracing.has_value()) {
+    absl::Status ended = tracing->End();
+    if (inv.ok() && !ended.ok()) return ended;
+  }
+  return inv;
+}
+
+absl::StatusOr<Diagnosis> Diagnose(Handle workload, const DoctorOptions& options,
+                                   Handle namespace_module) {
+  LEAKGUARD_ASSIGN_OR_RETURN(Investigation inv,
+                             Investigate(workload, options, namespace_module));
+  return Decide(inv);
+}
+
+}  // namespace leakguard
