@@ -279,7 +279,10 @@ TEST(DoctorRulesTest, AHolderGainingEveryIterationIsHeapGrowthWithoutTheCounters
 
 TEST(DoctorRulesTest, VerdictIrregular) {
   Investigation inv = Quiet();
-  for (size_t i = 0; i < inv.iterations.size(); i += 2) inv.iterations[i].blocks = 3;
+  for (size_t i = 0; i < inv.iterations.size(); i += 2) {
+    inv.iterations[i].blocks = 3;
+    inv.iterations[i].traced_bytes = 600;
+  }
   Diagnosis d = Decide(inv);
   EXPECT_EQ(d.verdict, Verdict::kInconclusive);
   ASSERT_EQ(d.remarks.size(), 1u);
@@ -287,6 +290,12 @@ TEST(DoctorRulesTest, VerdictIrregular) {
   EXPECT_EQ(d.remarks[0].amount, 5);
   // Grew in 4 of 10: no leak.
   inv.iterations[0].blocks = 0;
+  EXPECT_EQ(Decide(inv).verdict, Verdict::kNoLeak);
+  // Below the noise floor (a few untracked bytes), however often: no leak.
+  for (size_t i = 0; i < inv.iterations.size(); i += 2) {
+    inv.iterations[i].blocks = 3;
+    inv.iterations[i].traced_bytes = 40;
+  }
   EXPECT_EQ(Decide(inv).verdict, Verdict::kNoLeak);
 }
 
@@ -331,6 +340,125 @@ TEST(DoctorRulesTest, NoteAllocatorRetention) {
   EXPECT_EQ(d.note, Note::kAllocatorRetention);
   inv.iterations[3].rss_bytes = 512 * 1024;
   EXPECT_FALSE(Decide(inv).note.has_value());
+}
+
+TEST(DoctorRulesTest, HeapSavedGarbage) {
+  HolderEvidence h = Holder("gc.garbage", "list", "");
+  h.registry = "gc.garbage";
+  Diagnosis d = WithHolder(h);
+  ASSERT_THAT(Rules(d), ElementsAre("heap.saved_garbage"));
+  EXPECT_EQ(d.causes[0].id, CauseId::kReferenceCycles);
+  EXPECT_EQ(d.causes[0].holder.value_or(""), "gc.garbage");
+  EXPECT_THAT(RenderEvidence(d.causes[0].evidence.back()), HasSubstr("DEBUG_SAVEALL"));
+}
+
+TEST(DoctorRulesTest, HeapDataFrameIsArrays) {
+  EXPECT_THAT(Rules(WithHolder(Holder("app.df", "dataframe", "", 100))),
+              ElementsAre("heap.arrays"));
+}
+
+TEST(DoctorRulesTest, HeapRegisteredCallbacks) {
+  HolderEvidence h = Holder("atexit (registered callbacks)", "callbacks", "callable");
+  h.registry = "callbacks";
+  EXPECT_THAT(Rules(WithHolder(h)), ElementsAre("heap.callbacks"));
+  // An event loop's timers.
+  EXPECT_THAT(Rules(WithHolder(Holder("app.loop._scheduled", "list", "callback"))),
+              ElementsAre("heap.callbacks"));
+}
+
+TEST(DoctorRulesTest, HeapContextVariable) {
+  HolderEvidence h = Holder("app._trail.get()", "list", "tuple");
+  h.via_contextvar = true;
+  Diagnosis d = WithHolder(h);
+  ASSERT_THAT(Rules(d), ElementsAre("heap.context_variable"));
+  EXPECT_EQ(d.causes[0].id, CauseId::kThreadLocal);
+}
+
+TEST(DoctorRulesTest, HeapRegistry) {
+  HolderEvidence h = Holder("sys.modules", "dict", "module");
+  h.registry = "modules";
+  Diagnosis d = WithHolder(h);
+  ASSERT_THAT(Rules(d), ElementsAre("heap.registry"));
+  EXPECT_EQ(d.causes[0].id, CauseId::kGlobalState);
+  EXPECT_THAT(RenderEvidence(d.causes[0].evidence.back()), HasSubstr("sys.modules"));
+}
+
+TEST(DoctorRulesTest, AScriptContainerBeatsARegistry) {
+  Investigation inv = Quiet();
+  HeapGrows(inv);
+  HolderEvidence registry = Holder("sys.modules", "dict", "module");
+  registry.registry = "modules";
+  inv.holders.push_back(registry);
+  inv.holders.push_back(Holder("app.plugins.loaded", "list", "module"));
+  EXPECT_EQ(Decide(inv).causes.at(0).holder.value_or(""), "app.plugins.loaded");
+}
+
+TEST(DoctorRulesTest, UnexplainedNamesTheContainerOnTheChain) {
+  Investigation inv = Quiet();
+  HeapGrows(inv);
+  inv.chain = "module lib .__dict__['_seen'] -> list[3]";
+  inv.chain_holder = "lib._seen";
+  Diagnosis d = Decide(inv);
+  ASSERT_THAT(Rules(d), ElementsAre("heap.unexplained"));
+  EXPECT_EQ(d.causes[0].holder.value_or(""), "lib._seen");
+}
+
+TEST(DoctorRulesTest, VerdictNoiseBelowTheFloor) {
+  Investigation inv = Quiet();
+  Grow(inv, &IterationDelta::blocks, 1);
+  GrowTraced(inv, 56);  // one short string an interpreter cache keeps
+  Diagnosis d = Decide(inv);
+  EXPECT_EQ(d.verdict, Verdict::kNoLeak);
+  ASSERT_EQ(d.remarks.size(), 1u);
+  EXPECT_EQ(d.remarks[0].kind, Evidence::Kind::kBelowNoiseFloor);
+  // Tracked objects of one type per iteration are above it.
+  inv.types.push_back({"Record", 1.0});
+  EXPECT_THAT(Rules(Decide(inv)), ElementsAre("heap.unexplained"));
+  // So is a chain, unless a bounded container holds its sample.
+  inv.types.clear();
+  inv.chain = "module app .__dict__['cache'] -> LRU.__dict__['_map'] -> dict<key>";
+  inv.chain_holder = "app.cache._map";
+  EXPECT_THAT(Rules(Decide(inv)), ElementsAre("heap.unexplained"));
+  HolderEvidence full = Holder("app.cache._map", "dict", "str", 0);
+  full.limit = 400;
+  inv.holders.push_back(full);
+  EXPECT_EQ(Decide(inv).verdict, Verdict::kNoLeak);
+}
+
+TEST(DoctorRulesTest, VerdictSettling) {
+  Investigation inv = Quiet();
+  Grow(inv, &IterationDelta::blocks, 2);
+  for (int i = 0; i < kRepeat; ++i) inv.iterations[i].traced_bytes = 4000 >> (i / 2);
+  Diagnosis d = Decide(inv);
+  EXPECT_EQ(d.verdict, Verdict::kInconclusive);
+  ASSERT_FALSE(d.remarks.empty());
+  EXPECT_EQ(d.remarks[0].kind, Evidence::Kind::kSettling);
+  // The same total at a steady rate is a leak.
+  GrowTraced(inv, 800);
+  EXPECT_EQ(Decide(inv).verdict, Verdict::kLeak);
+}
+
+TEST(DoctorRulesTest, NoteBoundedWhileFilling) {
+  Investigation inv = Quiet();
+  HeapGrows(inv);
+  HolderEvidence window = Holder("app._window", "deque", "tuple", 100);
+  window.limit = 5000;
+  inv.holders.push_back(window);
+  Diagnosis d = Decide(inv);
+  EXPECT_EQ(d.verdict, Verdict::kNoLeak);
+  EXPECT_EQ(d.note, Note::kPlateau);
+  ASSERT_EQ(d.remarks.size(), 1u);
+  EXPECT_EQ(d.remarks[0].kind, Evidence::Kind::kBounded);
+  EXPECT_EQ(d.remarks[0].other, 5000);
+  EXPECT_EQ(d.remarks[0].amount, 1000);
+  // A limit the growth would reach only far beyond the budget bounds nothing.
+  inv.holders.back().limit = 1000000000;
+  EXPECT_THAT(Rules(Decide(inv)), ElementsAre("heap.module_container"));
+  // An internal cache filling beside a container without a limit: a leak.
+  inv.holders.back().limit = 5000;
+  inv.holders.back().internal = true;
+  inv.holders.push_back(Holder("app._seen", "set", "int"));
+  EXPECT_THAT(Rules(Decide(inv)), ElementsAre("heap.module_container"));
 }
 
 // ---- tie-breaks
@@ -388,7 +516,10 @@ TEST(DoctorRulesTest, TheShortestSteadyHolderIsNamed) {
 TEST(DoctorRulesTest, TheIrregularVerdictComesBeforeTheNotes) {
   Investigation inv = Quiet(/*warmup=*/1);
   inv.iterations[0].blocks = 500;  // would be one_time_growth
-  for (size_t i = 1; i < inv.iterations.size(); i += 2) inv.iterations[i].blocks = 3;
+  for (size_t i = 1; i < inv.iterations.size(); i += 2) {
+    inv.iterations[i].blocks = 3;
+    inv.iterations[i].traced_bytes = 600;
+  }
   EXPECT_EQ(Decide(inv).verdict, Verdict::kInconclusive);
 }
 

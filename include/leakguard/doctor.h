@@ -111,6 +111,12 @@ struct LEAKGUARD_EXPORT DoctorOptions {
   int top = 5;
   /// Build the back-reference graph of a sample of the growth as Graphviz DOT.
   bool want_dot = false;
+  /// Bounds of `max_repeat`.
+  static constexpr int kMinMaxRepeat = 0, kMaxMaxRepeat = 100000;
+  /// Diagnose() only: when the first run is ambiguous (a container with a
+  /// stated limit still filling, growth too irregular to call), it runs up
+  /// to this many iterations more and decides on them; 0 never does.
+  int max_repeat = 1000;
 
   /// OK, or InvalidArgument naming every field out of its bounds.
   absl::Status Validate() const;
@@ -141,6 +147,21 @@ struct HolderEvidence {
   bool via_class = false;
   /// See via_class.
   bool via_defaults = false;
+  /// The path goes through a `contextvars.ContextVar`'s value
+  /// ("app._trail.get()").
+  bool via_contextvar = false;
+  /// Found in one of the standard library's registries rather than a
+  /// module's globals: "modules" (`sys.modules`, logging's loggers),
+  /// "gc.garbage", "callbacks" (`atexit`, `weakref.finalize`); empty for a
+  /// module's own containers.
+  std::string registry;
+  /// A cache of the standard library or of an installed package that states
+  /// its own limit (a functools cache with a maxsize, `re._cache`), watched
+  /// so that its filling is not taken for a leak.
+  bool internal = false;
+  /// The size the container, or the object that owns it, says it stops at
+  /// (a deque's maxlen, an lru_cache's maxsize, a cache's `capacity`).
+  std::optional<int64_t> limit;
 };
 
 /// Where the growth was allocated.
@@ -189,6 +210,10 @@ struct LEAKGUARD_EXPORT Investigation {
   std::string chain;
   /// Graphviz DOT of that chain (when asked for; "" when none).
   std::string dot;
+  /// The container that holds the chain's sample, in Python terms
+  /// ("app.models._registry", "app.env.cache._mapping"), when the chain
+  /// starts at a module; "" otherwise.
+  std::string chain_holder;
 
   /// Sum over the measured iterations.
   IterationDelta MeasuredTotal() const;
@@ -225,6 +250,16 @@ struct Evidence {
     kFirstIteration,      ///< the first iteration allocated `amount` blocks.
     kChurn,               ///< `amount` cyclic objects freed per iteration.
     kRetained,            ///< RSS higher but flat.
+    kBounded,             ///< `subject` states a limit of `other`; it holds `amount`.
+    kFilledFirst,         ///< `amount` more iterations ran so `subject` filled first.
+    kNeedsMore,           ///< `subject` needs `amount` more iterations to fill (over budget).
+    kRanLonger,           ///< `amount` more iterations ran (growth was irregular).
+    kSavedGarbage,        ///< gc.garbage keeps what the collector found (DEBUG_SAVEALL).
+    kRegistry,            ///< `subject` is a registry of the standard library.
+    kContextVariable,     ///< the holder is a context variable's value.
+    kConfirmed,           ///< growth nothing holds, measured again over `amount` iterations.
+    kSettling,            ///< traced grew `amount` (`other` blocks), less and less.
+    kBelowNoiseFloor,     ///< traced grew `amount` (`other` blocks): below the noise floor.
   };
   /// What the values mean.
   Kind kind = Kind::kNoContainer;
@@ -294,6 +329,9 @@ struct LEAKGUARD_EXPORT Diagnosis {
   /// The back-reference chain of a sample of the growth as Graphviz DOT
   /// (when asked for and found; "" otherwise). ToDot() is the full graph.
   std::string chain_dot;
+  /// Iterations Diagnose() ran beyond warmup + repeat because the first
+  /// answer was ambiguous (see DoctorOptions::max_repeat); 0 when none.
+  int extra_iterations = 0;
 
   /// The JSON document of docs/design.md (one object, trailing newline).
   std::string ToJson() const;

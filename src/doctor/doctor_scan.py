@@ -9,12 +9,20 @@ allocation sites (OwnFrameFilters in leakguard/counters.h).
 Defines scan(module), thread_locals(module), gc_automatic() and
 saveall_collect().
 """
+import atexit
 import collections
+import contextvars
 import gc
+import os
+import sys
 import threading
 import types
+import weakref
 
-_CONTAINERS = (list, dict, set, frozenset, collections.deque)
+_CONTAINERS = (list, dict, set, frozenset, collections.deque, tuple)
+# Instance attributes that state an object's own size limit (a cache's
+# capacity): the containers inside it inherit the limit.
+_LIMIT_NAMES = ("capacity", "maxsize", "max_size", "maxlen", "max_entries", "limit")
 _SEQUENCES = (list, tuple, collections.deque)
 
 
@@ -34,6 +42,8 @@ def _describe_item(item):
     t = type(item)
     if getattr(t, "__module__", "") == "logging" and t.__name__ == "LogRecord":
         return "log_record"
+    if getattr(t, "__module__", "").startswith("asyncio") and t.__name__ in ("TimerHandle", "Handle"):
+        return "callback"
     if callable(item) and not isinstance(item, type):
         return "callable"
     return t.__name__
@@ -56,6 +66,62 @@ def _instance_dict(obj):
     return d if isinstance(d, dict) else None
 
 
+def _lru_limit(obj):
+    try:
+        maxsize = obj.cache_info().maxsize
+    except Exception:
+        return -1
+    return -1 if maxsize is None else int(maxsize)
+
+
+def _is_pandas(obj):
+    t = type(obj)
+    return getattr(t, "__module__", "").startswith("pandas.") and t.__name__ in ("DataFrame", "Series")
+
+
+def _slot_names(t):
+    names = []
+    for klass in t.__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        names.extend([slots] if isinstance(slots, str) else slots)
+    return names
+
+
+def _link(obj):
+    """The attribute of obj that refers to another object of its own type (a
+    linked list's next or prev), or None."""
+    t = type(obj)
+    if t.__module__ == "builtins":
+        return None
+    for name in _slot_names(t):
+        descr = _type_attr(obj, name)
+        try:
+            value = descr.__get__(obj, t)
+        except Exception:
+            continue
+        if type(value) is t:
+            return lambda o, d=descr: d.__get__(o, t)
+    d = _instance_dict(obj)
+    if d is not None:
+        for name, value in d.items():
+            if type(value) is t:
+                return lambda o, n=name: (_instance_dict(o) or {}).get(n)
+    return None
+
+
+def _chain_depth(obj, step, cap=100000):
+    seen = set()
+    n = 0
+    while obj is not None and n < cap and id(obj) not in seen:
+        seen.add(id(obj))
+        n += 1
+        try:
+            obj = step(obj)
+        except Exception:
+            break
+    return n
+
+
 def _measure(obj):
     if _type_attr(obj, "cache_info") is not None and _type_attr(obj, "cache_clear") is not None:
         try:
@@ -64,6 +130,8 @@ def _measure(obj):
             return None
     if _is_ndarray(obj):
         return ("ndarray", int(obj.nbytes), None)
+    if _is_pandas(obj):
+        return ("dataframe", len(obj), None)
     if isinstance(obj, _CONTAINERS):
         n = len(obj)
         item = None
@@ -80,7 +148,26 @@ def _measure(obj):
         if isinstance(obj, list) and n and all(_is_ndarray(x) for x in obj[-3:]):
             return ("ndarray_list", sum(int(x.nbytes) for x in obj if _is_ndarray(x)), item)
         return (type(obj).__name__, n, item)
+    if not isinstance(obj, (type, types.FunctionType, types.ModuleType)):
+        step = _link(obj)
+        if step is not None:
+            return ("chain", _chain_depth(obj, step), obj)
     return None
+
+
+def _own_limit(obj):
+    """The size limit an object states for itself, or -1."""
+    if isinstance(obj, collections.deque) and obj.maxlen is not None:
+        return obj.maxlen
+    if _type_attr(obj, "cache_info") is not None and _type_attr(obj, "cache_clear") is not None:
+        return _lru_limit(obj)
+    d = _instance_dict(obj)
+    if d is not None:
+        for name in _LIMIT_NAMES:
+            v = d.get(name)
+            if type(v) is int and v > 0:
+                return v
+    return -1
 
 
 def _children(path, obj, module_name, via):
@@ -115,6 +202,10 @@ def _children(path, obj, module_name, via):
         return out
     if isinstance(obj, (set, frozenset, str, bytes, bytearray, int, float, complex)):
         return out
+    if isinstance(obj, contextvars.ContextVar):
+        # The value this context sees (ContextVar.get runs no user code).
+        out.append(("%s.get()" % path, obj.get(None), via | {"contextvar"}))
+        return out
     d = _instance_dict(obj)
     if d is not None:
         for k, v in list(d.items()):
@@ -123,31 +214,110 @@ def _children(path, obj, module_name, via):
     return out
 
 
-def scan(module, max_depth=5, max_nodes=5000):
-    """{path: (kind, measure, item_tag, via_class, via_defaults)} for every
-    container reachable from the module's globals within max_depth."""
-    name = module.__name__
-    result = {}
+def _project_modules(module):
+    """The other modules of the script's project: loaded from the directory
+    tree the script (or its top-level package) lives in."""
+    f = getattr(module, "__file__", None)
+    if not f:
+        return []
+    root = os.path.dirname(os.path.abspath(f))
+    for _ in range((module.__name__.count(".")) if getattr(module, "__package__", None) else 0):
+        root = os.path.dirname(root)
+    prefix = root + os.sep
+    out = []
+    for m in list(sys.modules.values()):
+        mf = getattr(m, "__file__", None)
+        if m is module or not isinstance(mf, str) or not isinstance(m, types.ModuleType):
+            continue
+        if os.path.abspath(mf).startswith(prefix) and "site-packages" not in mf and "dist-packages" not in mf:
+            out.append(m)
+    return sorted(out, key=lambda m: m.__name__)
+
+
+def _registries():
+    """The standard library's own registries, named in Python terms:
+    path -> (kind, measure, item, tag, limit)."""
+    out = {
+        "sys.modules": ("dict", len(sys.modules), "", "registry", -1),
+        "gc.garbage": ("list", len(gc.garbage), "", "registry:gc.garbage", -1),
+        "weakref.finalize._registry": ("dict", len(weakref.finalize._registry), "callable",
+                                       "registry:callbacks", -1),
+    }
+    ncallbacks = getattr(atexit, "_ncallbacks", None)
+    if ncallbacks is not None:
+        out["atexit (registered callbacks)"] = ("callbacks", ncallbacks(), "callable",
+                                                "registry:callbacks", -1)
+    logging = sys.modules.get("logging")
+    manager = getattr(getattr(logging, "Logger", None), "manager", None)
+    logger_dict = getattr(manager, "loggerDict", None)
+    if isinstance(logger_dict, dict):
+        out["logging.Logger.manager.loggerDict"] = ("dict", len(logger_dict), "Logger", "registry", -1)
+    return out
+
+
+def bounded_internals():
+    """Caches of the standard library and of installed packages that state
+    their own limit (functools caches with a maxsize, re's pattern cache):
+    path -> object, measured by scan() like the script's own containers."""
+    out = {}
+    re = sys.modules.get("re")
+    if re is not None and isinstance(getattr(re, "_cache", None), dict):
+        out["re._cache"] = (re._cache, int(getattr(re, "_MAXCACHE", 512)))
+    for name, m in list(sys.modules.items()):
+        if not isinstance(m, types.ModuleType) or name.startswith("__"):
+            continue
+        try:
+            items = list(vars(m).items())
+        except Exception:
+            continue
+        for k, v in items:
+            if _type_attr(v, "cache_info") is None or _type_attr(v, "cache_clear") is None:
+                continue
+            if getattr(v, "__module__", None) != name:
+                continue
+            limit = _lru_limit(v)
+            if limit > 0:
+                out["%s.%s" % (name, k)] = (v, limit)
+    return out
+
+
+def scan(module, internals=None, max_depth=5, max_nodes=5000):
+    """{path: (kind, measure, item_tag, tags, limit)} for every container
+    reachable within max_depth from the globals of the script's module and of
+    the other modules of its project, the standard library's registries, and
+    `internals` (bounded_internals()). tags: "class", "defaults",
+    "contextvar", "registry[:what]", "internal", comma-separated; limit: the
+    size the container (or the object holding it) says it stops at, or -1."""
+    result = _registries()
+    if internals:
+        for path, (obj, limit) in internals.items():
+            m = _measure(obj)
+            if m is not None:
+                result[path] = (m[0], m[1], _describe_item(m[2]), "internal", limit)
     seen = set()
     queue = collections.deque()
-    for k, v in list(vars(module).items()):
-        if not k.startswith("__"):
-            queue.append(("%s.%s" % (name, k), v, 1, frozenset()))
+    for mod in ([module] + _project_modules(module)) if module is not None else []:
+        name = mod.__name__
+        for k, v in list(vars(mod).items()):
+            if not k.startswith("__") and not isinstance(v, types.ModuleType):
+                queue.append(("%s.%s" % (name, k), v, 1, frozenset(), -1, name))
     nodes = 0
     while queue and nodes < max_nodes:
-        path, obj, depth, via = queue.popleft()
+        path, obj, depth, via, limit, name = queue.popleft()
         if id(obj) in seen:
             continue
         seen.add(id(obj))
         nodes += 1
+        own = _own_limit(obj)
+        if own > 0:
+            limit = own
         m = _measure(obj)
         if m is not None:
             kind, measure, item = m
-            result[path] = (kind, measure, _describe_item(item),
-                            "class" in via, "defaults" in via)
+            result[path] = (kind, measure, _describe_item(item), ",".join(sorted(via)), limit)
         if depth < max_depth:
             for child_path, child, child_via in _children(path, obj, name, via):
-                queue.append((child_path, child, depth + 1, child_via))
+                queue.append((child_path, child, depth + 1, child_via, limit, name))
     return result
 
 

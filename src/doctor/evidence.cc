@@ -11,9 +11,13 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "doctor/doctor_scan.h"
+#include "doctor/facts.h"
 #include "leakguard/counters.h"
 #include "leakguard/doctor.h"
 #include "leakguard/object_graph.h"
@@ -67,7 +71,7 @@ constexpr uint32_t kNumpyDomain = 389047;
 // The functions of doctor_scan.py, loaded into a private namespace.
 struct Helpers {
   Ref globals;
-  Ref scan, thread_locals, gc_automatic, saveall_collect;
+  Ref scan, thread_locals, gc_automatic, saveall_collect, bounded_internals;
 };
 
 absl::StatusOr<Helpers> LoadHelpers() {
@@ -90,7 +94,9 @@ absl::StatusOr<Helpers> LoadHelpers() {
   h.thread_locals = get("thread_locals");
   h.gc_automatic = get("gc_automatic");
   h.saveall_collect = get("saveall_collect");
-  if (!h.scan || !h.thread_locals || !h.gc_automatic || !h.saveall_collect) {
+  h.bounded_internals = get("bounded_internals");
+  if (!h.scan || !h.thread_locals || !h.gc_automatic || !h.saveall_collect ||
+      !h.bounded_internals) {
     return absl::InternalError("the doctor's scan helpers did not load");
   }
   return h;
@@ -98,9 +104,9 @@ absl::StatusOr<Helpers> LoadHelpers() {
 
 // One scan of the namespace: path -> what was measured there.
 struct ScanEntry {
-  std::string kind, item;
+  std::string kind, item, tags;
   int64_t measure = 0;
-  bool via_class = false, via_defaults = false;
+  int64_t limit = -1;
 };
 using Scan = std::map<std::string, ScanEntry>;
 
@@ -123,16 +129,49 @@ int64_t DomainBytes(const tracemalloc::Snapshot& snapshot) {
   return numpy.ok() ? static_cast<int64_t>(numpy->total_size()) : 0;
 }
 
+// The Python name of the container that holds a chain's target: the
+// module's name, then each reference as Python spells it (".attr",
+// "['key']", "[3]"), up to the last container before the target.
+std::string HolderOnChain(const BackrefChain& chain) {
+  const std::vector<ChainLink>& links = chain.links;
+  if (links.size() < 2 || !absl::StartsWith(links[0].description, "module ")) return "";
+  std::string path = links[0].description.substr(7);
+  bool into_dict_of_object = false;  // the last step was ".__dict__"
+  for (size_t i = 0; i + 2 < links.size(); ++i) {
+    absl::string_view edge = links[i].edge;
+    if (edge == ".__dict__") {
+      into_dict_of_object = true;
+      continue;
+    }
+    if (absl::ConsumePrefix(&edge, ".__dict__['") && absl::ConsumeSuffix(&edge, "']")) {
+      absl::StrAppend(&path, ".", edge);
+    } else if (into_dict_of_object && absl::ConsumePrefix(&edge, "['") &&
+               absl::ConsumeSuffix(&edge, "']")) {
+      absl::StrAppend(&path, ".", edge);
+    } else if (absl::StartsWith(edge, "[") || absl::StartsWith(edge, ".")) {
+      absl::StrAppend(&path, edge);
+    } else {
+      return "";  // a key, a set member or a reference gone: no name for it
+    }
+    into_dict_of_object = false;
+  }
+  return path;
+}
+
 // One investigation, phase by phase: WarmUp, TakeBaseline, Measure, then one
 // Gather* per source of evidence over the measured span.
 class Investigator {
  public:
-  Investigator(Helpers helpers, const DoctorOptions& options, Handle workload, Handle module)
-      : helpers_(std::move(helpers)), workload_(workload), module_(module) {
+  Investigator(Helpers helpers, const DoctorOptions& options, Handle workload, Handle module,
+               int bare)
+      : helpers_(std::move(helpers)), workload_(workload), module_(module), bare_(bare) {
     inv_.options = options;
   }
 
   absl::StatusOr<Investigation> Run() && {
+    // Iterations that only run the workload (a bounded container filling
+    // before the measured span starts).
+    for (int i = 0; i < bare_; ++i) LEAKGUARD_RETURN_IF_ERROR(CallWorkload());
     LEAKGUARD_RETURN_IF_ERROR(WarmUp());
     LEAKGUARD_RETURN_IF_ERROR(TakeBaseline());
     LEAKGUARD_RETURN_IF_ERROR(Measure());
@@ -161,8 +200,9 @@ class Investigator {
 
   absl::StatusOr<Scan> RunScan() const {
     Scan scan;
-    if (!module_) return scan;
-    Ref result = Steal(PyObject_CallOneArg(helpers_.scan.get(), module_.ptr()));
+    PyObject* module = module_ ? module_.ptr() : Py_None;
+    PyObject* internals = internals_ ? internals_.get() : Py_None;
+    Ref result = Steal(PyObject_CallFunctionObjArgs(helpers_.scan.get(), module, internals, nullptr));
     if (!result) return StatusFromPythonError();
     PyObject* key = nullptr;
     PyObject* value = nullptr;
@@ -172,12 +212,13 @@ class Investigator {
       const char* kind = nullptr;
       long long measure = 0;
       const char* item = nullptr;
-      int via_class = 0, via_defaults = 0;
+      const char* tags = nullptr;
+      long long limit = -1;
       if (path == nullptr ||
-          !PyArg_ParseTuple(value, "sLspp", &kind, &measure, &item, &via_class, &via_defaults)) {
+          !PyArg_ParseTuple(value, "sLssL", &kind, &measure, &item, &tags, &limit)) {
         return StatusFromPythonError();
       }
-      scan[path] = ScanEntry{kind, item, measure, via_class != 0, via_defaults != 0};
+      scan[path] = ScanEntry{kind, item, tags, measure, limit};
     }
     return scan;
   }
@@ -226,6 +267,8 @@ class Investigator {
     census_first_.emplace(std::move(census));
     LEAKGUARD_ASSIGN_OR_RETURN(ObjectMark mark, ObjectMark::Take(/*collect_first=*/false));
     mark_.emplace(std::move(mark));
+    internals_ = Steal(PyObject_CallNoArgs(helpers_.bounded_internals.get()));
+    if (!internals_) return StatusFromPythonError();
     LEAKGUARD_ASSIGN_OR_RETURN(Scan scan, RunScan());
     scans_.push_back(std::move(scan));
     LEAKGUARD_ASSIGN_OR_RETURN(base_, ReadCounters({.collect = inv_.gc_automatic}));
@@ -311,8 +354,24 @@ class Investigator {
     if (scans_.empty()) return;
     for (const auto& [path, entry] : scans_.back()) {
       auto it0 = scans_.front().find(path);
-      if (it0 == scans_.front().end() || it0->second.measure == entry.measure) continue;
-      HolderEvidence h{path, entry.kind, entry.item, {}, entry.via_class, entry.via_defaults};
+      // Containers that changed, and those that state a limit (even when
+      // full and flat: a sample they hold is no evidence of a leak).
+      if (it0 == scans_.front().end()) continue;
+      if (it0->second.measure == entry.measure && entry.limit <= 0) continue;
+      HolderEvidence h;
+      h.path = path;
+      h.kind = entry.kind;
+      h.item = entry.item;
+      for (absl::string_view tag : absl::StrSplit(entry.tags, ',', absl::SkipEmpty())) {
+        if (tag == "class") h.via_class = true;
+        if (tag == "defaults") h.via_defaults = true;
+        if (tag == "contextvar") h.via_contextvar = true;
+        if (tag == "internal") h.internal = true;
+        if (absl::ConsumePrefix(&tag, "registry")) {
+          h.registry = absl::ConsumePrefix(&tag, ":") ? std::string(tag) : "modules";
+        }
+      }
+      if (entry.limit > 0) h.limit = entry.limit;
       for (const Scan& s : scans_) {
         auto it = s.find(path);
         h.series.push_back(it == s.end() ? 0 : it->second.measure);
@@ -356,24 +415,26 @@ class Investigator {
     absl::StatusOr<BackrefChain> chain = graph->FindChain(sample.handle(), ChainOptions{});
     if (!chain.ok()) return;
     inv_.chain = chain->Path();
+    inv_.chain_holder = HolderOnChain(*chain);
     if (options().want_dot) inv_.dot = chain->Dot();
   }
 
   Helpers helpers_;
   Handle workload_;
   Handle module_;
+  int bare_ = 0;
   Investigation inv_;
   Counters base_;
   std::optional<tracemalloc::Snapshot> first_;
   std::optional<TypeCensus> census_first_;
   std::optional<ObjectMark> mark_;
   std::vector<Scan> scans_;
+  Ref internals_;  // bounded_internals(), found once at the baseline
 };
 
-}  // namespace
 
-absl::StatusOr<Investigation> Investigate(Handle workload, const DoctorOptions& options,
-                                          Handle namespace_module) {
+absl::StatusOr<Investigation> InvestigateAfter(Handle workload, const DoctorOptions& options,
+                                               Handle namespace_module, int bare) {
   LEAKGUARD_RETURN_IF_ERROR(CheckGil());
   if (!workload || !PyCallable_Check(workload.ptr())) {
     return absl::InvalidArgumentError("Investigate needs a Python callable");
@@ -400,7 +461,7 @@ absl::StatusOr<Investigation> Investigate(Handle workload, const DoctorOptions& 
     tracing.emplace(std::move(started));
   }
   absl::StatusOr<Investigation> inv =
-      Investigator(std::move(helpers), options, workload, module.handle()).Run();
+      Investigator(std::move(helpers), options, workload, module.handle(), bare).Run();
   if (tracing.has_value()) {
     absl::Status ended = tracing->End();
     if (inv.ok() && !ended.ok()) return ended;
@@ -408,11 +469,129 @@ absl::StatusOr<Investigation> Investigate(Handle workload, const DoctorOptions& 
   return inv;
 }
 
-absl::StatusOr<Diagnosis> Diagnose(Handle workload, const DoctorOptions& options,
-                                   Handle namespace_module) {
+}  // namespace
+
+absl::StatusOr<Investigation> Investigate(Handle workload, const DoctorOptions& options,
+                                          Handle namespace_module) {
+  return InvestigateAfter(workload, options, namespace_module, /*bare=*/0);
+}
+
+namespace {
+
+// Investigate, decide, and when the answer is ambiguous run on within
+// options.max_repeat: first until containers with a stated limit are full
+// (then one more window, for their tables to settle), then longer when the
+// growth is too irregular to call.
+absl::StatusOr<Diagnosis> DiagnoseTraced(Handle workload, const DoctorOptions& options,
+                                         Handle namespace_module) {
   LEAKGUARD_ASSIGN_OR_RETURN(Investigation inv,
                              Investigate(workload, options, namespace_module));
-  return Decide(inv);
+  Diagnosis d = Decide(inv);
+  int budget = options.max_repeat;
+  int extra = 0;
+  std::vector<Evidence> ran;
+  const internal::Facts facts = internal::DeriveFacts(inv);
+  if (d.verdict != Verdict::kLeak && facts.bounded_filling) {
+    auto left = [](const HolderEvidence* h) {
+      const int64_t grew = h->series.back() - h->series.front();
+      return static_cast<double>(*h->limit - h->series.back()) / static_cast<double>(grew);
+    };
+    const HolderEvidence& slowest = **std::max_element(
+        facts.filling.begin(), facts.filling.end(),
+        [&left](const HolderEvidence* a, const HolderEvidence* b) { return left(a) < left(b); });
+    const int64_t need = facts.iterations_to_fill + options.repeat;
+    DoctorOptions again = options;
+    again.warmup = std::min(options.warmup, 1);
+    if (need + again.warmup + again.repeat > budget) {
+      d.verdict = Verdict::kInconclusive;
+      d.note.reset();
+      Evidence e;
+      e.kind = Evidence::Kind::kNeedsMore;
+      e.amount = need + again.warmup + again.repeat;
+      e.other = *slowest.limit;
+      e.subject = slowest.path;
+      d.remarks.push_back(std::move(e));
+      return d;
+    }
+    LEAKGUARD_ASSIGN_OR_RETURN(
+        Investigation filled,
+        InvestigateAfter(workload, again, namespace_module, static_cast<int>(need)));
+    d = Decide(filled);
+    const int used = static_cast<int>(need) + again.warmup + again.repeat;
+    extra += used;
+    budget -= used;
+    if (d.verdict == Verdict::kNoLeak && !d.note) d.note = Note::kPlateau;
+    Evidence e;
+    e.kind = Evidence::Kind::kFilledFirst;
+    e.amount = need;
+    std::vector<std::string> names;
+    for (const HolderEvidence* h : facts.filling) names.push_back(h->path);
+    e.subject = absl::StrJoin(names, ", ");
+    ran.push_back(std::move(e));
+  }
+  // The weakest cause (growth nothing is found to hold) must last: measured
+  // again over twice the iterations before it is called a leak; a warm-up
+  // still going on dies away meanwhile.
+  const bool unexplained_only = d.verdict == Verdict::kLeak && d.causes.size() == 1 &&
+                                d.causes[0].rule == "heap.unexplained";
+  if (unexplained_only && budget >= 2 * options.repeat) {
+    DoctorOptions again = options;
+    again.warmup = 0;
+    again.repeat = std::min(2 * options.repeat, DoctorOptions::kMaxRepeat);
+    LEAKGUARD_ASSIGN_OR_RETURN(Investigation confirm,
+                               Investigate(workload, again, namespace_module));
+    d = Decide(confirm);
+    extra += again.repeat;
+    budget -= again.repeat;
+    Evidence e;
+    e.kind = Evidence::Kind::kConfirmed;
+    e.amount = again.repeat;
+    ran.push_back(std::move(e));
+  }
+  for (int pass = 0; pass < 3 && d.verdict == Verdict::kInconclusive &&
+                     budget >= 2 * options.repeat;
+       ++pass) {
+    DoctorOptions again = options;
+    again.warmup = 0;
+    again.repeat = std::min({budget, options.repeat * 4, DoctorOptions::kMaxRepeat});
+    LEAKGUARD_ASSIGN_OR_RETURN(Investigation longer,
+                               Investigate(workload, again, namespace_module));
+    d = Decide(longer);
+    extra += again.repeat;
+    budget -= again.repeat;
+    Evidence e;
+    e.kind = Evidence::Kind::kRanLonger;
+    e.amount = again.repeat;
+    ran.push_back(std::move(e));
+  }
+  if (extra > 0) {
+    d.extra_iterations = options.warmup + options.repeat + extra;
+    d.remarks.insert(d.remarks.begin(), ran.begin(), ran.end());
+  }
+  return d;
+}
+
+}  // namespace
+
+absl::StatusOr<Diagnosis> Diagnose(Handle workload, const DoctorOptions& options,
+                                   Handle namespace_module) {
+  LEAKGUARD_RETURN_IF_ERROR(CheckGil());
+  // One trace for every run: what a later run replaces must have been traced
+  // when it was made, or its replacement looks like growth (tracemalloc
+  // sees the new allocation and not the free of an untraced one).
+  std::optional<tracemalloc::TracingScope> tracing;
+  LEAKGUARD_ASSIGN_OR_RETURN(const bool on, tracemalloc::IsTracing());
+  if (!on) {
+    LEAKGUARD_ASSIGN_OR_RETURN(tracemalloc::TracingScope started,
+                               tracemalloc::TracingScope::Start(1));
+    tracing.emplace(std::move(started));
+  }
+  absl::StatusOr<Diagnosis> d = DiagnoseTraced(workload, options, namespace_module);
+  if (tracing.has_value()) {
+    absl::Status ended = tracing->End();
+    if (d.ok() && !ended.ok()) return ended;
+  }
+  return d;
 }
 
 }  // namespace leakguard

@@ -1,6 +1,10 @@
 #include "doctor/facts.h"
 
+#include <algorithm>
+
+#include "absl/strings/match.h"
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace leakguard::internal {
@@ -14,16 +18,31 @@ std::vector<int64_t> Measured(const Investigation& inv, int64_t (*field)(const I
   return v;
 }
 
+// The container that grew steadily and states no limit: the script's and
+// its project's before the standard library's registries, then the shortest
+// path among equals.
 const HolderEvidence* SteadyHolder(const Investigation& inv) {
   const HolderEvidence* best = nullptr;
+  auto rank = [](const HolderEvidence& h) { return std::make_pair(!h.registry.empty(), h.path.size()); };
   for (const HolderEvidence& h : inv.holders) {
-    if (!Steady(Steps(h.series), 1)) continue;
-    if (best == nullptr || h.path.size() < best->path.size()) best = &h;
+    if (h.internal || IsBounded(h, inv.options) || !Steady(Steps(h.series), 1)) continue;
+    if (best == nullptr || rank(h) < rank(*best)) best = &h;
   }
   return best;
 }
 
 }  // namespace
+
+bool IsBounded(const HolderEvidence& h, const DoctorOptions& options) {
+  if (!h.limit.has_value() || h.series.empty() || h.series.back() > *h.limit) return false;
+  const int64_t grew = h.series.back() - h.series.front();
+  if (grew <= 0) return true;
+  // A limit the growth would reach only far beyond the budget (a buffer of
+  // a billion entries) bounds nothing in practice.
+  const double need = static_cast<double>(*h.limit - h.series.back()) *
+                      std::max(options.repeat, 1) / static_cast<double>(grew);
+  return need <= 10.0 * std::max(options.max_repeat, options.repeat);
+}
 
 bool Steady(const std::vector<int64_t>& steps, int64_t floor) {
   if (steps.empty()) return false;
@@ -76,7 +95,32 @@ Facts DeriveFacts(const Investigation& inv) {
   // shared objects grows by a pointer, reallocated in jumps).
   f.python_heap =
       !f.native &&
-      (((Steady(f.blocks, 1) || Steady(f.traced, 1)) && f.traced_total > 0) || f.holder_every_step);
+      (((Steady(f.blocks, 1) || Steady(f.traced, kTracedNoiseFloor)) && f.traced_total > 0) ||
+       f.holder_every_step);
+  bool tracked_growth = false;
+  for (const TypeGrowth& t : inv.types) tracked_growth = tracked_growth || t.per_iter >= 1;
+  // A chain whose sample a bounded container holds is no evidence of a leak.
+  bool chain_bounded = false;
+  for (const HolderEvidence& h : inv.holders) {
+    if ((h.internal || IsBounded(h, inv.options)) && !inv.chain_holder.empty() &&
+        (inv.chain_holder == h.path || absl::StartsWith(inv.chain_holder, h.path + ".") ||
+         absl::StartsWith(inv.chain_holder, h.path + "["))) {
+      chain_bounded = true;
+    }
+  }
+  f.chain_counts = !inv.chain.empty() && !chain_bounded;
+  f.above_noise_floor =
+      !chain_bounded && (f.traced_total >= kUnexplainedFloor * f.repeat || tracked_growth ||
+                         f.chain_counts);
+  if (f.traced.size() >= 6 && !f.holder_every_step) {
+    const size_t third = f.traced.size() / 3;
+    int64_t first = 0, last = 0;
+    for (size_t i = 0; i < third; ++i) {
+      first += f.traced[i];
+      last += f.traced[f.traced.size() - 1 - i];
+    }
+    f.settling = f.python_heap && first > 0 && last * 2 < first;
+  }
   f.numpy_dominant = inv.numpy_bytes > 0 && inv.numpy_bytes * 2 > f.traced_total;
 
   for (int64_t b : f.blocks) {
@@ -89,6 +133,17 @@ Facts DeriveFacts(const Investigation& inv) {
       f.stopped.push_back(&h);
     }
   }
+  for (const HolderEvidence& h : inv.holders) {
+    if (!IsBounded(h, inv.options) || h.series.back() <= h.series.front()) continue;
+    f.bounded.push_back(&h);
+    if (h.series.back() >= *h.limit) continue;
+    f.filling.push_back(&h);
+    const int64_t grew = h.series.back() - h.series.front();
+    const int64_t left = *h.limit - h.series.back();
+    const int64_t need = (left * f.repeat + grew - 1) / grew;
+    f.iterations_to_fill = std::max(f.iterations_to_fill, need);
+  }
+  f.bounded_filling = f.holder == nullptr && !f.filling.empty();
   f.first_blocks = inv.iterations.empty() ? 0 : inv.iterations.front().blocks;
   f.first_rss = inv.iterations.empty() ? 0 : inv.iterations.front().rss_bytes;
   for (const IterationDelta& it : inv.iterations) f.run_blocks += it.blocks;

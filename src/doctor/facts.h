@@ -45,6 +45,28 @@ struct Facts {
   bool python_heap = false;
   // NumPy's traced buffers are more than half of the traced growth.
   bool numpy_dominant = false;
+  // Containers with a stated limit that grew over the measured iterations
+  // (the script's, or bounded internals), and of those the ones still below
+  // their limit, with the iterations they need to fill at the rate seen.
+  std::vector<const HolderEvidence*> bounded;
+  std::vector<const HolderEvidence*> filling;
+  int64_t iterations_to_fill = 0;
+  // No unbounded holder grew steadily, and a bounded one is still filling:
+  // the heap's growth may be that filling.
+  bool bounded_filling = false;
+  // The growth is worth a cause even with no holder: at least
+  // kUnexplainedFloor traced bytes per iteration, or gc-tracked objects of
+  // some type grew by one per iteration, or a back-reference chain was
+  // found. Below it (a few untracked strings an interpreter cache keeps) it
+  // is noise.
+  bool above_noise_floor = false;
+  // A back-reference chain was found and no bounded container holds its
+  // sample.
+  bool chain_counts = false;
+  // The heap's growth is dying away (a warm-up longer than the warm-up
+  // iterations): the last third of the measured iterations grew by less than
+  // half of the first third, and no holder gained in every iteration.
+  bool settling = false;
 
   // For the verdict when no cause fires.
   int growing_steps = 0;          // measured iterations whose blocks grew
@@ -57,6 +79,16 @@ struct Facts {
 };
 
 Facts DeriveFacts(const Investigation& inv);
+
+// The smallest step a traced-bytes series must make in 90% of the
+// iterations to count as growth: below it is noise (free lists, caches of
+// the interpreter settling).
+inline constexpr int64_t kTracedNoiseFloor = 64;
+inline constexpr int64_t kUnexplainedFloor = 256;
+
+// Whether the container stays within a limit it states, one the growth
+// seen would reach within ten times the iteration budget (max_repeat).
+bool IsBounded(const HolderEvidence& h, const DoctorOptions& options);
 
 // "app.f.__defaults__[0]" names the defaults tuple the user wrote.
 std::string HolderName(const HolderEvidence& h);

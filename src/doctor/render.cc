@@ -206,6 +206,40 @@ std::string RenderEvidence(const Evidence& e) {
     case Kind::kRetained:
       return "RSS is higher than at the start but does not grow: the allocator keeps memory it "
              "got back";
+    case Kind::kBounded:
+      return absl::StrCat(e.subject, " is bounded at ", e.other, " entries (now ", e.amount,
+                          "): its growth stops there");
+    case Kind::kFilledFirst:
+      return absl::StrCat("ran ", e.amount, " more iterations first, until ", e.subject,
+                          " was full, and measured after that");
+    case Kind::kNeedsMore:
+      return absl::StrCat(e.subject, " is bounded at ", e.other, " entries and still filling: ",
+                          "about ", e.amount,
+                          " more iterations are needed to be sure (raise --max-repeat)");
+    case Kind::kRanLonger:
+      return absl::StrCat("too irregular to call; ran ", e.amount,
+                          " more iterations");
+    case Kind::kSavedGarbage:
+      return "gc.garbage keeps every object the collector finds unreachable: gc.DEBUG_SAVEALL "
+             "is set (gc.get_debug()), so reference cycles are never freed";
+    case Kind::kRegistry:
+      return absl::StrCat(e.subject, " is a registry of the standard library: what is added to "
+                          "it stays for the life of the process");
+    case Kind::kConfirmed:
+      return absl::StrCat("nothing was found to hold the growth: measured again over ", e.amount,
+                          " more iterations before deciding");
+    case Kind::kSettling:
+      return absl::StrCat("Python's traced heap grew ", FormatBytes(e.amount), " over ",
+                          e.iterations, " iterations, less and less: a warm-up still going on; "
+                          "run with more --warmup or --max-repeat");
+    case Kind::kBelowNoiseFloor:
+      return absl::StrCat("Python's traced heap grew ", FormatBytes(e.amount), " over ",
+                          e.iterations, " iterations with nothing that holds it: below the noise "
+                          "floor (256 B per iteration of untracked objects; CPython's own caches, "
+                          "such as the method cache's attribute names, grow like this)");
+    case Kind::kContextVariable:
+      return "it is the value of a context variable, shared by every context that did not set "
+             "its own (per-request state that outlives the request)";
   }
   return "";
 }
@@ -257,7 +291,12 @@ std::string Diagnosis::ToText() const {
   } else {
     absl::StrAppend(&out, "INCONCLUSIVE");
   }
-  absl::StrAppendFormat(&out, "  [%d warm-up + %d measured iterations]\n", warmup, repeat);
+  if (extra_iterations > 0) {
+    absl::StrAppendFormat(&out, "  [%d iterations in all; decided on the last %d]\n",
+                          extra_iterations, repeat);
+  } else {
+    absl::StrAppendFormat(&out, "  [%d warm-up + %d measured iterations]\n", warmup, repeat);
+  }
   absl::StrAppendFormat(
       &out, "growth per iteration: RSS %s, Python heap %s, %d blocks, %d fds, %d threads\n",
       FormatBytes(rss_bytes_per_iter), FormatBytes(traced_bytes_per_iter), blocks_per_iter,

@@ -117,19 +117,25 @@ const Row kRules[] = {
   // ---- the Python heap grows (blocks or traced bytes steady with traced
   // growth, or a namespace container that gains every iteration): the first
   // row that holds names the cause.
-  {{"heap.arrays", 10, "heap", CauseId::kArrayCopies, "", 0.9,
-    "the holder is an ndarray or a list of them, holds ndarrays, or NumPy's buffers are over "
-    "half the traced growth", ""},
+  {{"heap.saved_garbage", 10, "heap", CauseId::kReferenceCycles, "", 0.9,
+    "the holder is gc.garbage (the collector keeps what it finds: DEBUG_SAVEALL)", ""},
+   [](const Facts& f) {
+     return HolderIs(f, [](const HolderEvidence& h, const Facts&) { return h.registry == "gc.garbage"; });
+   },
+   [](const Facts&, Cause& c) { c.evidence.push_back(Ev(Kind::kSavedGarbage)); }},
+  {{"heap.arrays", 11, "heap", CauseId::kArrayCopies, "", 0.9,
+    "the holder is an ndarray, a list of them or a pandas DataFrame, holds ndarrays, or NumPy's "
+    "buffers are over half the traced growth", ""},
    [](const Facts& f) {
      return HolderIs(f, [](const HolderEvidence& h, const Facts& ff) {
-       return h.kind == "ndarray" || h.kind == "ndarray_list" || h.item == "ndarray" ||
-              ff.numpy_dominant;
+       return h.kind == "ndarray" || h.kind == "ndarray_list" || h.kind == "dataframe" ||
+              h.item == "ndarray" || ff.numpy_dominant;
      });
    },
    [](const Facts& f, Cause& c) {
      c.evidence.push_back(Ev(Kind::kNumpyGrew, f.inv->numpy_bytes));
    }},
-  {{"heap.log_records", 11, "heap", CauseId::kLoggingBuffer, "", 0.9,
+  {{"heap.log_records", 12, "heap", CauseId::kLoggingBuffer, "", 0.9,
     "the holder holds log records or is a handler's .buffer", ""},
    [](const Facts& f) {
      return HolderIs(f, [](const HolderEvidence& h, const Facts&) {
@@ -137,49 +143,67 @@ const Row kRules[] = {
      });
    },
    [](const Facts&, Cause& c) { c.evidence.push_back(Ev(Kind::kLoggingBuffer)); }},
-  {{"heap.lru_cache", 12, "heap", CauseId::kUnboundedCache, "", 0.9,
+  {{"heap.lru_cache", 13, "heap", CauseId::kUnboundedCache, "", 0.9,
     "the holder is a functools cache whose currsize grows", ""},
    [](const Facts& f) {
      return HolderIs(f, [](const HolderEvidence& h, const Facts&) { return h.kind == "lru_cache"; });
    },
    [](const Facts&, Cause& c) { c.evidence.push_back(Ev(Kind::kLruCacheGrows)); }},
-  {{"heap.closures", 13, "heap", CauseId::kClosureCapture, "", 0.9,
+  {{"heap.closures", 14, "heap", CauseId::kClosureCapture, "", 0.9,
     "the holder holds closures", ""},
    [](const Facts& f) {
      return HolderIs(f, [](const HolderEvidence& h, const Facts&) { return h.item == "closure"; });
    },
    [](const Facts&, Cause& c) { c.evidence.push_back(Ev(Kind::kHoldsClosures)); }},
-  {{"heap.callbacks", 14, "heap", CauseId::kListenerAccumulation, "", 0.9,
-    "the holder holds bound methods or other callables", ""},
+  {{"heap.callbacks", 15, "heap", CauseId::kListenerAccumulation, "", 0.9,
+    "the holder holds bound methods, event-loop callbacks or other callables, or is a registry "
+    "of callbacks (atexit, weakref.finalize)", ""},
    [](const Facts& f) {
      return HolderIs(f, [](const HolderEvidence& h, const Facts&) {
-       return h.item == "bound_method" || h.item == "callable";
+       return h.item == "bound_method" || h.item == "callable" || h.item == "callback" ||
+              h.registry == "callbacks";
      });
    },
    [](const Facts&, Cause& c) { c.evidence.push_back(Ev(Kind::kHoldsCallbacks)); }},
-  {{"heap.mutable_default", 15, "heap", CauseId::kGlobalState, "", 0.9,
+  {{"heap.context_variable", 16, "heap", CauseId::kThreadLocal, "", 0.8,
+    "the holder is a context variable's value", ""},
+   [](const Facts& f) {
+     return HolderIs(f, [](const HolderEvidence& h, const Facts&) { return h.via_contextvar; });
+   },
+   [](const Facts&, Cause& c) { c.evidence.push_back(Ev(Kind::kContextVariable)); }},
+  {{"heap.registry", 17, "heap", CauseId::kGlobalState, "", 0.85,
+    "the holder is a registry of the standard library (sys.modules, logging's loggers)", ""},
+   [](const Facts& f) {
+     return HolderIs(f, [](const HolderEvidence& h, const Facts&) { return h.registry == "modules"; });
+   },
+   [](const Facts& f, Cause& c) {
+     Evidence e = Ev(Kind::kRegistry);
+     e.subject = HolderName(*f.holder);
+     c.evidence.push_back(e);
+   }},
+  {{"heap.mutable_default", 18, "heap", CauseId::kGlobalState, "", 0.9,
     "the holder is reached through a function's __defaults__", ""},
    [](const Facts& f) {
      return HolderIs(f, [](const HolderEvidence& h, const Facts&) { return h.via_defaults; });
    },
    [](const Facts&, Cause& c) { c.evidence.push_back(Ev(Kind::kMutableDefault)); }},
-  {{"heap.class_attribute", 16, "heap", CauseId::kGlobalState, "", 0.9,
+  {{"heap.class_attribute", 19, "heap", CauseId::kGlobalState, "", 0.9,
     "the holder is reached through a class attribute", ""},
    [](const Facts& f) {
      return HolderIs(f, [](const HolderEvidence& h, const Facts&) { return h.via_class; });
    },
    [](const Facts&, Cause& c) { c.evidence.push_back(Ev(Kind::kClassAttribute)); }},
-  {{"heap.module_dict", 17, "heap", CauseId::kUnboundedCache, "", 0.9,
+  {{"heap.module_dict", 20, "heap", CauseId::kUnboundedCache, "", 0.9,
     "the holder is a module-level dict", ""},
    [](const Facts& f) {
      return HolderIs(f, [](const HolderEvidence& h, const Facts&) { return h.kind == "dict"; });
    },
    [](const Facts&, Cause& c) { c.evidence.push_back(Ev(Kind::kModuleDict)); }},
-  {{"heap.module_container", 18, "heap", CauseId::kGlobalState, "", 0.9,
+  {{"heap.module_container", 21, "heap", CauseId::kGlobalState, "", 0.9,
     "any other holder (a list, set or deque of the namespace)", ""},
    [](const Facts& f) { return f.holder != nullptr; },
    [](const Facts&, Cause& c) { c.evidence.push_back(Ev(Kind::kModuleContainer)); }},
-  {{"heap.thread_locals", 19, "heap", CauseId::kThreadLocal, "", 0.7,
+  {{"heap.thread_locals", 22, "heap", CauseId::kThreadLocal, "", 0.7,
     "no holder, and the module keeps threading.local objects", ""},
    [](const Facts& f) { return !f.inv->thread_locals.empty(); },
    [](const Facts& f, Cause& c) {
@@ -188,25 +212,58 @@ const Row kRules[] = {
      for (const std::string& name : f.inv->thread_locals) e.items.emplace_back(name, 0);
      c.evidence.push_back(e);
    }},
-  {{"heap.numpy_buffers", 20, "heap", CauseId::kArrayCopies, "", 0.6,
+  {{"heap.numpy_buffers", 23, "heap", CauseId::kArrayCopies, "", 0.6,
     "no holder, and NumPy's buffers are over half the traced growth", ""},
    [](const Facts& f) { return f.numpy_dominant; },
    [](const Facts& f, Cause& c) {
      c.evidence.push_back(Ev(Kind::kNumpyGrew, f.inv->numpy_bytes));
    }},
-  {{"heap.unexplained", 21, "heap", CauseId::kGlobalState, "", 0.5,
-    "nothing in the namespace explains the growth", ""},
-   [](const Facts&) { return true; },
-   [](const Facts&, Cause& c) { c.evidence.push_back(Ev(Kind::kNoContainer)); }},
+  {{"heap.unexplained", 24, "heap", CauseId::kGlobalState, "", 0.5,
+    "nothing in the namespace explains the growth, and it is above the noise floor: 256 B per "
+    "iteration, or gc-tracked objects or a back-reference chain, not through a bounded "
+    "container; the holder is the container on the chain", ""},
+   [](const Facts& f) { return f.above_noise_floor; },
+   [](const Facts& f, Cause& c) {
+     // The container on the chain is the nearest named root of the growth.
+     if (f.chain_counts && !f.inv->chain_holder.empty()) c.holder = f.inv->chain_holder;
+     c.evidence.push_back(Ev(Kind::kNoContainer));
+   }},
 
   // ---- no cause: the first row that holds gives the verdict or note.
-  {{"verdict.irregular", 30, "verdict", std::nullopt, "inconclusive", 0,
-    "blocks grew in at least half the measured iterations, by at least one per iteration", ""},
-   [](const Facts& f) { return f.growing_steps * 2 >= f.repeat && f.block_growth >= f.repeat; },
+  {{"note.bounded", 26, "verdict", std::nullopt, "plateau", 0,
+    "containers that state a limit (maxlen, maxsize, capacity) grew, and none without one did",
+    ""},
+   [](const Facts& f) { return f.holder == nullptr && !f.bounded.empty(); },
+   [](const Facts& f, Cause& c) {
+     for (const HolderEvidence* h : f.bounded) {
+       Evidence e = Ev(Kind::kBounded, h->series.back(), *h->limit);
+       e.subject = h->path;
+       c.evidence.push_back(e);
+     }
+   }},
+  {{"verdict.settling", 27, "verdict", std::nullopt, "inconclusive", 0,
+    "the heap's growth is dying away: the last third of the measured iterations grew by less "
+    "than half of the first third, and no holder gained in every iteration", ""},
+   [](const Facts& f) { return f.settling; },
+   [](const Facts& f, Cause& c) {
+     c.evidence.push_back(Ev(Kind::kSettling, f.traced_total, f.total.blocks, f.repeat));
+   }},
+  {{"verdict.noise", 28, "verdict", std::nullopt, "no_leak", 0,
+    "the heap grew, but below the noise floor and with nothing that holds it", ""},
+   [](const Facts& f) { return f.python_heap && !f.above_noise_floor && f.holder == nullptr; },
+   [](const Facts& f, Cause& c) {
+     c.evidence.push_back(Ev(Kind::kBelowNoiseFloor, f.traced_total, f.total.blocks, f.repeat));
+   }},
+  {{"verdict.irregular", 29, "verdict", std::nullopt, "inconclusive", 0,
+    "blocks grew in at least half the measured iterations, by at least one per iteration, "
+    "above the noise floor", ""},
+   [](const Facts& f) {
+     return f.growing_steps * 2 >= f.repeat && f.block_growth >= f.repeat && f.above_noise_floor;
+   },
    [](const Facts& f, Cause& c) {
      c.evidence.push_back(Ev(Kind::kIrregular, f.growing_steps, f.block_growth, f.repeat));
    }},
-  {{"note.plateau", 31, "verdict", std::nullopt, "plateau", 0,
+  {{"note.plateau", 32, "verdict", std::nullopt, "plateau", 0,
     "a namespace container grew and its last step was 0", ""},
    [](const Facts& f) { return !f.stopped.empty(); },
    [](const Facts& f, Cause& c) {
@@ -216,18 +273,18 @@ const Row kRules[] = {
        c.evidence.push_back(e);
      }
    }},
-  {{"note.one_time_growth", 32, "verdict", std::nullopt, "one_time_growth", 0,
+  {{"note.one_time_growth", 33, "verdict", std::nullopt, "one_time_growth", 0,
     "the first iteration allocated 100 blocks or more and they account for at least half of "
     "the run's", ""},
    [](const Facts& f) { return f.first_blocks >= 100 && f.run_blocks * 2 >= f.first_blocks; },
    [](const Facts& f, Cause& c) { c.evidence.push_back(Ev(Kind::kFirstIteration, f.first_blocks)); }},
-  {{"note.cyclic_churn", 33, "verdict", std::nullopt, "cyclic_churn", 0,
+  {{"note.cyclic_churn", 34, "verdict", std::nullopt, "cyclic_churn", 0,
     "automatic collection is on and it freed at least one object per iteration", ""},
    [](const Facts& f) { return f.inv->gc_automatic && f.freed_per_iter >= 1; },
    [](const Facts& f, Cause& c) {
      c.evidence.push_back(Ev(Kind::kChurn, static_cast<int64_t>(f.freed_per_iter + 0.5)));
    }},
-  {{"note.allocator_retention", 34, "verdict", std::nullopt, "allocator_retention", 0,
+  {{"note.allocator_retention", 35, "verdict", std::nullopt, "allocator_retention", 0,
     "RSS is 1 MiB higher over the measured iterations, or the first iteration added 4 MiB", ""},
    [](const Facts& f) { return f.total.rss_bytes >= (1 << 20) || f.first_rss >= (4 << 20); },
    [](const Facts&, Cause& c) { c.evidence.push_back(Ev(Kind::kRetained)); }},
@@ -278,6 +335,13 @@ Diagnosis Decide(const Investigation& inv) {
     others_fired = true;
   }
   // The Python heap.
+  // A container with a stated limit still filling, and none without one
+  // growing: the heap's growth is that filling (Diagnose() runs on until it
+  // is full when the budget allows), not a leak.
+  if (f.bounded_filling) heap_suppressed = true;
+  // Growth that is dying away is a warm-up still going on: measured longer
+  // (Diagnose()) before it is called a leak.
+  if (f.settling && f.holder == nullptr) heap_suppressed = true;
   if (f.python_heap && !heap_suppressed) {
     for (const Row& row : kRules) {
       if (row.rule.group != "heap" || !row.applies(f)) continue;
@@ -307,7 +371,7 @@ Diagnosis Decide(const Investigation& inv) {
     d.remarks = std::move(remarks.evidence);
     if (row.rule.outcome == "inconclusive") {
       d.verdict = Verdict::kInconclusive;
-    } else {
+    } else if (row.rule.outcome != "no_leak") {
       d.note = ParseNote(row.rule.outcome);
     }
     break;

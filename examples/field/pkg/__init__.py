@@ -1,0 +1,1 @@
+"""A package whose module imports a sibling relatively."""

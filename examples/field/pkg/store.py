@@ -1,0 +1,5 @@
+_rows = []
+
+
+def add(row):
+    _rows.append(row)
