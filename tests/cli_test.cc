@@ -112,7 +112,11 @@ Outcome Spawn(const std::vector<std::string>& argv, const SpawnOptions& options 
   return run;
 }
 
-std::string Tool() { return LEAKGUARD_TOOL; }
+// LEAKGUARD_CLI_TOOL runs these cases against another build of the command.
+std::string Tool() {
+  const char* other = std::getenv("LEAKGUARD_CLI_TOOL");
+  return other != nullptr && *other != '\0' ? other : LEAKGUARD_TOOL;
+}
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -532,6 +536,18 @@ TEST_F(CliTest, MessagesSpeakOfTheCommandNotOfCpp) {
                                "(tracemalloc.stop()), so no lines were recorded"));
   EXPECT_THAT(r.err, Not(HasSubstr("TracingScope")));
   EXPECT_THAT(r.err, Not(HasSubstr("::")));
+  // FUNC itself stops tracemalloc: the doctor says so, in Python's terms.
+  const std::string doctor_script = Script("stops_each.py",
+                                           "import tracemalloc\n"
+                                           "def f():\n"
+                                           "    tracemalloc.stop()\n");
+  r = Spawn({Tool(), "doctor", doctor_script + ":f"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("leakguard doctor: cannot diagnose " + doctor_script +
+                               ":f: f stopped tracemalloc (tracemalloc.stop()), which the "
+                               "doctor needs to measure the Python heap"));
+  EXPECT_THAT(r.err, Not(HasSubstr("::")));
+  EXPECT_THAT(r.err, Not(HasSubstr("raised")));
 }
 
 }  // namespace

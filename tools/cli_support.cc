@@ -327,6 +327,34 @@ absl::Status InstallSignalHandlers(int report_fd) {
   return absl::OkStatus();
 }
 
+std::string CommandWording(absl::string_view message) {
+  std::string out;
+  size_t i = 0;
+  while (i < message.size()) {
+    if (message[i] == '(') {
+      const size_t close = message.find(')', i);
+      if (close != absl::string_view::npos &&
+          message.substr(i, close - i).find("::") != absl::string_view::npos) {
+        while (!out.empty() && out.back() == ' ') out.pop_back();
+        i = close + 1;
+        continue;
+      }
+    }
+    out += message[i++];
+  }
+  for (const char* advice : {": start it first", "; start it first", ", start it first"}) {
+    if (const size_t at = out.find(advice); at != std::string::npos) out.erase(at);
+  }
+  for (size_t at = out.find("leakguard::Interpreter"); at != std::string::npos;
+       at = out.find("leakguard::Interpreter")) {
+    out.replace(at, std::strlen("leakguard::Interpreter"), "leakguard's interpreter");
+  }
+  for (size_t at = out.find("leakguard::"); at != std::string::npos; at = out.find("leakguard::")) {
+    out.erase(at, std::strlen("leakguard::"));
+  }
+  return out;
+}
+
 int CaughtSignal() { return g_caught_signal.load(); }
 
 std::string SignalName(int signum) {

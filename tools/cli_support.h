@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace leakguard::tools {
@@ -88,6 +89,12 @@ std::string SignalName(int signum);
 /// first. True when none is left running (Py_FinalizeEx will not block);
 /// false when some still run.
 bool WaitForThreads(const char* command, ReportStream& report, absl::Duration limit);
+
+/// A library message in the command's words: asides that name C++ API
+/// ("(tracemalloc::TracingScope::Start, ...)", "leakguard::Interpreter")
+/// and advice only a C++ caller can follow ("start it first") are taken
+/// out, so the command never tells its user to call C++.
+std::string CommandWording(absl::string_view message);
 
 /// Flushes sys.stdout and sys.stderr (errors cleared). REQUIRES: the GIL.
 void FlushPythonStreams();

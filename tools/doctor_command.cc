@@ -1,8 +1,8 @@
 #include "doctor_command.h"
 
 #include <limits.h>
-#include <stdlib.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -27,6 +27,7 @@
 #endif
 #include "leakguard/python/python.h"
 #include "leakguard/python/ref.h"
+#include "leakguard/tracemalloc.h"
 #include "cli_support.h"
 
 namespace leakguard::tools {
@@ -35,13 +36,13 @@ namespace {
 constexpr char kCommand[] = "leakguard doctor";
 
 int Fail(const std::string& message) {
-  std::fprintf(stderr, "%s: %s\n", kCommand, message.c_str());
+  std::fprintf(stderr, "%s: %s\n", kCommand, CommandWording(message).c_str());
   return kExitUsage;
 }
 
 int FailWithTraceback(const std::string& what, const absl::Status& status) {
   std::fprintf(stderr, "%s: %s: %s\n", kCommand, what.c_str(),
-               std::string(status.message()).c_str());
+               CommandWording(status.message()).c_str());
   if (auto tb = PythonTraceback(status)) std::fputs(tb->c_str(), stderr);
   return kExitUsage;
 }
@@ -344,6 +345,17 @@ int RunDoctor(const DoctorCommandOptions& options) {
         code = write_outputs(cut.Json(), "digraph leakguard {\n  label=\"interrupted: no diagnosis\";\n}\n",
                              code);
         return finish(code);
+      }
+      if (!type.has_value()) {
+        // Not FUNC's exception: the doctor could not measure.
+        std::string why(CommandWording(diagnosis.status().message()));
+        if (absl::StatusOr<bool> tracing = tracemalloc::IsTracing(); tracing.ok() && !*tracing) {
+          why = absl::StrCat(options.func,
+                             " stopped tracemalloc (tracemalloc.stop()), which the doctor needs "
+                             "to measure the Python heap");
+        }
+        return finish(Fail(absl::StrCat("cannot diagnose ", options.script, ":", options.func,
+                                        ": ", why)));
       }
       return finish(FailWithTraceback(absl::StrCat(options.script, ":", options.func, " raised"),
                                       diagnosis.status()));

@@ -151,7 +151,7 @@ std::string RenderSummaryText(const RunOptions& options, const Summary& s) {
                           FormatBytes(s.before.rss_bytes), FormatBytes(s.after->rss_bytes),
                           SignedBytes(delta.rss_bytes), FormatBytes(s.after->peak_rss_bytes));
   } else {
-    absl::StrAppend(&out, "RSS          unavailable: ", s.after.status().message(), "\n");
+    absl::StrAppend(&out, "RSS          unavailable: ", CommandWording(s.after.status().message()), "\n");
   }
   if (s.traced.ok()) {
     absl::StrAppendFormat(&out, "Python heap  current %s, peak %s (tracemalloc, %d frame%s)\n",
@@ -159,7 +159,7 @@ std::string RenderSummaryText(const RunOptions& options, const Summary& s) {
                           FormatBytes(static_cast<int64_t>(s.traced->peak)), options.frames,
                           options.frames == 1 ? "" : "s");
   } else {
-    absl::StrAppend(&out, "Python heap  unavailable: ", s.traced.status().message(), "\n");
+    absl::StrAppend(&out, "Python heap  unavailable: ", CommandWording(s.traced.status().message()), "\n");
   }
   if (s.after.ok()) {
     absl::StrAppendFormat(&out, "descriptors  %s (%d -> %d)\n",
@@ -187,7 +187,7 @@ std::string RenderSummaryText(const RunOptions& options, const Summary& s) {
                             line.count_diff == 1 ? "" : "s");
     }
   } else if (!s.top.ok()) {
-    absl::StrAppend(&out, "top lines unavailable: ", s.top.status().message(), "\n");
+    absl::StrAppend(&out, "top lines unavailable: ", CommandWording(s.top.status().message()), "\n");
   }
   return out;
 }
@@ -250,7 +250,7 @@ std::string ScriptDirectory(const std::string& script) {
 }
 
 int Fail(const std::string& message) {
-  std::fprintf(stderr, "leakguard: %s\n", message.c_str());
+  std::fprintf(stderr, "leakguard: %s\n", CommandWording(message).c_str());
   return 2;
 }
 
