@@ -17,13 +17,14 @@ namespace {
 
 constexpr char kUsage[] =
     "usage: leakguard run [--frames N] [--top N] [--detector-interval SECONDS]\n"
-    "                     [--threshold SIZE] [--json FILE] SCRIPT.py [ARGS...]\n"
+    "                     [--threshold SIZE] [--json FILE] SCRIPT.py|DIR|ZIP [ARGS...]\n"
     "       leakguard doctor SCRIPT.py:FUNC [--warmup N] [--repeat N] [--top N]\n"
     "                        [--json FILE] [--dot FILE]\n"
     "       leakguard --version\n"
     "\n"
-    "  run     run SCRIPT.py as __main__ in an embedded Python and print a\n"
-    "          memory summary at exit: RSS before/after/peak, Python heap\n"
+    "  run     run SCRIPT.py (or DIR/ZIP's __main__.py) as __main__ in an\n"
+    "          embedded Python and print a memory summary at exit: RSS\n"
+    "          before/after/peak, Python heap\n"
     "          (tracemalloc) current/peak with the top allocating lines,\n"
     "          descriptor and thread deltas.\n"
     "  --frames N  tracemalloc frames per allocation, 1..65535 (default 1)\n"
@@ -36,13 +37,21 @@ constexpr char kUsage[] =
     "              with a K/M/G suffix for KiB/MiB/GiB; default 10M)\n"
     "  --json FILE write the summary (and the detector's reports) as JSON\n"
     "\n"
-    "  doctor  import SCRIPT.py as a module, call FUNC() warmup + repeat times\n"
+    "  doctor  load SCRIPT.py as a module, call FUNC() warmup + repeat times\n"
     "          (default 3 + 20) and say whether it leaks, why, which variable\n"
     "          holds the growth, and how to fix it. --json writes the diagnosis,\n"
-    "          --dot the holder's back-reference chain for Graphviz.\n"
+    "          --dot the holder's back-reference chain for Graphviz. A FUNC\n"
+    "          returning a generator is exhausted, a coroutine is run with\n"
+    "          asyncio.run(), each iteration.\n"
+    "\n"
+    "  Outputs are made absolute at start, refused when they name the script\n"
+    "  or each other, and replaced atomically (the old file stays if a write\n"
+    "  fails). Ctrl-C (SIGINT) reaches the script as KeyboardInterrupt and\n"
+    "  SIGTERM as SystemExit(143); what was gathered is still reported.\n"
     "\n"
     "exit status: run: the script's own; doctor: 0 no leak (or inconclusive),\n"
-    "1 leak; both: 2 for a usage error or a script that raised.\n";
+    "1 leak; both: 2 for a usage error, a refused or failed output, or a\n"
+    "script that raised; 130 interrupted (SIGINT), 143 terminated (SIGTERM).\n";
 
 int Usage(const char* error) {
   if (error != nullptr) std::fprintf(stderr, "leakguard: %s\n", error);
