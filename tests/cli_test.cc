@@ -237,6 +237,15 @@ TEST_F(CliTest, DevFullFailsWithExitTwo) {
   EXPECT_THAT(r.err, HasSubstr("cannot write '/dev/full': No space left on device"));
 }
 
+TEST_F(CliTest, AReportThatCannotBeWrittenToStdoutExitsTwo) {
+  const std::string script = Script("v.py", kSteady);
+  Outcome r = Spawn({"/bin/sh", "-c",
+                     Tool() + " doctor --warmup 1 --repeat 2 " + script + ":f >/dev/full"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("leakguard doctor: cannot write the report to stdout: No space "
+                               "left on device"));
+}
+
 TEST_F(CliTest, ReplacedReportKeepsItsModeAndIsValidJson) {
   const std::string script = Script("v.py", kSteady);
   WriteFile(Path("out.json"), "stale");

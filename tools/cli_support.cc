@@ -198,9 +198,16 @@ absl::Status CheckOutputs(const std::string& script, std::vector<OutputFile*> ou
     if (::stat(out.path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
       return CannotWrite(out.path, "it is a directory");
     }
+    const bool replaced_by_rename =
+        !IsDeviceLike(out.path) && (!id.exists || (::stat(out.path.c_str(), &st) == 0 &&
+                                                   S_ISREG(st.st_mode)));
     const std::string dir = DirName(out.path);
     if (::stat(dir.c_str(), &st) != 0) return CannotWrite(out.path, Errno(errno));
     if (!S_ISDIR(st.st_mode)) return CannotWrite(out.path, Errno(ENOTDIR));
+    // The temporary file is made in the target's directory.
+    if (replaced_by_rename && ::access(dir.c_str(), W_OK) != 0) {
+      return CannotWrite(out.path, Errno(errno));
+    }
   }
   return absl::OkStatus();
 }

@@ -379,7 +379,6 @@ int RunDoctor(const DoctorCommandOptions& options) {
                          "\";\n}\n");
     }
     exit_code = write_outputs(diagnosis->ToJson(), dot, exit_code);
-    if (const int signum = CaughtSignal(); signum != 0) exit_code = interrupted_code(signum);
   }
   return finish(exit_code);
 }
