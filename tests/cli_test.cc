@@ -520,6 +520,14 @@ TEST_F(CliTest, AScriptThatClosesStdoutDoesNotLoseTheReport) {
   r = Spawn({Tool(), "run", run_script});
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_THAT(r.err, HasSubstr("=== leakguard run: " + run_script + " (exit 0,"));
+  // Messages and tracebacks too.
+  const std::string raises = Script("closes3.py", "import os\nos.close(2)\nraise ValueError('late')\n");
+  r = Spawn({Tool(), "run", raises});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("ValueError: late"));
+  r = Spawn({Tool(), "doctor", run_script + ":nope"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("leakguard doctor: " + run_script + " has no function 'nope'"));
 }
 
 TEST_F(CliTest, FileNamesThatAreNotUtf8) {

@@ -35,15 +35,23 @@ namespace {
 
 constexpr char kCommand[] = "leakguard doctor";
 
+// The copy of stderr taken at start (messages reach the user even when the
+// script closed its stderr); null before it is taken.
+ReportStream* g_errors = nullptr;
+
+void Say(const std::string& text) {
+  std::fflush(stderr);
+  if (g_errors == nullptr || !g_errors->Write(text).ok()) std::fputs(text.c_str(), stderr);
+}
+
 int Fail(const std::string& message) {
-  std::fprintf(stderr, "%s: %s\n", kCommand, CommandWording(message).c_str());
+  Say(absl::StrCat(kCommand, ": ", CommandWording(message), "\n"));
   return kExitUsage;
 }
 
 int FailWithTraceback(const std::string& what, const absl::Status& status) {
-  std::fprintf(stderr, "%s: %s: %s\n", kCommand, what.c_str(),
-               CommandWording(status.message()).c_str());
-  if (auto tb = PythonTraceback(status)) std::fputs(tb->c_str(), stderr);
+  Say(absl::StrCat(kCommand, ": ", what, ": ", CommandWording(status.message()), "\n"));
+  if (auto tb = PythonTraceback(status)) Say(*tb);
   return kExitUsage;
 }
 
@@ -209,6 +217,10 @@ int RunDoctor(const DoctorCommandOptions& options) {
   // not lose the report.
   ReportStream report(1);
   ReportStream errors(2);
+  g_errors = &errors;
+  struct Forget {
+    ~Forget() { g_errors = nullptr; }
+  } forget;
   InstallCrashMessage(kCommand, errors.fd());
   if (::access(options.script.c_str(), R_OK) != 0) {
     return Fail(absl::StrCat("cannot open script '", options.script, "': ", std::strerror(errno)));
@@ -300,9 +312,9 @@ int RunDoctor(const DoctorCommandOptions& options) {
       if (CaughtSignal() != 0 || type == "KeyboardInterrupt") {
         const int signum = CaughtSignal() != 0 ? CaughtSignal() : SIGINT;
         FlushPythonStreams();
-        if (auto tb = PythonTraceback(module.status())) std::fputs(tb->c_str(), stderr);
-        std::fprintf(stderr, "%s: interrupted (%s) while importing %s\n", kCommand,
-                     SignalName(signum).c_str(), options.script.c_str());
+        if (auto tb = PythonTraceback(module.status())) Say(*tb);
+        Say(absl::StrCat(kCommand, ": interrupted (", SignalName(signum), ") while importing ",
+                         options.script, "\n"));
         return finish(interrupted_code(signum));
       }
       return finish(FailWithTraceback(absl::StrCat("importing ", options.script, " failed"),
@@ -340,7 +352,7 @@ int RunDoctor(const DoctorCommandOptions& options) {
         cut.planned = options.doctor.warmup + options.doctor.repeat;
         if (workload.first && workload.last) cut.growth = *workload.last - *workload.first;
         FlushPythonStreams();
-        if (auto tb = PythonTraceback(diagnosis.status())) std::fputs(tb->c_str(), stderr);
+        if (auto tb = PythonTraceback(diagnosis.status())) Say(*tb);
         int code = print_report(cut.Text(options), interrupted_code(cut.signum));
         code = write_outputs(cut.Json(), "digraph leakguard {\n  label=\"interrupted: no diagnosis\";\n}\n",
                              code);

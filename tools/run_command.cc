@@ -249,9 +249,18 @@ std::string ScriptDirectory(const std::string& script) {
   return dir;
 }
 
+// The copy of stderr taken at start (messages reach the user even when the
+// script closed its stderr); null before it is taken.
+ReportStream* g_report = nullptr;
+
+void Say(const std::string& text) {
+  std::fflush(stderr);
+  if (g_report == nullptr || !g_report->Write(text).ok()) std::fputs(text.c_str(), stderr);
+}
+
 int Fail(const std::string& message) {
-  std::fprintf(stderr, "leakguard: %s\n", CommandWording(message).c_str());
-  return 2;
+  Say(absl::StrCat("leakguard: ", CommandWording(message), "\n"));
+  return kExitUsage;
 }
 
 }  // namespace
@@ -260,6 +269,10 @@ int RunScript(const RunOptions& options) {
   // A copy of stderr taken now: the summary goes there even when the script
   // closes its stderr. The pid: a child the script forks prints no summary.
   ReportStream report(2);
+  g_report = &report;
+  struct Forget {
+    ~Forget() { g_report = nullptr; }
+  } forget;
   InstallCrashMessage("leakguard run", report.fd());
   const pid_t start_pid = ::getpid();
   if (::access(options.script.c_str(), R_OK) != 0) {
@@ -404,9 +417,7 @@ int RunScript(const RunOptions& options) {
       const bool interrupted = PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) != 0;
       absl::Status error = StatusFromPythonError();
       FlushPythonStreams();
-      std::fputs(PythonTraceback(error).value_or(std::string(error.message()) + "\n").c_str(),
-                 stderr);
-      std::fflush(stderr);
+      Say(PythonTraceback(error).value_or(std::string(error.message()) + "\n"));
       summary.exit_code = interrupted ? kExitInterrupted : kExitUsage;
       if (interrupted) summary.interrupted_by = SIGINT;
     }
