@@ -314,6 +314,17 @@ TEST_F(CliTest, SigintDuringRunIsKeyboardInterruptAndTheSummaryIsPrinted) {
   EXPECT_EQ(JsonField(Path("run.json"), "d['exit_code'], d['interrupted']"), "130 SIGINT\n");
 }
 
+// asyncio.run() and others look for Python's own SIGINT handler.
+TEST_F(CliTest, SigintKeepsPythonsDefaultHandler) {
+  const std::string script = Script("handler.py",
+                                    "import signal\n"
+                                    "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n");
+  Outcome ours = Spawn({Tool(), "run", script});
+  Outcome python = Spawn({LEAKGUARD_PYTHON_EXECUTABLE, script});
+  EXPECT_EQ(python.out, "True\n");
+  EXPECT_EQ(ours.out, python.out) << ours.err;
+}
+
 TEST_F(CliTest, SigtermDuringRunEndsCleanlyWith143) {
   const std::string script = Script("forever.py", kWaitsForever);
   Outcome r = Spawn({Tool(), "run", "--json", Path("run.json"), script}, SignalWhenReady(SIGTERM));

@@ -147,8 +147,8 @@ void OnFatalSignal(int signum) {
   ::raise(signum);
 }
 
-// signal.signal(SIGINT/SIGTERM, this): runs in the main thread, with the
-// GIL, at the next bytecode boundary after the signal.
+// signal.signal(SIGTERM, this): runs in the main thread, with the GIL, at
+// the next bytecode boundary after the signal.
 PyObject* OnSignal(PyObject* /*self*/, PyObject* args) {
   int signum = 0;
   PyObject* frame = nullptr;
@@ -163,8 +163,8 @@ PyObject* OnSignal(PyObject* /*self*/, PyObject* args) {
   return nullptr;
 }
 
-PyMethodDef g_on_signal_def = {"_leakguard_on_signal", OnSignal, METH_VARARGS,
-                               "leakguard: SIGINT -> KeyboardInterrupt, SIGTERM -> SystemExit(143)"};
+PyMethodDef g_on_signal_def = {"_leakguard_on_sigterm", OnSignal, METH_VARARGS,
+                               "leakguard: SIGTERM -> SystemExit(143)"};
 
 }  // namespace
 
@@ -326,11 +326,11 @@ absl::Status InstallSignalHandlers(int report_fd) {
   if (!signal_module) return StatusFromPythonError();
   Ref handler = Steal(PyCFunction_New(&g_on_signal_def, nullptr));
   if (!handler) return StatusFromPythonError();
-  for (int signum : {SIGINT, SIGTERM}) {
-    Ref previous = Steal(PyObject_CallMethod(signal_module.get(), "signal", "(iO)", signum,
-                                             handler.get()));
-    if (!previous) return StatusFromPythonError();
-  }
+  // SIGINT keeps Python's own signal.default_int_handler (installed with the
+  // interpreter's signal handlers), which asyncio.run() and others look for.
+  Ref previous = Steal(PyObject_CallMethod(signal_module.get(), "signal", "(iO)", SIGTERM,
+                                           handler.get()));
+  if (!previous) return StatusFromPythonError();
   return absl::OkStatus();
 }
 

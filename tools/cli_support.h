@@ -71,14 +71,15 @@ class ReportStream {
 /// to `report_fd` and then ends the process with that signal.
 void InstallCrashMessage(const char* command, int report_fd);
 
-/// After the interpreter starts (GIL held, main thread): faulthandler on
-/// (Python's traceback on a crash, to `report_fd`), SIGINT raises
-/// KeyboardInterrupt in the main thread and SIGTERM raises SystemExit(143).
-/// Internal with Python's message if they cannot be installed.
+/// After the interpreter starts (GIL held, main thread; the interpreter
+/// started with install_signal_handlers, so SIGINT raises KeyboardInterrupt
+/// through signal.default_int_handler): faulthandler on (Python's traceback
+/// on a crash, to `report_fd`), and SIGTERM raises SystemExit(143) in the
+/// main thread. A Python error as a Status if they cannot be installed.
 absl::Status InstallSignalHandlers(int report_fd);
 
-/// The signal (SIGINT or SIGTERM) whose handler ran since
-/// InstallSignalHandlers(), or 0.
+/// SIGTERM once its handler ran since InstallSignalHandlers(), else 0
+/// (SIGINT shows as the KeyboardInterrupt it raises).
 int CaughtSignal();
 
 /// "SIGINT" / "SIGTERM" / "signal N".
