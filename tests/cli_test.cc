@@ -143,9 +143,7 @@ class CliTest : public ::testing::Test {
     ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
     dir_ = pattern;
   }
-  void TearDown() override {
-    Spawn({"/bin/rm", "-rf", dir_});
-  }
+  void TearDown() override { Spawn({"/bin/rm", "-rf", dir_}); }
   std::string Path(const std::string& name) const { return dir_ + "/" + name; }
   std::string Script(const std::string& name, const std::string& text) {
     WriteFile(Path(name), text);
@@ -154,9 +152,10 @@ class CliTest : public ::testing::Test {
   // Parses a JSON file with python3 and prints `expr` (over `d`).
   std::string JsonField(const std::string& path, const std::string& expr) {
     Outcome r = Spawn({LEAKGUARD_PYTHON_EXECUTABLE, "-c",
-                   "import json,sys\nwith open(sys.argv[1], encoding='utf-8') as f: d = "
-                   "json.load(f)\nprint(" + expr + ")",
-                   path});
+                       "import json,sys\nwith open(sys.argv[1], encoding='utf-8') as f: d = "
+                       "json.load(f)\nprint(" +
+                           expr + ")",
+                       path});
     return r.exit_code == 0 ? r.out : "error: " + r.err;
   }
 
@@ -197,7 +196,7 @@ TEST_F(CliTest, OutputThatIsTheScriptIsRefusedBeforeAnythingRuns) {
 TEST_F(CliTest, JsonAndDotNamingOneFileAreRefused) {
   const std::string script = Script("v.py", kSteady);
   Outcome r = Spawn({Tool(), "doctor", script + ":f", "--json", Path("out"), "--dot", "out"},
-                {.cwd = dir_});
+                    {.cwd = dir_});
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_THAT(r.err, HasSubstr("--dot and --json both name '" + Path("out") +
                                "'; give each output its own file"));
@@ -209,8 +208,7 @@ TEST_F(CliTest, AWriteThatFailsExitsTwoAndLeavesTheOldFileIntact) {
   const std::string old_json = "{\"old\": true}\n";
   WriteFile(Path("out.json"), old_json);
   // A file size limit of 200 bytes: the new report does not fit.
-  Outcome r = Spawn({Tool(), "run", "--json", Path("out.json"), script},
-                {.file_size_limit = 200});
+  Outcome r = Spawn({Tool(), "run", "--json", Path("out.json"), script}, {.file_size_limit = 200});
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_THAT(r.err, HasSubstr("cannot write '" + Path("out.json") + "': File too large"));
   EXPECT_EQ(ReadFile(Path("out.json")), old_json);
@@ -231,16 +229,16 @@ TEST_F(CliTest, DevFullFailsWithExitTwo) {
   Outcome r = Spawn({Tool(), "run", "--json", "/dev/full", script});
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_THAT(r.err, HasSubstr("cannot write '/dev/full': No space left on device"));
-  r = Spawn({Tool(), "doctor", "--warmup", "1", "--repeat", "2", script + ":f", "--dot",
-             "/dev/full"});
+  r = Spawn(
+      {Tool(), "doctor", "--warmup", "1", "--repeat", "2", script + ":f", "--dot", "/dev/full"});
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_THAT(r.err, HasSubstr("cannot write '/dev/full': No space left on device"));
 }
 
 TEST_F(CliTest, AReportThatCannotBeWrittenToStdoutExitsTwo) {
   const std::string script = Script("v.py", kSteady);
-  Outcome r = Spawn({"/bin/sh", "-c",
-                     Tool() + " doctor --warmup 1 --repeat 2 " + script + ":f >/dev/full"});
+  Outcome r = Spawn(
+      {"/bin/sh", "-c", Tool() + " doctor --warmup 1 --repeat 2 " + script + ":f >/dev/full"});
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_THAT(r.err, HasSubstr("leakguard doctor: cannot write the report to stdout: No space "
                                "left on device"));
@@ -309,16 +307,18 @@ TEST_F(CliTest, SigintDuringRunIsKeyboardInterruptAndTheSummaryIsPrinted) {
   EXPECT_THAT(r.out, HasSubstr("finally ran"));
   EXPECT_THAT(r.err, HasSubstr("Traceback (most recent call last):"));
   EXPECT_THAT(r.err, HasSubstr("\nKeyboardInterrupt\n"));
-  EXPECT_THAT(r.err, HasSubstr("=== leakguard run: " + script + " (interrupted by SIGINT, exit 130,"));
+  EXPECT_THAT(r.err,
+              HasSubstr("=== leakguard run: " + script + " (interrupted by SIGINT, exit 130,"));
   EXPECT_THAT(r.err, HasSubstr("Python heap  current"));
   EXPECT_EQ(JsonField(Path("run.json"), "d['exit_code'], d['interrupted']"), "130 SIGINT\n");
 }
 
 // asyncio.run() and others look for Python's own SIGINT handler.
 TEST_F(CliTest, SigintKeepsPythonsDefaultHandler) {
-  const std::string script = Script("handler.py",
-                                    "import signal\n"
-                                    "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n");
+  const std::string script =
+      Script("handler.py",
+             "import signal\n"
+             "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n");
   Outcome ours = Spawn({Tool(), "run", script});
   Outcome python = Spawn({LEAKGUARD_PYTHON_EXECUTABLE, script});
   EXPECT_EQ(python.out, "True\n");
@@ -351,8 +351,8 @@ constexpr char kBlocksOnFifthCall[] =
 
 TEST_F(CliTest, SigintDuringDoctorReportsTheIterationsDone) {
   const std::string script = Script("slow.py", kBlocksOnFifthCall);
-  Outcome r = Spawn({Tool(), "doctor", script + ":f", "--json", Path("doc.json")},
-                SignalWhenReady(SIGINT));
+  Outcome r =
+      Spawn({Tool(), "doctor", script + ":f", "--json", Path("doc.json")}, SignalWhenReady(SIGINT));
   EXPECT_EQ(r.exit_code, 130) << r.err;
   EXPECT_THAT(r.err, HasSubstr("KeyboardInterrupt"));
   EXPECT_THAT(r.out, HasSubstr("interrupted (SIGINT) after 4 of 23 iterations (3 warmup + 20 "
@@ -360,10 +360,11 @@ TEST_F(CliTest, SigintDuringDoctorReportsTheIterationsDone) {
   // Four iterations done, 100,000 bytes kept by each.
   EXPECT_THAT(r.out, ::testing::ContainsRegex("so far, over 4 iterations: RSS [-+0-9.]+ [KMG]?i?B, "
                                               "Python heap \\+(39[0-9]|4[0-4][0-9])\\.[0-9] KiB"));
-  EXPECT_EQ(JsonField(Path("doc.json"),
-                      "d['verdict'], d['interrupted']['signal'], d['interrupted']['iterations_done'],"
-                      " d['interrupted']['iterations_planned'], d['so_far']['traced_bytes'] >= 400000"),
-            "None SIGINT 4 23 True\n");
+  EXPECT_EQ(
+      JsonField(Path("doc.json"),
+                "d['verdict'], d['interrupted']['signal'], d['interrupted']['iterations_done'],"
+                " d['interrupted']['iterations_planned'], d['so_far']['traced_bytes'] >= 400000"),
+      "None SIGINT 4 23 True\n");
 }
 
 TEST_F(CliTest, SigtermDuringDoctorEndsWith143) {
@@ -393,15 +394,16 @@ TEST_F(CliTest, ACrashPrintsPythonsTracebackAndSaysSo) {
 // ------------------------------------------------------------------- hangs
 
 TEST_F(CliTest, AThreadLeftRunningDoesNotHoldUpTheDoctorsExit) {
-  const std::string script = Script("stuck.py",
-                                    "import threading\n"
-                                    "forever = threading.Event()\n"
-                                    "started = []\n"
-                                    "def f():\n"
-                                    "    if not started:\n"
-                                    "        t = threading.Thread(target=forever.wait, name='stuck-worker')\n"
-                                    "        t.start()\n"
-                                    "        started.append(t)\n");
+  const std::string script =
+      Script("stuck.py",
+             "import threading\n"
+             "forever = threading.Event()\n"
+             "started = []\n"
+             "def f():\n"
+             "    if not started:\n"
+             "        t = threading.Thread(target=forever.wait, name='stuck-worker')\n"
+             "        t.start()\n"
+             "        started.append(t)\n");
   Outcome r = Spawn({Tool(), "doctor", script + ":f", "--json", Path("doc.json")});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(JsonField(Path("doc.json"), "d['verdict']"), "no_leak\n");
@@ -454,14 +456,16 @@ TEST_F(CliTest, AGeneratorIsExhaustedAndACoroutineRunEachIteration) {
                                   "    _keep.append(bytearray(200000))\n");
   r = Spawn({Tool(), "doctor", coro + ":f"});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
-  EXPECT_THAT(r.out,
-              HasSubstr("f returns a coroutine: each iteration ran it to completion with asyncio.run()"));
+  EXPECT_THAT(
+      r.out,
+      HasSubstr("f returns a coroutine: each iteration ran it to completion with asyncio.run()"));
   const std::string agen = Script("agen.py",
                                   "async def f():\n"
                                   "    yield 1\n");
   r = Spawn({Tool(), "doctor", agen + ":f"});
   EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
-  EXPECT_THAT(r.err, HasSubstr("is an async generator function, which leakguard doctor cannot drive"));
+  EXPECT_THAT(r.err,
+              HasSubstr("is an async generator function, which leakguard doctor cannot drive"));
   EXPECT_THAT(r.out, Not(HasSubstr("NO LEAK")));
 }
 
@@ -472,7 +476,7 @@ TEST_F(CliTest, RunOfADirectoryOrZipDoesWhatPython3Does) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "main of " + Path("app") + " __main__\n");
   Outcome zipped = Spawn({LEAKGUARD_PYTHON_EXECUTABLE, "-m", "zipfile", "-c", Path("app.zip"),
-                      Path("app/__main__.py")});
+                          Path("app/__main__.py")});
   ASSERT_EQ(zipped.exit_code, 0) << zipped.err;
   r = Spawn({Tool(), "run", Path("app.zip")});
   EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -532,7 +536,8 @@ TEST_F(CliTest, AScriptThatClosesStdoutDoesNotLoseTheReport) {
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_THAT(r.err, HasSubstr("=== leakguard run: " + run_script + " (exit 0,"));
   // Messages and tracebacks too.
-  const std::string raises = Script("closes3.py", "import os\nos.close(2)\nraise ValueError('late')\n");
+  const std::string raises =
+      Script("closes3.py", "import os\nos.close(2)\nraise ValueError('late')\n");
   r = Spawn({Tool(), "run", raises});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.err, HasSubstr("ValueError: late"));

@@ -189,9 +189,9 @@ absl::Status CheckOutputs(const std::string& script, std::vector<OutputFile*> ou
     }
     for (size_t j = 0; j < i; ++j) {
       if (IdentityOf(outputs[j]->path) == id) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(out.option, " and ", outputs[j]->option, " both name '", out.path,
-                         "'; give each output its own file"));
+        return absl::InvalidArgumentError(absl::StrCat(out.option, " and ", outputs[j]->option,
+                                                       " both name '", out.path,
+                                                       "'; give each output its own file"));
       }
     }
     struct stat st;
@@ -199,8 +199,8 @@ absl::Status CheckOutputs(const std::string& script, std::vector<OutputFile*> ou
       return CannotWrite(out.path, "it is a directory");
     }
     const bool replaced_by_rename =
-        !IsDeviceLike(out.path) && (!id.exists || (::stat(out.path.c_str(), &st) == 0 &&
-                                                   S_ISREG(st.st_mode)));
+        !IsDeviceLike(out.path) &&
+        (!id.exists || (::stat(out.path.c_str(), &st) == 0 && S_ISREG(st.st_mode)));
     const std::string dir = DirName(out.path);
     if (::stat(dir.c_str(), &st) != 0) return CannotWrite(out.path, Errno(errno));
     if (!S_ISDIR(st.st_mode)) return CannotWrite(out.path, Errno(ENOTDIR));
@@ -328,8 +328,8 @@ absl::Status InstallSignalHandlers(int report_fd) {
   if (!handler) return StatusFromPythonError();
   // SIGINT keeps Python's own signal.default_int_handler (installed with the
   // interpreter's signal handlers), which asyncio.run() and others look for.
-  Ref previous = Steal(PyObject_CallMethod(signal_module.get(), "signal", "(iO)", SIGTERM,
-                                           handler.get()));
+  Ref previous =
+      Steal(PyObject_CallMethod(signal_module.get(), "signal", "(iO)", SIGTERM, handler.get()));
   if (!previous) return StatusFromPythonError();
   return absl::OkStatus();
 }

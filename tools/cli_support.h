@@ -19,7 +19,7 @@
 namespace leakguard::tools {
 
 /// Exit codes of the command.
-inline constexpr int kExitUsage = 2;        // usage error, failed output, script error
+inline constexpr int kExitUsage = 2;          // usage error, failed output, script error
 inline constexpr int kExitInterrupted = 130;  // SIGINT (128 + 2)
 inline constexpr int kExitTerminated = 143;   // SIGTERM (128 + 15)
 

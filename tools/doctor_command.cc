@@ -6,9 +6,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -18,17 +18,17 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "leakguard/counters.h"
-#include "leakguard/process.h"
 #include "leakguard/doctor.h"
+#include "leakguard/process.h"
 #include "leakguard/python/error.h"
 #include "leakguard/python/interpreter.h"
 #if defined(LEAKGUARD_WITH_PYTHON_MODULE)
 #include "leakguard/python_module.h"
 #endif
+#include "cli_support.h"
 #include "leakguard/python/python.h"
 #include "leakguard/python/ref.h"
 #include "leakguard/tracemalloc.h"
-#include "cli_support.h"
 
 namespace leakguard::tools {
 namespace {
@@ -155,9 +155,9 @@ struct Interrupted {
   }
 
   std::string Json() const {
-    std::string out = absl::StrCat(
-        "{\"verdict\":null,\"interrupted\":{\"signal\":\"", SignalName(signum),
-        "\",\"iterations_done\":", done, ",\"iterations_planned\":", planned, "},\"so_far\":");
+    std::string out = absl::StrCat("{\"verdict\":null,\"interrupted\":{\"signal\":\"",
+                                   SignalName(signum), "\",\"iterations_done\":", done,
+                                   ",\"iterations_planned\":", planned, "},\"so_far\":");
     if (growth) {
       absl::StrAppend(&out, "{\"rss_bytes\":", growth->rss_bytes, ",\"traced_bytes\":",
                       growth->traced_bytes ? absl::StrCat(*growth->traced_bytes) : "null",
@@ -177,13 +177,13 @@ struct Interrupted {
 // sys.modules only when no module of that name is imported and the name
 // is not one of the standard library's.
 absl::StatusOr<Ref> LoadScript(const std::string& path, const std::string& stem) {
-  Ref name = Steal(PyUnicode_DecodeUTF8(stem.data(), static_cast<Py_ssize_t>(stem.size()),
-                                        "replace"));
+  Ref name =
+      Steal(PyUnicode_DecodeUTF8(stem.data(), static_cast<Py_ssize_t>(stem.size()), "replace"));
   Ref location = Steal(PyUnicode_DecodeFSDefault(path.c_str()));
   Ref util = Steal(PyImport_ImportModule("importlib.util"));
   if (!name || !location || !util) return StatusFromPythonError();
-  Ref spec = Steal(PyObject_CallMethod(util.get(), "spec_from_file_location", "(OO)",
-                                       name.get(), location.get()));
+  Ref spec = Steal(PyObject_CallMethod(util.get(), "spec_from_file_location", "(OO)", name.get(),
+                                       location.get()));
   if (!spec) return StatusFromPythonError();
   if (spec.get() == Py_None) {
     return absl::InvalidArgumentError(absl::StrCat("cannot load '", path, "' as Python source"));
@@ -191,14 +191,15 @@ absl::StatusOr<Ref> LoadScript(const std::string& path, const std::string& stem)
   Ref module = Steal(PyObject_CallMethod(util.get(), "module_from_spec", "(O)", spec.get()));
   Ref loader = spec ? Steal(PyObject_GetAttrString(spec.get(), "loader")) : Ref();
   if (!module || !loader) return StatusFromPythonError();
-  PyObject* modules = PySys_GetObject("modules");  // Borrowed.
+  PyObject* modules = PySys_GetObject("modules");             // Borrowed.
   PyObject* stdlib = PySys_GetObject("stdlib_module_names");  // Borrowed; 3.10+.
   bool enter = modules != nullptr && PyDict_Check(modules) &&
                PyDict_GetItemWithError(modules, name.get()) == nullptr && !PyErr_Occurred();
   PyErr_Clear();
   if (enter && stdlib != nullptr && PySequence_Contains(stdlib, name.get()) != 0) enter = false;
   PyErr_Clear();
-  if (enter && PyDict_SetItem(modules, name.get(), module.get()) != 0) return StatusFromPythonError();
+  if (enter && PyDict_SetItem(modules, name.get(), module.get()) != 0)
+    return StatusFromPythonError();
   Ref done = Steal(PyObject_CallMethod(loader.get(), "exec_module", "(O)", module.get()));
   if (!done) {
     absl::Status error = StatusFromPythonError();
@@ -354,8 +355,8 @@ int RunDoctor(const DoctorCommandOptions& options) {
         FlushPythonStreams();
         if (auto tb = PythonTraceback(diagnosis.status())) Say(*tb);
         int code = print_report(cut.Text(options), interrupted_code(cut.signum));
-        code = write_outputs(cut.Json(), "digraph leakguard {\n  label=\"interrupted: no diagnosis\";\n}\n",
-                             code);
+        code = write_outputs(
+            cut.Json(), "digraph leakguard {\n  label=\"interrupted: no diagnosis\";\n}\n", code);
         return finish(code);
       }
       if (!type.has_value()) {
@@ -366,8 +367,8 @@ int RunDoctor(const DoctorCommandOptions& options) {
                              " stopped tracemalloc (tracemalloc.stop()), which the doctor needs "
                              "to measure the Python heap");
         }
-        return finish(Fail(absl::StrCat("cannot diagnose ", options.script, ":", options.func,
-                                        ": ", why)));
+        return finish(
+            Fail(absl::StrCat("cannot diagnose ", options.script, ":", options.func, ": ", why)));
       }
       return finish(FailWithTraceback(absl::StrCat(options.script, ":", options.func, " raised"),
                                       diagnosis.status()));
@@ -378,17 +379,16 @@ int RunDoctor(const DoctorCommandOptions& options) {
                       " returns a coroutine: each iteration ran it to completion with "
                       "asyncio.run()\n\n");
     } else if (workload.drove_generator) {
-      absl::StrAppend(&text, options.func,
-                      " returns a generator: each iteration exhausted it\n\n");
+      absl::StrAppend(&text, options.func, " returns a generator: each iteration exhausted it\n\n");
     }
     absl::StrAppend(&text, diagnosis->ToText());
     exit_code = print_report(text, diagnosis->verdict == "leak" ? 1 : 0);
     std::string dot = diagnosis->dot;
     if (dot.empty()) {
-      dot = absl::StrCat("digraph leakguard {\n  label=\"no back-reference chain: ",
-                         diagnosis->verdict == "leak" ? "nothing in Python holds the growth"
-                                                       : "no growth",
-                         "\";\n}\n");
+      dot = absl::StrCat(
+          "digraph leakguard {\n  label=\"no back-reference chain: ",
+          diagnosis->verdict == "leak" ? "nothing in Python holds the growth" : "no growth",
+          "\";\n}\n");
     }
     exit_code = write_outputs(diagnosis->ToJson(), dot, exit_code);
   }

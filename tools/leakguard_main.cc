@@ -9,8 +9,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/time/time.h"
-#include "leakguard/version.h"
 #include "doctor_command.h"
+#include "leakguard/version.h"
 #include "run_command.h"
 
 namespace {
@@ -64,10 +64,20 @@ bool ParseSize(std::string_view text, int64_t* out) {
   int64_t scale = 1;
   if (!text.empty()) {
     switch (text.back()) {
-      case 'K': case 'k': scale = int64_t{1} << 10; break;
-      case 'M': case 'm': scale = int64_t{1} << 20; break;
-      case 'G': case 'g': scale = int64_t{1} << 30; break;
-      default: break;
+      case 'K':
+      case 'k':
+        scale = int64_t{1} << 10;
+        break;
+      case 'M':
+      case 'm':
+        scale = int64_t{1} << 20;
+        break;
+      case 'G':
+      case 'g':
+        scale = int64_t{1} << 30;
+        break;
+      default:
+        break;
     }
     if (scale != 1) text.remove_suffix(1);
   }
@@ -92,7 +102,8 @@ bool ParseSeconds(std::string_view text, absl::Duration* out) {
 
 bool ParseInt(std::string_view text, int low, int high, int* out) {
   int value = 0;
-  if (!absl::SimpleAtoi(absl::string_view(text.data(), text.size()), &value) || value < low || value > high) {
+  if (!absl::SimpleAtoi(absl::string_view(text.data(), text.size()), &value) || value < low ||
+      value > high) {
     return false;
   }
   *out = value;
@@ -107,13 +118,15 @@ int Doctor(const std::vector<std::string_view>& args) {
     std::string_view arg = args[i];
     const bool has_value = i + 1 < args.size();
     if ((arg == "--warmup" || arg == "--repeat" || arg == "--top") && has_value) {
-      int* field = arg == "--warmup" ? &options.doctor.warmup
-                   : arg == "--repeat" ? &options.doctor.repeat : &options.doctor.top;
+      int* field = arg == "--warmup"   ? &options.doctor.warmup
+                   : arg == "--repeat" ? &options.doctor.repeat
+                                       : &options.doctor.top;
       const int low = arg == "--warmup" ? 0 : arg == "--repeat" ? 2 : 1;
       const int high = arg == "--warmup" ? 1000 : arg == "--repeat" ? 10000 : 100;
       if (!ParseInt(args[i + 1], low, high, field)) {
         std::string message = std::string(arg) + " needs a number in " + std::to_string(low) +
-                              ".." + std::to_string(high) + ", got '" + std::string(args[i + 1]) + "'";
+                              ".." + std::to_string(high) + ", got '" + std::string(args[i + 1]) +
+                              "'";
         return Usage(message.c_str());
       }
       ++i;
@@ -172,9 +185,8 @@ int main(int argc, char** argv) {
       int* target = arg == "--frames" ? &options.frames : &options.top;
       const int high = arg == "--frames" ? 65535 : 1000000;
       if (!ParseInt(args[i + 1], 1, high, target)) {
-        std::string message = std::string(arg) + " needs a number in 1.." +
-                              std::to_string(high) + ", got '" +
-                              std::string(args[i + 1]) + "'";
+        std::string message = std::string(arg) + " needs a number in 1.." + std::to_string(high) +
+                              ", got '" + std::string(args[i + 1]) + "'";
         return Usage(message.c_str());
       }
       ++i;
@@ -191,8 +203,9 @@ int main(int argc, char** argv) {
     }
     if (arg == "--threshold" && i + 1 < args.size()) {
       if (!ParseSize(args[i + 1], &options.threshold_bytes)) {
-        std::string message = "--threshold needs a positive size like 4096, 512K, 10M or 1G, got '" +
-                              std::string(args[i + 1]) + "'";
+        std::string message =
+            "--threshold needs a positive size like 4096, 512K, 10M or 1G, got '" +
+            std::string(args[i + 1]) + "'";
         return Usage(message.c_str());
       }
       ++i;

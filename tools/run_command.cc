@@ -28,12 +28,12 @@
 #if defined(LEAKGUARD_WITH_PYTHON_MODULE)
 #include "leakguard/python_module.h"
 #endif
+#include "cli_support.h"
 #include "leakguard/python/python.h"
 #include "leakguard/python/ref.h"
 #include "leakguard/report.h"
 #include "leakguard/sink.h"
 #include "leakguard/tracemalloc.h"
-#include "cli_support.h"
 
 namespace leakguard::tools {
 namespace {
@@ -82,9 +82,9 @@ absl::StatusOr<std::vector<LineGrowth>> TopLines(int top) {
   absl::StatusOr<tracemalloc::Snapshot> snapshot = tracemalloc::Snapshot::Take();
   if (!snapshot.ok()) return snapshot.status();
   std::vector<tracemalloc::TraceFilter> filters;
-  for (const char* pattern : {"<frozen importlib._bootstrap>",
-                              "<frozen importlib._bootstrap_external>", "<unknown>",
-                              "*/tracemalloc.py"}) {
+  for (const char* pattern :
+       {"<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>", "<unknown>",
+        "*/tracemalloc.py"}) {
     filters.emplace_back(tracemalloc::Filter{.inclusive = false, .filename_pattern = pattern});
   }
   absl::StatusOr<tracemalloc::Snapshot> filtered = snapshot->FilterTraces(filters);
@@ -151,7 +151,8 @@ std::string RenderSummaryText(const RunOptions& options, const Summary& s) {
                           FormatBytes(s.before.rss_bytes), FormatBytes(s.after->rss_bytes),
                           SignedBytes(delta.rss_bytes), FormatBytes(s.after->peak_rss_bytes));
   } else {
-    absl::StrAppend(&out, "RSS          unavailable: ", CommandWording(s.after.status().message()), "\n");
+    absl::StrAppend(&out, "RSS          unavailable: ", CommandWording(s.after.status().message()),
+                    "\n");
   }
   if (s.traced.ok()) {
     absl::StrAppendFormat(&out, "Python heap  current %s, peak %s (tracemalloc, %d frame%s)\n",
@@ -159,7 +160,8 @@ std::string RenderSummaryText(const RunOptions& options, const Summary& s) {
                           FormatBytes(static_cast<int64_t>(s.traced->peak)), options.frames,
                           options.frames == 1 ? "" : "s");
   } else {
-    absl::StrAppend(&out, "Python heap  unavailable: ", CommandWording(s.traced.status().message()), "\n");
+    absl::StrAppend(&out, "Python heap  unavailable: ", CommandWording(s.traced.status().message()),
+                    "\n");
   }
   if (s.after.ok()) {
     absl::StrAppendFormat(&out, "descriptors  %s (%d -> %d)\n",
@@ -182,30 +184,30 @@ std::string RenderSummaryText(const RunOptions& options, const Summary& s) {
     absl::StrAppendFormat(&out, "top %d lines holding Python memory at exit:\n", s.top->size());
     int rank = 0;
     for (const LineGrowth& line : *s.top) {
-      absl::StrAppendFormat(&out, "  %2d. %s:%d  %s in %d block%s\n", ++rank, line.file,
-                            line.line, FormatBytes(line.size), line.count_diff,
+      absl::StrAppendFormat(&out, "  %2d. %s:%d  %s in %d block%s\n", ++rank, line.file, line.line,
+                            FormatBytes(line.size), line.count_diff,
                             line.count_diff == 1 ? "" : "s");
     }
   } else if (!s.top.ok()) {
-    absl::StrAppend(&out, "top lines unavailable: ", CommandWording(s.top.status().message()), "\n");
+    absl::StrAppend(&out, "top lines unavailable: ", CommandWording(s.top.status().message()),
+                    "\n");
   }
   return out;
 }
 
 std::string RenderSummaryJson(const RunOptions& options, const Summary& s) {
-  std::string out = absl::StrCat("{\"script\":", JsonQuote(options.script),
-                                 ",\"exit_code\":", s.exit_code, ",\"interrupted\":",
-                                 s.interrupted_by != 0
-                                     ? absl::StrCat("\"", SignalName(s.interrupted_by), "\"")
-                                     : std::string("null"),
-                                 ",\"elapsed_s\":",
-                                 absl::StrFormat("%.6f", absl::ToDoubleSeconds(s.elapsed)));
+  std::string out =
+      absl::StrCat("{\"script\":", JsonQuote(options.script), ",\"exit_code\":", s.exit_code,
+                   ",\"interrupted\":",
+                   s.interrupted_by != 0 ? absl::StrCat("\"", SignalName(s.interrupted_by), "\"")
+                                         : std::string("null"),
+                   ",\"elapsed_s\":", absl::StrFormat("%.6f", absl::ToDoubleSeconds(s.elapsed)));
   if (s.after.ok()) {
     absl::StrAppend(&out, ",\"rss\":{\"before\":", s.before.rss_bytes,
                     ",\"after\":", s.after->rss_bytes, ",\"peak\":", s.after->peak_rss_bytes,
-                    "},\"fds\":{\"before\":", s.before.open_fds, ",\"after\":",
-                    s.after->open_fds, "},\"threads\":{\"before\":", s.before.threads,
-                    ",\"after\":", s.after->threads, "}");
+                    "},\"fds\":{\"before\":", s.before.open_fds, ",\"after\":", s.after->open_fds,
+                    "},\"threads\":{\"before\":", s.before.threads, ",\"after\":", s.after->threads,
+                    "}");
   }
   if (s.traced.ok()) {
     absl::StrAppend(&out, ",\"traced\":{\"current\":", s.traced->current,
@@ -276,8 +278,7 @@ int RunScript(const RunOptions& options) {
   InstallCrashMessage("leakguard run", report.fd());
   const pid_t start_pid = ::getpid();
   if (::access(options.script.c_str(), R_OK) != 0) {
-    return Fail(absl::StrCat("cannot open script '", options.script, "': ",
-                             std::strerror(errno)));
+    return Fail(absl::StrCat("cannot open script '", options.script, "': ", std::strerror(errno)));
   }
   // Checked and made absolute before the script runs (and can chdir).
   OutputFile json_output{"--json", options.json_path};
@@ -311,8 +312,9 @@ int RunScript(const RunOptions& options) {
     Ref importer = path ? Steal(PyImport_GetImporter(path.get())) : Ref();
     if (!importer) PyErr_Clear();
     as_package = importer && importer.get() != Py_None;
-    Ref first = as_package ? std::move(path)
-                           : Steal(PyUnicode_DecodeFSDefault(ScriptDirectory(options.script).c_str()));
+    Ref first = as_package
+                    ? std::move(path)
+                    : Steal(PyUnicode_DecodeFSDefault(ScriptDirectory(options.script).c_str()));
     PyObject* sys_path = PySys_GetObject("path");  // Borrowed.
     if (!first || sys_path == nullptr || PyList_Insert(sys_path, 0, first.get()) != 0) {
       return Fail(absl::StrCat("cannot set sys.path: ", StatusFromPythonError().message()));
@@ -320,7 +322,8 @@ int RunScript(const RunOptions& options) {
   }
   // Traced from here on: what the script (and its imports) allocate, not
   // the interpreter's own start-up.
-  absl::StatusOr<tracemalloc::TracingScope> tracing = tracemalloc::TracingScope::Start(options.frames);
+  absl::StatusOr<tracemalloc::TracingScope> tracing =
+      tracemalloc::TracingScope::Start(options.frames);
   if (!tracing.ok()) return Fail(std::string(tracing.status().message()));
 
   KeepAndPrintSink detector_sink;
@@ -353,8 +356,8 @@ int RunScript(const RunOptions& options) {
   if (!as_package) {
     file = std::fopen(options.script.c_str(), "rb");
     if (file == nullptr) {
-      return Fail(absl::StrCat("cannot open script '", options.script, "': ",
-                               std::strerror(errno)));
+      return Fail(
+          absl::StrCat("cannot open script '", options.script, "': ", std::strerror(errno)));
     }
   }
   const absl::Time start = absl::Now();
@@ -364,7 +367,8 @@ int RunScript(const RunOptions& options) {
     // "can't find '__main__' module in ..." (SystemExit, exit 1).
     Ref runpy = Steal(PyImport_ImportModule("runpy"));
     if (runpy) {
-      result = Steal(PyObject_CallMethod(runpy.get(), "_run_module_as_main", "(si)", "__main__", 0));
+      result =
+          Steal(PyObject_CallMethod(runpy.get(), "_run_module_as_main", "(si)", "__main__", 0));
     }
   } else {
     PyObject* main_module = PyImport_AddModule("__main__");  // Borrowed.
