@@ -201,7 +201,14 @@ absl::Status CheckOutputs(const std::string& script, std::vector<OutputFile*> ou
     const bool replaced_by_rename =
         !IsDeviceLike(out.path) &&
         (!id.exists || (::stat(out.path.c_str(), &st) == 0 && S_ISREG(st.st_mode)));
-    const std::string dir = DirName(out.path);
+    // An existing file the user may not write is not replaced either.
+    if (id.exists && ::access(out.path.c_str(), W_OK) != 0) {
+      return CannotWrite(out.path, Errno(errno));
+    }
+    std::string target = out.path;
+    char resolved[PATH_MAX];
+    if (id.exists && ::realpath(out.path.c_str(), resolved) != nullptr) target = resolved;
+    const std::string dir = DirName(target);
     if (::stat(dir.c_str(), &st) != 0) return CannotWrite(out.path, Errno(errno));
     if (!S_ISDIR(st.st_mode)) return CannotWrite(out.path, Errno(ENOTDIR));
     // The temporary file is made in the target's directory.
