@@ -1,51 +1,228 @@
 #include "doctor_command.h"
 
 #include <limits.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/time.h"
+#include "leakguard/counters.h"
 #include "leakguard/doctor.h"
-#include "leakguard/python/call.h"
+#include "leakguard/process.h"
 #include "leakguard/python/error.h"
 #include "leakguard/python/interpreter.h"
 #if defined(LEAKGUARD_WITH_PYTHON_MODULE)
 #include "leakguard/python_module.h"
 #endif
+#include "cli_support.h"
 #include "leakguard/python/python.h"
 #include "leakguard/python/ref.h"
+#include "leakguard/tracemalloc.h"
 
 namespace leakguard::tools {
 namespace {
 
+constexpr char kCommand[] = "leakguard doctor";
+
+// The copy of stderr taken at start (messages reach the user even when the
+// script closed its stderr); null before it is taken.
+ReportStream* g_errors = nullptr;
+
+void Say(const std::string& text) {
+  std::fflush(stderr);
+  if (g_errors == nullptr || !g_errors->Write(text).ok()) std::fputs(text.c_str(), stderr);
+}
+
 int Fail(const std::string& message) {
-  std::fprintf(stderr, "leakguard doctor: %s\n", message.c_str());
-  return 2;
+  Say(absl::StrCat(kCommand, ": ", CommandWording(message), "\n"));
+  return kExitUsage;
 }
 
 int FailWithTraceback(const std::string& what, const absl::Status& status) {
-  std::fprintf(stderr, "leakguard doctor: %s: %s\n", what.c_str(),
-               std::string(status.message()).c_str());
-  if (auto tb = PythonTraceback(status)) std::fputs(tb->c_str(), stderr);
-  return 2;
+  Say(absl::StrCat(kCommand, ": ", what, ": ", CommandWording(status.message()), "\n"));
+  if (auto tb = PythonTraceback(status)) Say(*tb);
+  return kExitUsage;
 }
 
-bool WriteFile(const std::string& path, const std::string& text) {
-  std::FILE* f = std::fopen(path.c_str(), "w");
-  if (f == nullptr) return false;
-  const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
-  return std::fclose(f) == 0 && ok;
+// What FUNC is called through: counts the iterations done (for a report
+// after an interruption), keeps the counters of the first and the latest
+// one, and drives what FUNC returns so that the work really happens: a
+// generator is exhausted, a coroutine is run to completion with
+// asyncio.run(). One per process.
+struct Workload {
+  Ref func;
+  Ref asyncio_run;
+  int64_t done = 0;
+  bool drove_generator = false;
+  bool drove_coroutine = false;
+  std::optional<Counters> first;
+  std::optional<Counters> last;
+};
+Workload* g_workload = nullptr;
+
+PyObject* CallWorkload(PyObject* /*self*/, PyObject* /*unused*/) {
+  if (g_workload == nullptr || !g_workload->func) {
+    PyErr_SetString(PyExc_RuntimeError, "leakguard doctor's workload is over");
+    return nullptr;
+  }
+  Workload& w = *g_workload;
+  if (!w.first) {
+    if (absl::StatusOr<Counters> c = ReadCounters(); c.ok()) w.first = *c;
+  }
+  Ref result = Steal(PyObject_CallNoArgs(w.func.get()));
+  if (!result) return nullptr;
+  if (PyCoro_CheckExact(result.get())) {
+    if (!w.asyncio_run) {
+      Ref asyncio = Steal(PyImport_ImportModule("asyncio"));
+      if (!asyncio) return nullptr;
+      w.asyncio_run = Steal(PyObject_GetAttrString(asyncio.get(), "run"));
+      if (!w.asyncio_run) return nullptr;
+    }
+    w.drove_coroutine = true;
+    result = Steal(PyObject_CallOneArg(w.asyncio_run.get(), result.get()));
+    if (!result) return nullptr;
+  } else if (PyGen_Check(result.get())) {
+    w.drove_generator = true;
+    while (Ref item = Steal(PyIter_Next(result.get()))) {
+    }
+    if (PyErr_Occurred()) return nullptr;
+  } else if (PyAsyncGen_CheckExact(result.get())) {
+    PyErr_SetString(PyExc_TypeError,
+                    "it returned an async generator, which leakguard doctor cannot drive; "
+                    "give it a function that consumes it");
+    return nullptr;
+  }
+  ++w.done;
+  if (absl::StatusOr<Counters> c = ReadCounters(); c.ok()) w.last = *c;
+  Py_RETURN_NONE;
+}
+
+PyMethodDef g_workload_def = {"leakguard_workload", CallWorkload, METH_NOARGS,
+                              "FUNC, called once per iteration by leakguard doctor"};
+
+// inspect.<predicate>(func), false on any error.
+bool Inspect(const char* predicate, PyObject* func) {
+  Ref inspect = Steal(PyImport_ImportModule("inspect"));
+  Ref yes = inspect ? Steal(PyObject_CallMethod(inspect.get(), predicate, "(O)", func)) : Ref();
+  if (!yes) {
+    PyErr_Clear();
+    return false;
+  }
+  return PyObject_IsTrue(yes.get()) == 1;
+}
+
+std::string SignedBytes(int64_t value) {
+  return value >= 0 ? absl::StrCat("+", FormatBytes(value)) : FormatBytes(value);
+}
+std::string Signed(int64_t value) {
+  return value >= 0 ? absl::StrCat("+", value) : absl::StrCat(value);
+}
+
+// The report of a run that a signal cut short: no verdict, the iterations
+// done and what the counters did over them.
+struct Interrupted {
+  int signum = 0;
+  int64_t done = 0;
+  int64_t planned = 0;
+  std::optional<Counters> growth;
+
+  std::string Text(const DoctorCommandOptions& options) const {
+    std::string out = absl::StrFormat(
+        "leakguard doctor %s:%s\n\ninterrupted (%s) after %d of %d iterations (%d warmup + %d "
+        "measured): no verdict, the run did not finish\n",
+        options.script, options.func, SignalName(signum), done, planned, options.doctor.warmup,
+        options.doctor.repeat);
+    if (growth) {
+      absl::StrAppendFormat(&out,
+                            "so far, over %d iterations: RSS %s, Python heap %s, blocks %s, "
+                            "descriptors %s, threads %s\n",
+                            done, SignedBytes(growth->rss_bytes),
+                            growth->traced_bytes ? SignedBytes(*growth->traced_bytes) : "n/a",
+                            Signed(growth->blocks), Signed(growth->fds), Signed(growth->threads));
+    }
+    return out;
+  }
+
+  std::string Json() const {
+    std::string out = absl::StrCat("{\"verdict\":null,\"interrupted\":{\"signal\":\"",
+                                   SignalName(signum), "\",\"iterations_done\":", done,
+                                   ",\"iterations_planned\":", planned, "},\"so_far\":");
+    if (growth) {
+      absl::StrAppend(&out, "{\"rss_bytes\":", growth->rss_bytes, ",\"traced_bytes\":",
+                      growth->traced_bytes ? absl::StrCat(*growth->traced_bytes) : "null",
+                      ",\"blocks\":", growth->blocks, ",\"fds\":", growth->fds,
+                      ",\"threads\":", growth->threads, "}");
+    } else {
+      absl::StrAppend(&out, "null");
+    }
+    absl::StrAppend(&out, "}\n");
+    return out;
+  }
+};
+
+// Loads the script from its path under `name`, whatever modules of that
+// name are imported already (a script called os.py or json.py is the
+// user's file, not the standard library's). The module is entered in
+// sys.modules only when no module of that name is imported and the name
+// is not one of the standard library's.
+absl::StatusOr<Ref> LoadScript(const std::string& path, const std::string& stem) {
+  Ref name =
+      Steal(PyUnicode_DecodeUTF8(stem.data(), static_cast<Py_ssize_t>(stem.size()), "replace"));
+  Ref location = Steal(PyUnicode_DecodeFSDefault(path.c_str()));
+  Ref util = Steal(PyImport_ImportModule("importlib.util"));
+  if (!name || !location || !util) return StatusFromPythonError();
+  Ref spec = Steal(PyObject_CallMethod(util.get(), "spec_from_file_location", "(OO)", name.get(),
+                                       location.get()));
+  if (!spec) return StatusFromPythonError();
+  if (spec.get() == Py_None) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot load '", path, "' as Python source"));
+  }
+  Ref module = Steal(PyObject_CallMethod(util.get(), "module_from_spec", "(O)", spec.get()));
+  Ref loader = spec ? Steal(PyObject_GetAttrString(spec.get(), "loader")) : Ref();
+  if (!module || !loader) return StatusFromPythonError();
+  PyObject* modules = PySys_GetObject("modules");             // Borrowed.
+  PyObject* stdlib = PySys_GetObject("stdlib_module_names");  // Borrowed; 3.10+.
+  bool enter = modules != nullptr && PyDict_Check(modules) &&
+               PyDict_GetItemWithError(modules, name.get()) == nullptr && !PyErr_Occurred();
+  PyErr_Clear();
+  if (enter && stdlib != nullptr && PySequence_Contains(stdlib, name.get()) != 0) enter = false;
+  PyErr_Clear();
+  if (enter && PyDict_SetItem(modules, name.get(), module.get()) != 0)
+    return StatusFromPythonError();
+  Ref done = Steal(PyObject_CallMethod(loader.get(), "exec_module", "(O)", module.get()));
+  if (!done) {
+    absl::Status error = StatusFromPythonError();
+    if (enter) {
+      if (PyDict_DelItem(modules, name.get()) != 0) PyErr_Clear();
+    }
+    return error;
+  }
+  return module;
 }
 
 }  // namespace
 
 int RunDoctor(const DoctorCommandOptions& options) {
+  // Copies of stdout and stderr taken now: a script that closes them does
+  // not lose the report.
+  ReportStream report(1);
+  ReportStream errors(2);
+  g_errors = &errors;
+  struct Forget {
+    ~Forget() { g_errors = nullptr; }
+  } forget;
+  InstallCrashMessage(kCommand, errors.fd());
   if (::access(options.script.c_str(), R_OK) != 0) {
     return Fail(absl::StrCat("cannot open script '", options.script, "': ", std::strerror(errno)));
   }
@@ -59,6 +236,16 @@ int RunDoctor(const DoctorCommandOptions& options) {
     return Fail(absl::StrCat("'", options.script, "' is not a .py file"));
   }
   const std::string module_name = file.substr(0, file.size() - 3);
+  // Checked and made absolute before the script is imported (and can chdir).
+  OutputFile json_output{"--json", options.json_path};
+  OutputFile dot_output{"--dot", options.dot_path};
+  std::vector<OutputFile*> outputs;
+  if (!json_output.path.empty()) outputs.push_back(&json_output);
+  if (!dot_output.path.empty()) outputs.push_back(&dot_output);
+  if (absl::Status checked = CheckOutputs(options.script, outputs); !checked.ok()) {
+    return Fail(std::string(checked.message()));
+  }
+  const std::string script_path = AbsolutePath(options.script);
   char resolved[PATH_MAX];
   if (::realpath(dir.c_str(), resolved) != nullptr) dir = resolved;
 
@@ -66,6 +253,8 @@ int RunDoctor(const DoctorCommandOptions& options) {
   interpreter_options.program_name = options.python_program;
   interpreter_options.argv = {options.script};
   interpreter_options.extra_sys_path = {dir};
+  // SIGPIPE and SIGXFSZ ignored as in python3 (a write fails instead).
+  interpreter_options.install_signal_handlers = true;
 #if defined(LEAKGUARD_WITH_PYTHON_MODULE)
   if (absl::Status registered = python::RegisterModule(); !registered.ok()) {
     return Fail(std::string(registered.message()));
@@ -73,44 +262,131 @@ int RunDoctor(const DoctorCommandOptions& options) {
 #endif
   absl::StatusOr<Interpreter> interpreter = Interpreter::Start(interpreter_options);
   if (!interpreter.ok()) return Fail(std::string(interpreter.status().message()));
+  if (absl::Status installed = InstallSignalHandlers(errors.fd()); !installed.ok()) {
+    return Fail(std::string(installed.message()));
+  }
 
-  int exit_code = 2;
+  // Threads the workload started and never ended must not hold up the
+  // exit: named, waited for a bounded time, then left behind.
+  auto finish = [&](int code) {
+    if (g_workload != nullptr) {  // Its references go before the interpreter does.
+      g_workload->func = Ref();
+      g_workload->asyncio_run = Ref();
+    }
+    if (!WaitForThreads(kCommand, errors, absl::Seconds(2))) {
+      FlushPythonStreams();
+      std::fflush(nullptr);
+      ::_exit(code);
+    }
+    return code;
+  };
+  auto write_outputs = [&](const std::string& json, const std::string& dot, int code) {
+    if (!json_output.path.empty()) {
+      if (absl::Status written = WriteOutput(json_output.path, ValidUtf8(json)); !written.ok()) {
+        code = Fail(std::string(written.message()));
+      }
+    }
+    if (!dot_output.path.empty()) {
+      if (absl::Status written = WriteOutput(dot_output.path, dot); !written.ok()) {
+        code = Fail(std::string(written.message()));
+      }
+    }
+    return code;
+  };
+  auto print_report = [&](const std::string& text, int code) {
+    FlushPythonStreams();  // What the script printed comes first.
+    std::fflush(stdout);
+    if (absl::Status written = report.Write(text); !written.ok()) {
+      return Fail(absl::StrCat("cannot write the report to stdout: ", written.message()));
+    }
+    return code;
+  };
+  auto interrupted_code = [](int signum) {
+    return signum == SIGTERM ? kExitTerminated : kExitInterrupted;
+  };
+
+  int exit_code = kExitUsage;
   {
-    absl::StatusOr<Ref> module = Import(module_name.c_str());
+    absl::StatusOr<Ref> module = LoadScript(script_path, module_name);
     if (!module.ok()) {
-      return FailWithTraceback(absl::StrCat("importing ", options.script, " failed"),
-                               module.status());
+      const std::optional<std::string> type = PythonExceptionType(module.status());
+      if (CaughtSignal() != 0 || type == "KeyboardInterrupt") {
+        const int signum = CaughtSignal() != 0 ? CaughtSignal() : SIGINT;
+        FlushPythonStreams();
+        if (auto tb = PythonTraceback(module.status())) Say(*tb);
+        Say(absl::StrCat(kCommand, ": interrupted (", SignalName(signum), ") while importing ",
+                         options.script, "\n"));
+        return finish(interrupted_code(signum));
+      }
+      return finish(FailWithTraceback(absl::StrCat("importing ", options.script, " failed"),
+                                      module.status()));
     }
     Ref func = Steal(PyObject_GetAttrString(module->get(), options.func.c_str()));
     if (!func) {
       PyErr_Clear();
-      return Fail(absl::StrCat(options.script, " has no function '", options.func, "'"));
+      return finish(Fail(absl::StrCat(options.script, " has no function '", options.func, "'")));
     }
     if (!PyCallable_Check(func.get())) {
-      return Fail(absl::StrCat(options.script, ":", options.func, " is not callable"));
+      return finish(Fail(absl::StrCat(options.script, ":", options.func, " is not callable")));
     }
-    absl::StatusOr<Diagnosis> diagnosis = Diagnose(func.handle(), options.doctor, module->handle());
+    if (Inspect("isasyncgenfunction", func.get())) {
+      return finish(Fail(absl::StrCat(
+          options.script, ":", options.func,
+          " is an async generator function, which leakguard doctor cannot drive; give it a "
+          "function that consumes it (e.g. an async def that runs `async for` over it)")));
+    }
+    // Never freed: outlives every reference Python keeps to the wrapper.
+    static Workload* const workload_state = new Workload;
+    Workload& workload = *workload_state;
+    workload.func = std::move(func);
+    g_workload = &workload;
+    Ref wrapper = Steal(PyCFunction_New(&g_workload_def, nullptr));
+    if (!wrapper) return finish(FailWithTraceback("cannot call FUNC", StatusFromPythonError()));
+    absl::StatusOr<Diagnosis> diagnosis =
+        Diagnose(wrapper.handle(), options.doctor, module->handle());
     if (!diagnosis.ok()) {
-      return FailWithTraceback(absl::StrCat(options.script, ":", options.func, " raised"),
-                               diagnosis.status());
-    }
-    std::printf("leakguard doctor %s:%s\n\n%s", options.script.c_str(), options.func.c_str(),
-                diagnosis->ToText().c_str());
-    std::fflush(stdout);
-    exit_code = diagnosis->verdict == Verdict::kLeak ? 1 : 0;
-    if (!options.json_path.empty() && !WriteFile(options.json_path, diagnosis->ToJson())) {
-      exit_code = Fail(absl::StrCat("cannot write '", options.json_path, "': ", std::strerror(errno)));
-    }
-    if (!options.dot_path.empty()) {
-      // The same diagnosis as the text and the JSON.
-      const std::string dot = diagnosis->ToDot();
-      if (!WriteFile(options.dot_path, dot)) {
-        exit_code = Fail(absl::StrCat("cannot write '", options.dot_path, "': ", std::strerror(errno)));
+      const std::optional<std::string> type = PythonExceptionType(diagnosis.status());
+      if (CaughtSignal() != 0 || type == "KeyboardInterrupt") {
+        Interrupted cut;
+        cut.signum = CaughtSignal() != 0 ? CaughtSignal() : SIGINT;
+        cut.done = workload.done;
+        cut.planned = options.doctor.warmup + options.doctor.repeat;
+        if (workload.first && workload.last) cut.growth = *workload.last - *workload.first;
+        FlushPythonStreams();
+        if (auto tb = PythonTraceback(diagnosis.status())) Say(*tb);
+        int code = print_report(cut.Text(options), interrupted_code(cut.signum));
+        code = write_outputs(
+            cut.Json(), "digraph leakguard {\n  label=\"interrupted: no diagnosis\";\n}\n", code);
+        return finish(code);
       }
+      if (!type.has_value()) {
+        // Not FUNC's exception: the doctor could not measure.
+        std::string why(CommandWording(diagnosis.status().message()));
+        if (absl::StatusOr<bool> tracing = tracemalloc::IsTracing(); tracing.ok() && !*tracing) {
+          why = absl::StrCat(options.func,
+                             " stopped tracemalloc (tracemalloc.stop()), which the doctor needs "
+                             "to measure the Python heap");
+        }
+        return finish(
+            Fail(absl::StrCat("cannot diagnose ", options.script, ":", options.func, ": ", why)));
+      }
+      return finish(FailWithTraceback(absl::StrCat(options.script, ":", options.func, " raised"),
+                                      diagnosis.status()));
     }
+    std::string text = absl::StrCat("leakguard doctor ", options.script, ":", options.func, "\n\n");
+    if (workload.drove_coroutine) {
+      absl::StrAppend(&text, options.func,
+                      " returns a coroutine: each iteration ran it to completion with "
+                      "asyncio.run()\n\n");
+    } else if (workload.drove_generator) {
+      absl::StrAppend(&text, options.func, " returns a generator: each iteration exhausted it\n\n");
+    }
+    absl::StrAppend(&text, diagnosis->ToText());
+    exit_code = print_report(text, diagnosis->verdict == Verdict::kLeak ? 1 : 0);
+    // The same diagnosis as the text and the JSON.
+    exit_code = write_outputs(diagnosis->ToJson(), diagnosis->ToDot(), exit_code);
   }
-  // Threads the script started and never ended must not hold up the exit.
-  return exit_code;
+  return finish(exit_code);
 }
 
 }  // namespace leakguard::tools

@@ -9,21 +9,22 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/time/time.h"
-#include "leakguard/version.h"
 #include "doctor_command.h"
+#include "leakguard/version.h"
 #include "run_command.h"
 
 namespace {
 
 constexpr char kUsage[] =
     "usage: leakguard run [--frames N] [--top N] [--detector-interval SECONDS]\n"
-    "                     [--threshold SIZE] [--json FILE] SCRIPT.py [ARGS...]\n"
+    "                     [--threshold SIZE] [--json FILE] SCRIPT.py|DIR|ZIP [ARGS...]\n"
     "       leakguard doctor SCRIPT.py:FUNC [--warmup N] [--repeat N] [--top N]\n"
     "                        [--json FILE] [--dot FILE]\n"
     "       leakguard --version\n"
     "\n"
-    "  run     run SCRIPT.py as __main__ in an embedded Python and print a\n"
-    "          memory summary at exit: RSS before/after/peak, Python heap\n"
+    "  run     run SCRIPT.py (or DIR/ZIP's __main__.py) as __main__ in an\n"
+    "          embedded Python and print a memory summary at exit: RSS\n"
+    "          before/after/peak, Python heap\n"
     "          (tracemalloc) current/peak with the top allocating lines,\n"
     "          descriptor and thread deltas.\n"
     "  --frames N  tracemalloc frames per allocation, 1..65535 (default 1)\n"
@@ -36,13 +37,21 @@ constexpr char kUsage[] =
     "              with a K/M/G suffix for KiB/MiB/GiB; default 10M)\n"
     "  --json FILE write the summary (and the detector's reports) as JSON\n"
     "\n"
-    "  doctor  import SCRIPT.py as a module, call FUNC() warmup + repeat times\n"
+    "  doctor  load SCRIPT.py as a module, call FUNC() warmup + repeat times\n"
     "          (default 3 + 20) and say whether it leaks, why, which variable\n"
     "          holds the growth, and how to fix it. --json writes the diagnosis,\n"
-    "          --dot the holder's back-reference chain for Graphviz.\n"
+    "          --dot the holder's back-reference chain for Graphviz. A FUNC\n"
+    "          returning a generator is exhausted, a coroutine is run with\n"
+    "          asyncio.run(), each iteration.\n"
+    "\n"
+    "  Outputs are made absolute at start, refused when they name the script\n"
+    "  or each other, and replaced atomically (the old file stays if a write\n"
+    "  fails). Ctrl-C (SIGINT) reaches the script as KeyboardInterrupt and\n"
+    "  SIGTERM as SystemExit(143); what was gathered is still reported.\n"
     "\n"
     "exit status: run: the script's own; doctor: 0 no leak (or inconclusive),\n"
-    "1 leak; both: 2 for a usage error or a script that raised.\n";
+    "1 leak; both: 2 for a usage error, a refused or failed output, or a\n"
+    "script that raised; 130 interrupted (SIGINT), 143 terminated (SIGTERM).\n";
 
 int Usage(const char* error) {
   if (error != nullptr) std::fprintf(stderr, "leakguard: %s\n", error);
@@ -55,10 +64,20 @@ bool ParseSize(std::string_view text, int64_t* out) {
   int64_t scale = 1;
   if (!text.empty()) {
     switch (text.back()) {
-      case 'K': case 'k': scale = int64_t{1} << 10; break;
-      case 'M': case 'm': scale = int64_t{1} << 20; break;
-      case 'G': case 'g': scale = int64_t{1} << 30; break;
-      default: break;
+      case 'K':
+      case 'k':
+        scale = int64_t{1} << 10;
+        break;
+      case 'M':
+      case 'm':
+        scale = int64_t{1} << 20;
+        break;
+      case 'G':
+      case 'g':
+        scale = int64_t{1} << 30;
+        break;
+      default:
+        break;
     }
     if (scale != 1) text.remove_suffix(1);
   }
@@ -83,7 +102,8 @@ bool ParseSeconds(std::string_view text, absl::Duration* out) {
 
 bool ParseInt(std::string_view text, int low, int high, int* out) {
   int value = 0;
-  if (!absl::SimpleAtoi(absl::string_view(text.data(), text.size()), &value) || value < low || value > high) {
+  if (!absl::SimpleAtoi(absl::string_view(text.data(), text.size()), &value) || value < low ||
+      value > high) {
     return false;
   }
   *out = value;
@@ -109,7 +129,8 @@ int Doctor(const std::vector<std::string_view>& args) {
                                            : DoctorOptions::kMaxTop;
       if (!ParseInt(args[i + 1], low, high, field)) {
         std::string message = std::string(arg) + " needs a number in " + std::to_string(low) +
-                              ".." + std::to_string(high) + ", got '" + std::string(args[i + 1]) + "'";
+                              ".." + std::to_string(high) + ", got '" + std::string(args[i + 1]) +
+                              "'";
         return Usage(message.c_str());
       }
       ++i;
@@ -168,9 +189,8 @@ int main(int argc, char** argv) {
       int* target = arg == "--frames" ? &options.frames : &options.top;
       const int high = arg == "--frames" ? 65535 : 1000000;
       if (!ParseInt(args[i + 1], 1, high, target)) {
-        std::string message = std::string(arg) + " needs a number in 1.." +
-                              std::to_string(high) + ", got '" +
-                              std::string(args[i + 1]) + "'";
+        std::string message = std::string(arg) + " needs a number in 1.." + std::to_string(high) +
+                              ", got '" + std::string(args[i + 1]) + "'";
         return Usage(message.c_str());
       }
       ++i;
@@ -187,8 +207,9 @@ int main(int argc, char** argv) {
     }
     if (arg == "--threshold" && i + 1 < args.size()) {
       if (!ParseSize(args[i + 1], &options.threshold_bytes)) {
-        std::string message = "--threshold needs a positive size like 4096, 512K, 10M or 1G, got '" +
-                              std::string(args[i + 1]) + "'";
+        std::string message =
+            "--threshold needs a positive size like 4096, 512K, 10M or 1G, got '" +
+            std::string(args[i + 1]) + "'";
         return Usage(message.c_str());
       }
       ++i;

@@ -1,6 +1,7 @@
 #include "run_command.h"
 
 #include <limits.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -27,6 +28,7 @@
 #if defined(LEAKGUARD_WITH_PYTHON_MODULE)
 #include "leakguard/python_module.h"
 #endif
+#include "cli_support.h"
 #include "leakguard/python/python.h"
 #include "leakguard/python/ref.h"
 #include "leakguard/report.h"
@@ -39,6 +41,7 @@ namespace {
 // Everything the summary shows, gathered after the script ends.
 struct Summary {
   int exit_code = 0;
+  int interrupted_by = 0;  // SIGINT or SIGTERM when a signal ended the script.
   absl::Duration elapsed;
   ProcessSample before;
   absl::StatusOr<ProcessSample> after = absl::UnknownError("not read");
@@ -72,12 +75,16 @@ class KeepAndPrintSink : public Sink {
 // The lines holding the most traced memory now, without the import
 // machinery and tracemalloc's own.
 absl::StatusOr<std::vector<LineGrowth>> TopLines(int top) {
+  if (absl::StatusOr<bool> tracing = tracemalloc::IsTracing(); tracing.ok() && !*tracing) {
+    return absl::FailedPreconditionError(
+        "the script stopped tracemalloc (tracemalloc.stop()), so no lines were recorded");
+  }
   absl::StatusOr<tracemalloc::Snapshot> snapshot = tracemalloc::Snapshot::Take();
   if (!snapshot.ok()) return snapshot.status();
   std::vector<tracemalloc::TraceFilter> filters;
-  for (const char* pattern : {"<frozen importlib._bootstrap>",
-                              "<frozen importlib._bootstrap_external>", "<unknown>",
-                              "*/tracemalloc.py"}) {
+  for (const char* pattern :
+       {"<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>", "<unknown>",
+        "*/tracemalloc.py"}) {
     filters.emplace_back(tracemalloc::Filter{.inclusive = false, .filename_pattern = pattern});
   }
   absl::StatusOr<tracemalloc::Snapshot> filtered = snapshot->FilterTraces(filters);
@@ -94,15 +101,6 @@ absl::StatusOr<std::vector<LineGrowth>> TopLines(int top) {
                      stat.count, stat.size});
   }
   return lines;
-}
-
-void FlushPythonStreams() {
-  for (const char* name : {"stdout", "stderr"}) {
-    PyObject* stream = PySys_GetObject(name);  // Borrowed.
-    if (stream == nullptr || stream == Py_None) continue;
-    Ref done = Steal(PyObject_CallMethod(stream, "flush", nullptr));
-    if (!done) PyErr_Clear();
-  }
 }
 
 // The exit code Python itself would use for a SystemExit, printing its
@@ -142,16 +140,19 @@ std::string SignedBytes(int64_t value) {
 }
 
 std::string RenderSummaryText(const RunOptions& options, const Summary& s) {
-  std::string out = absl::StrFormat("\n=== leakguard run: %s (exit %d, %.2f s) ===\n",
-                                    options.script, s.exit_code,
-                                    absl::ToDoubleSeconds(s.elapsed));
+  std::string out = absl::StrFormat(
+      "\n=== leakguard run: %s (%sexit %d, %.2f s) ===\n", options.script,
+      s.interrupted_by != 0 ? absl::StrCat("interrupted by ", SignalName(s.interrupted_by), ", ")
+                            : "",
+      s.exit_code, absl::ToDoubleSeconds(s.elapsed));
   if (s.after.ok()) {
     const ProcessDelta delta = *s.after - s.before;
     absl::StrAppendFormat(&out, "RSS          before %s, after %s (%s), peak %s\n",
                           FormatBytes(s.before.rss_bytes), FormatBytes(s.after->rss_bytes),
                           SignedBytes(delta.rss_bytes), FormatBytes(s.after->peak_rss_bytes));
   } else {
-    absl::StrAppend(&out, "RSS          unavailable: ", s.after.status().message(), "\n");
+    absl::StrAppend(&out, "RSS          unavailable: ", CommandWording(s.after.status().message()),
+                    "\n");
   }
   if (s.traced.ok()) {
     absl::StrAppendFormat(&out, "Python heap  current %s, peak %s (tracemalloc, %d frame%s)\n",
@@ -159,7 +160,8 @@ std::string RenderSummaryText(const RunOptions& options, const Summary& s) {
                           FormatBytes(static_cast<int64_t>(s.traced->peak)), options.frames,
                           options.frames == 1 ? "" : "s");
   } else {
-    absl::StrAppend(&out, "Python heap  unavailable: ", s.traced.status().message(), "\n");
+    absl::StrAppend(&out, "Python heap  unavailable: ", CommandWording(s.traced.status().message()),
+                    "\n");
   }
   if (s.after.ok()) {
     absl::StrAppendFormat(&out, "descriptors  %s (%d -> %d)\n",
@@ -182,26 +184,30 @@ std::string RenderSummaryText(const RunOptions& options, const Summary& s) {
     absl::StrAppendFormat(&out, "top %d lines holding Python memory at exit:\n", s.top->size());
     int rank = 0;
     for (const LineGrowth& line : *s.top) {
-      absl::StrAppendFormat(&out, "  %2d. %s:%d  %s in %d block%s\n", ++rank, line.file,
-                            line.line, FormatBytes(line.size), line.count_diff,
+      absl::StrAppendFormat(&out, "  %2d. %s:%d  %s in %d block%s\n", ++rank, line.file, line.line,
+                            FormatBytes(line.size), line.count_diff,
                             line.count_diff == 1 ? "" : "s");
     }
   } else if (!s.top.ok()) {
-    absl::StrAppend(&out, "top lines unavailable: ", s.top.status().message(), "\n");
+    absl::StrAppend(&out, "top lines unavailable: ", CommandWording(s.top.status().message()),
+                    "\n");
   }
   return out;
 }
 
 std::string RenderSummaryJson(const RunOptions& options, const Summary& s) {
-  std::string out = absl::StrCat("{\"script\":", JsonQuote(options.script),
-                                 ",\"exit_code\":", s.exit_code, ",\"elapsed_s\":",
-                                 absl::StrFormat("%.6f", absl::ToDoubleSeconds(s.elapsed)));
+  std::string out =
+      absl::StrCat("{\"script\":", JsonQuote(options.script), ",\"exit_code\":", s.exit_code,
+                   ",\"interrupted\":",
+                   s.interrupted_by != 0 ? absl::StrCat("\"", SignalName(s.interrupted_by), "\"")
+                                         : std::string("null"),
+                   ",\"elapsed_s\":", absl::StrFormat("%.6f", absl::ToDoubleSeconds(s.elapsed)));
   if (s.after.ok()) {
     absl::StrAppend(&out, ",\"rss\":{\"before\":", s.before.rss_bytes,
                     ",\"after\":", s.after->rss_bytes, ",\"peak\":", s.after->peak_rss_bytes,
-                    "},\"fds\":{\"before\":", s.before.open_fds, ",\"after\":",
-                    s.after->open_fds, "},\"threads\":{\"before\":", s.before.threads,
-                    ",\"after\":", s.after->threads, "}");
+                    "},\"fds\":{\"before\":", s.before.open_fds, ",\"after\":", s.after->open_fds,
+                    "},\"threads\":{\"before\":", s.before.threads, ",\"after\":", s.after->threads,
+                    "}");
   }
   if (s.traced.ok()) {
     absl::StrAppend(&out, ",\"traced\":{\"current\":", s.traced->current,
@@ -245,24 +251,48 @@ std::string ScriptDirectory(const std::string& script) {
   return dir;
 }
 
+// The copy of stderr taken at start (messages reach the user even when the
+// script closed its stderr); null before it is taken.
+ReportStream* g_report = nullptr;
+
+void Say(const std::string& text) {
+  std::fflush(stderr);
+  if (g_report == nullptr || !g_report->Write(text).ok()) std::fputs(text.c_str(), stderr);
+}
+
 int Fail(const std::string& message) {
-  std::fprintf(stderr, "leakguard: %s\n", message.c_str());
-  return 2;
+  Say(absl::StrCat("leakguard: ", CommandWording(message), "\n"));
+  return kExitUsage;
 }
 
 }  // namespace
 
 int RunScript(const RunOptions& options) {
+  // A copy of stderr taken now: the summary goes there even when the script
+  // closes its stderr. The pid: a child the script forks prints no summary.
+  ReportStream report(2);
+  g_report = &report;
+  struct Forget {
+    ~Forget() { g_report = nullptr; }
+  } forget;
+  InstallCrashMessage("leakguard run", report.fd());
+  const pid_t start_pid = ::getpid();
   if (::access(options.script.c_str(), R_OK) != 0) {
-    return Fail(absl::StrCat("cannot open script '", options.script, "': ",
-                             std::strerror(errno)));
+    return Fail(absl::StrCat("cannot open script '", options.script, "': ", std::strerror(errno)));
+  }
+  // Checked and made absolute before the script runs (and can chdir).
+  OutputFile json_output{"--json", options.json_path};
+  if (!json_output.path.empty()) {
+    if (absl::Status checked = CheckOutputs(options.script, {&json_output}); !checked.ok()) {
+      return Fail(std::string(checked.message()));
+    }
   }
   InterpreterOptions interpreter_options;
   interpreter_options.program_name = options.python_program;
   interpreter_options.argv.push_back(options.script);
   for (const std::string& arg : options.args) interpreter_options.argv.push_back(arg);
-  // Like `python3 SCRIPT.py`: the script's directory comes first.
-  interpreter_options.extra_sys_path.push_back(ScriptDirectory(options.script));
+  // SIGPIPE and SIGXFSZ ignored as in python3 (a write fails instead).
+  interpreter_options.install_signal_handlers = true;
 #if defined(LEAKGUARD_WITH_PYTHON_MODULE)
   if (absl::Status registered = python::RegisterModule(); !registered.ok()) {
     return Fail(std::string(registered.message()));
@@ -270,9 +300,30 @@ int RunScript(const RunOptions& options) {
 #endif
   absl::StatusOr<Interpreter> interpreter = Interpreter::Start(interpreter_options);
   if (!interpreter.ok()) return Fail(std::string(interpreter.status().message()));
+  if (absl::Status installed = InstallSignalHandlers(report.fd()); !installed.ok()) {
+    return Fail(std::string(installed.message()));
+  }
+  // Like python3: a directory or a zip file (anything an import hook takes)
+  // runs its __main__ module, with itself first on sys.path; a script has
+  // its directory first.
+  bool as_package = false;
+  {
+    Ref path = Steal(PyUnicode_DecodeFSDefault(options.script.c_str()));
+    Ref importer = path ? Steal(PyImport_GetImporter(path.get())) : Ref();
+    if (!importer) PyErr_Clear();
+    as_package = importer && importer.get() != Py_None;
+    Ref first = as_package
+                    ? std::move(path)
+                    : Steal(PyUnicode_DecodeFSDefault(ScriptDirectory(options.script).c_str()));
+    PyObject* sys_path = PySys_GetObject("path");  // Borrowed.
+    if (!first || sys_path == nullptr || PyList_Insert(sys_path, 0, first.get()) != 0) {
+      return Fail(absl::StrCat("cannot set sys.path: ", StatusFromPythonError().message()));
+    }
+  }
   // Traced from here on: what the script (and its imports) allocate, not
   // the interpreter's own start-up.
-  absl::StatusOr<tracemalloc::TracingScope> tracing = tracemalloc::TracingScope::Start(options.frames);
+  absl::StatusOr<tracemalloc::TracingScope> tracing =
+      tracemalloc::TracingScope::Start(options.frames);
   if (!tracing.ok()) return Fail(std::string(tracing.status().message()));
 
   KeepAndPrintSink detector_sink;
@@ -301,17 +352,28 @@ int RunScript(const RunOptions& options) {
   // Run the file in __main__'s namespace, as `python3 SCRIPT.py` does. It is
   // opened after the "before" sample and closed by Python when it has been
   // read, so the descriptor delta is the script's own.
-  FILE* file = std::fopen(options.script.c_str(), "rb");
-  if (file == nullptr) {
-    return Fail(absl::StrCat("cannot open script '", options.script, "': ",
-                             std::strerror(errno)));
+  FILE* file = nullptr;
+  if (!as_package) {
+    file = std::fopen(options.script.c_str(), "rb");
+    if (file == nullptr) {
+      return Fail(
+          absl::StrCat("cannot open script '", options.script, "': ", std::strerror(errno)));
+    }
   }
   const absl::Time start = absl::Now();
-  {
+  Ref result;
+  if (as_package) {
+    // What python3 does for a directory or zip: runpy, which also says
+    // "can't find '__main__' module in ..." (SystemExit, exit 1).
+    Ref runpy = Steal(PyImport_ImportModule("runpy"));
+    if (runpy) {
+      result =
+          Steal(PyObject_CallMethod(runpy.get(), "_run_module_as_main", "(si)", "__main__", 0));
+    }
+  } else {
     PyObject* main_module = PyImport_AddModule("__main__");  // Borrowed.
     PyObject* globals = main_module ? PyModule_GetDict(main_module) : nullptr;
     Ref filename = Steal(PyUnicode_DecodeFSDefault(options.script.c_str()));
-    Ref result;
     if (globals != nullptr && filename &&
         PyDict_SetItemString(globals, "__file__", filename.get()) == 0 &&
         PyDict_SetItemString(globals, "__cached__", Py_None) == 0) {
@@ -320,41 +382,70 @@ int RunScript(const RunOptions& options) {
       file = nullptr;
     }
     if (file != nullptr) std::fclose(file);
-    if (!result) {
-      if (PyErr_ExceptionMatches(PyExc_SystemExit)) {
-        summary.exit_code = ExitCodeFromSystemExit();
-      } else {
-        absl::Status error = StatusFromPythonError();
-        FlushPythonStreams();
-        std::fputs(PythonTraceback(error).value_or(std::string(error.message()) + "\n").c_str(),
-                   stderr);
-        summary.exit_code = 2;
-      }
-    }
   }
   summary.elapsed = absl::Now() - start;
-  FlushPythonStreams();
+  // The script's exception is held while the "after" counters are read, so
+  // formatting its traceback (traceback, linecache, ...) is not counted as
+  // the script's memory.
+  PyObject* exc_type = nullptr;
+  PyObject* exc_value = nullptr;
+  PyObject* exc_tb = nullptr;
+  const bool raised = !result;
+  if (raised) PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+  result = Ref();  // runpy's globals: gone before the interpreter is.
+  const bool in_child = ::getpid() != start_pid;
+  if (in_child) {
+    // A child the script forked: the parent prints the summary; the
+    // detector's thread is not in this process, so it cannot be stopped.
+    (void)detector.release();
+  }
   if (detector) {
     detector->Stop();
     summary.detector_ran = true;
     summary.detector_rounds = detector->rounds();
     summary.detector_reports = detector_sink.reports();
   }
-  summary.after = SampleProcess();
-  summary.traced = tracemalloc::GetTracedMemory();
-  summary.top = TopLines(options.top);
-  std::fputs(RenderSummaryText(options, summary).c_str(), stderr);
+  if (!in_child) {
+    summary.after = SampleProcess();
+    summary.traced = tracemalloc::GetTracedMemory();
+    summary.top = TopLines(options.top);
+  }
+  if (raised) {
+    PyErr_Restore(exc_type, exc_value, exc_tb);
+    if (PyErr_ExceptionMatches(PyExc_SystemExit)) {
+      summary.exit_code = ExitCodeFromSystemExit();
+      if (CaughtSignal() == SIGTERM && summary.exit_code == kExitTerminated) {
+        summary.interrupted_by = SIGTERM;
+      }
+    } else {
+      const bool interrupted = PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) != 0;
+      absl::Status error = StatusFromPythonError();
+      FlushPythonStreams();
+      Say(PythonTraceback(error).value_or(std::string(error.message()) + "\n"));
+      summary.exit_code = interrupted ? kExitInterrupted : kExitUsage;
+      if (interrupted) summary.interrupted_by = SIGINT;
+    }
+  }
+  FlushPythonStreams();
+  if (in_child) {
+    if (options.detector_interval > absl::ZeroDuration()) {
+      // Finalizing would wait for the detector's thread, which is the parent's.
+      std::fflush(nullptr);
+      ::_exit(summary.exit_code);
+    }
+    return summary.exit_code;  // Finalized as python3 would: atexit handlers run.
+  }
   std::fflush(stderr);
   int exit_code = summary.exit_code;
-  if (!options.json_path.empty()) {
-    std::FILE* json = std::fopen(options.json_path.c_str(), "w");
-    const std::string text = RenderSummaryJson(options, summary);
-    if (json == nullptr || std::fwrite(text.data(), 1, text.size(), json) != text.size()) {
-      std::fprintf(stderr, "leakguard: cannot write '%s': %s\n", options.json_path.c_str(),
-                   std::strerror(errno));
-      exit_code = 2;
+  if (absl::Status written = report.Write(RenderSummaryText(options, summary)); !written.ok()) {
+    exit_code = Fail(absl::StrCat("cannot write the summary to stderr: ", written.message()));
+  }
+  if (!json_output.path.empty()) {
+    if (absl::Status written =
+            WriteOutput(json_output.path, ValidUtf8(RenderSummaryJson(options, summary)));
+        !written.ok()) {
+      exit_code = Fail(std::string(written.message()));
     }
-    if (json != nullptr) std::fclose(json);
   }
   detector.reset();
   if (absl::Status done = interpreter->Finalize(); !done.ok() && exit_code == 0) {

@@ -15,14 +15,14 @@ namespace leakguard::tools {
 
 /// Options of `leakguard run`.
 struct RunOptions {
-  std::string script;               // Path of the script, as given.
-  std::vector<std::string> args;    // sys.argv[1:].
-  int frames = 1;                   // tracemalloc frames per allocation.
-  int top = 10;                     // Lines listed in the summary.
-  std::string python_program;       // program_name for the interpreter.
+  std::string script;                                       // Path of the script, as given.
+  std::vector<std::string> args;                            // sys.argv[1:].
+  int frames = 1;                                           // tracemalloc frames per allocation.
+  int top = 10;                                             // Lines listed in the summary.
+  std::string python_program;                               // program_name for the interpreter.
   absl::Duration detector_interval = absl::ZeroDuration();  // 0: no detector.
-  int64_t threshold_bytes = 10 << 20;  // The detector's threshold.
-  std::string json_path;            // Write the summary as JSON here too.
+  int64_t threshold_bytes = 10 << 20;                       // The detector's threshold.
+  std::string json_path;                                    // Write the summary as JSON here too.
 };
 
 /// Runs the script and prints the summary to stderr. Returns the process
