@@ -308,7 +308,9 @@ const char kEmitDoc[] =
     "return how many were called. A listener that raises an Exception does\n"
     "not stop the others: the exception goes to on_error(exc, listener), or\n"
     "to sys.unraisablehook. BaseExceptions (KeyboardInterrupt, SystemExit)\n"
-    "propagate at once.";
+    "propagate at once. A RecursionError raised inside a nested emit() of\n"
+    "the same bus (a listener recursing into emit() without end) unwinds to\n"
+    "the outermost emit(), which reports it like any other failure.";
 
 PyObject* BusEmit(PyObject* self, PyObject* const* args, Py_ssize_t nargs,
                   PyObject* kwnames) {
@@ -357,6 +359,13 @@ PyObject* BusEmit(PyObject* self, PyObject* const* args, Py_ssize_t nargs,
     Py_DECREF(target);
     if (!PyErr_ExceptionMatches(PyExc_Exception)) {
       failed = true;  // KeyboardInterrupt, SystemExit, ...: propagate.
+      break;
+    }
+    if (bus->emitting > 1 && PyErr_ExceptionMatches(PyExc_RecursionError)) {
+      // A listener recursing into emit() ran out of stack: there is none
+      // left here to call on_error (or sys.unraisablehook) with, so the
+      // error unwinds to the outermost emit() of this bus, which reports it.
+      failed = true;
       break;
     }
     ReportFailure(bus, l);
