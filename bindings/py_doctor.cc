@@ -54,8 +54,9 @@ PyObject* Diagnose(PyObject* /*module*/, PyObject* args, PyObject* kwargs) {
     const absl::Status& status = diagnosis.status();
     const std::string message(status.message());
     Ref raised = Borrow(PyList_GET_ITEM(holder.get(), 1));
-    if (raised.get() != Py_None && (PyErr_GivenExceptionMatches(raised.get(), PyExc_KeyboardInterrupt) ||
-                                    PyErr_GivenExceptionMatches(raised.get(), PyExc_SystemExit))) {
+    if (raised.get() != Py_None &&
+        (PyErr_GivenExceptionMatches(raised.get(), PyExc_KeyboardInterrupt) ||
+         PyErr_GivenExceptionMatches(raised.get(), PyExc_SystemExit))) {
       // Ctrl-C and sys.exit() in the workload end the caller's program too.
       compat::RestoreException(raised.Release());
     } else if (raised.get() != Py_None) {

@@ -56,30 +56,27 @@ struct Purger;
 
 // One cached call.
 struct Link {
-  PyObject_HEAD
-  ListNode lru;       // In the wrapper's recency list (while in the table).
-  ListNode by_age;    // In the wrapper's insertion-order list (ttl).
-  ListNode by_owner;  // In its Purger's list (weak_self).
-  Purger* owner;      // Strong, or null.
-  PyObject* key;      // functools' key: the lone argument, or a tuple.
+  PyObject_HEAD ListNode lru;  // In the wrapper's recency list (while in the table).
+  ListNode by_age;             // In the wrapper's insertion-order list (ttl).
+  ListNode by_owner;           // In its Purger's list (weak_self).
+  Purger* owner;               // Strong, or null.
+  PyObject* key;               // functools' key: the lone argument, or a tuple.
   PyObject* result;
-  Py_hash_t hash;     // Of the key, computed once when it was stored.
-  double expires;     // On the wrapper's clock; +inf: never.
+  Py_hash_t hash;  // Of the key, computed once when it was stored.
+  double expires;  // On the wrapper's clock; +inf: never.
 };
 
 // Removes an instance's entries when the instance dies (weak_self).
 struct Purger {
-  PyObject_HEAD
-  Wrapper* wrapper;     // Borrowed; null once the wrapper lets go of it.
-  PyObject* id_key;     // id(instance): the key in wrapper->owners.
-  PyObject* cbref;      // Weak reference to the instance; callback: this.
-  ListNode links;       // The instance's links (borrowed).
-  ListNode in_wrapper;  // In wrapper->purgers (borrowed).
+  PyObject_HEAD Wrapper* wrapper;  // Borrowed; null once the wrapper lets go of it.
+  PyObject* id_key;                // id(instance): the key in wrapper->owners.
+  PyObject* cbref;                 // Weak reference to the instance; callback: this.
+  ListNode links;                  // The instance's links (borrowed).
+  ListNode in_wrapper;             // In wrapper->purgers (borrowed).
 };
 
 struct Wrapper {
-  PyObject_HEAD
-  vectorcallfunc vectorcall;
+  PyObject_HEAD vectorcallfunc vectorcall;
   PyObject* func;
   PyObject* owners;  // dict: id(instance) -> Purger, weak_self only
   PyObject* kwd_mark;
@@ -95,10 +92,10 @@ struct Wrapper {
   // (never used), Dummy() (an entry was removed) or a Link.
   Link** slots;
   size_t mask;
-  Py_ssize_t used;    // Links in the table (currsize).
-  Py_ssize_t filled;  // used + dummies; kept below 2/3 of the slots.
-  uint64_t version;   // Changes whenever the table does.
-  Link* spare;        // A released link kept for the next insertion, or null.
+  Py_ssize_t used;     // Links in the table (currsize).
+  Py_ssize_t filled;   // used + dummies; kept below 2/3 of the slots.
+  uint64_t version;    // Changes whenever the table does.
+  Link* spare;         // A released link kept for the next insertion, or null.
   Py_ssize_t maxsize;  // -1: unbounded; 0: no caching
   double ttl;          // +inf: none
   Py_hash_t kwd_mark_hash;
@@ -115,8 +112,7 @@ struct Wrapper {
 
 // The lru_cache(...) decorator returned when no function is given yet.
 struct Decorator {
-  PyObject_HEAD
-  PyObject* maxsize_obj;
+  PyObject_HEAD PyObject* maxsize_obj;
   PyObject* typed_obj;
   PyObject* timer;
   double ttl;
@@ -125,20 +121,16 @@ struct Decorator {
 };
 
 Link* LinkOfLru(ListNode* node) {
-  return reinterpret_cast<Link*>(reinterpret_cast<char*>(node) -
-                                 offsetof(Link, lru));
+  return reinterpret_cast<Link*>(reinterpret_cast<char*>(node) - offsetof(Link, lru));
 }
 Link* LinkOfAge(ListNode* node) {
-  return reinterpret_cast<Link*>(reinterpret_cast<char*>(node) -
-                                 offsetof(Link, by_age));
+  return reinterpret_cast<Link*>(reinterpret_cast<char*>(node) - offsetof(Link, by_age));
 }
 Link* LinkOfOwner(ListNode* node) {
-  return reinterpret_cast<Link*>(reinterpret_cast<char*>(node) -
-                                 offsetof(Link, by_owner));
+  return reinterpret_cast<Link*>(reinterpret_cast<char*>(node) - offsetof(Link, by_owner));
 }
 Purger* PurgerOfNode(ListNode* node) {
-  return reinterpret_cast<Purger*>(reinterpret_cast<char*>(node) -
-                                   offsetof(Purger, in_wrapper));
+  return reinterpret_cast<Purger*>(reinterpret_cast<char*>(node) - offsetof(Purger, in_wrapper));
 }
 
 double MonotonicSeconds() {
@@ -181,7 +173,9 @@ PyType_Slot kLinkSlots[] = {
 };
 
 PyType_Spec kLinkSpec = {
-    "leakguard._lru_link", sizeof(Link), 0,
+    "leakguard._lru_link",
+    sizeof(Link),
+    0,
     Py_TPFLAGS_DEFAULT | LG_IMMUTABLE | Py_TPFLAGS_DISALLOW_INSTANTIATION_OR_0,
     kLinkSlots,
 };
@@ -379,9 +373,10 @@ PyType_Slot kPurgerSlots[] = {
 };
 
 PyType_Spec kPurgerSpec = {
-    "leakguard._lru_purger", sizeof(Purger), 0,
-    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | LG_IMMUTABLE |
-        Py_TPFLAGS_DISALLOW_INSTANTIATION_OR_0,
+    "leakguard._lru_purger",
+    sizeof(Purger),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | LG_IMMUTABLE | Py_TPFLAGS_DISALLOW_INSTANTIATION_OR_0,
     kPurgerSlots,
 };
 
@@ -479,8 +474,7 @@ struct CallKey {
   bool bare;
 };
 
-CallKey DescribeKey(const Wrapper* w, PyObject* const* args, Py_ssize_t nargs,
-                    PyObject* kwnames) {
+CallKey DescribeKey(const Wrapper* w, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   CallKey k;
   k.args = args;
   k.kwnames = kwnames;
@@ -642,8 +636,8 @@ Link* NewLink(Wrapper* w) {
 // recursive call (or another thread) stored one meanwhile, which is kept, as
 // functools does. Every expired entry goes (ttl), then least recently used
 // entries down to maxsize; they are released after the new entry is in.
-PyObject* Miss(Wrapper* w, const CallKey& k, Py_hash_t hash, PyObject* const* args,
-               size_t nargsf, PyObject* kwnames) {
+PyObject* Miss(Wrapper* w, const CallKey& k, Py_hash_t hash, PyObject* const* args, size_t nargsf,
+               PyObject* kwnames) {
   ++w->misses;
   Ref result = Steal(PyObject_Vectorcall(w->func, args, nargsf, kwnames));
   if (!result || w->func == nullptr) return result.Release();  // Or cleared meanwhile.
@@ -701,8 +695,8 @@ PyObject* Miss(Wrapper* w, const CallKey& k, Py_hash_t hash, PyObject* const* ar
   return result.Release();
 }
 
-PyObject* WrapperVectorcall(PyObject* self, PyObject* const* args,
-                            size_t nargsf, PyObject* kwnames) {
+PyObject* WrapperVectorcall(PyObject* self, PyObject* const* args, size_t nargsf,
+                            PyObject* kwnames) {
   Wrapper* w = reinterpret_cast<Wrapper*>(self);
   if (w->func == nullptr) {
     PyErr_SetString(PyExc_ReferenceError, "this lru_cache wrapper was cleared");
@@ -742,11 +736,9 @@ PyObject* WrapperVectorcall(PyObject* self, PyObject* const* args,
 PyObject* WrapperCacheInfo(PyObject* self, PyObject* /*unused*/) {
   Wrapper* w = reinterpret_cast<Wrapper*>(self);
   if (w->maxsize < 0) {
-    return PyObject_CallFunction(w->cache_info_type, "nnOn", w->hits,
-                                 w->misses, Py_None, w->used);
+    return PyObject_CallFunction(w->cache_info_type, "nnOn", w->hits, w->misses, Py_None, w->used);
   }
-  return PyObject_CallFunction(w->cache_info_type, "nnnn", w->hits, w->misses,
-                               w->maxsize, w->used);
+  return PyObject_CallFunction(w->cache_info_type, "nnnn", w->hits, w->misses, w->maxsize, w->used);
 }
 
 PyObject* WrapperCacheClear(PyObject* self, PyObject* /*unused*/) {
@@ -774,18 +766,15 @@ PyObject* WrapperCacheParameters(PyObject* self, PyObject* /*unused*/) {
 
 PyObject* WrapperCacheStats(PyObject* self, PyObject* /*unused*/) {
   Wrapper* w = reinterpret_cast<Wrapper*>(self);
-  return Py_BuildValue("{snsnsnsnsn}", "hits", w->hits, "misses", w->misses,
-                       "evictions", w->evictions, "expirations",
-                       w->expirations, "currsize", w->used);
+  return Py_BuildValue("{snsnsnsnsn}", "hits", w->hits, "misses", w->misses, "evictions",
+                       w->evictions, "expirations", w->expirations, "currsize", w->used);
 }
 
 PyObject* WrapperReduce(PyObject* self, PyObject* /*unused*/) {
   return PyObject_GetAttrString(self, "__qualname__");
 }
 
-PyObject* WrapperReturnSelf(PyObject* self, PyObject* /*args*/) {
-  return NewRef(self);
-}
+PyObject* WrapperReturnSelf(PyObject* self, PyObject* /*args*/) { return NewRef(self); }
 
 PyObject* WrapperDescrGet(PyObject* self, PyObject* obj, PyObject* /*type*/) {
   if (obj == nullptr || obj == Py_None) return NewRef(self);
@@ -797,8 +786,7 @@ int WrapperTraverse(PyObject* self, visitproc visit, void* arg) {
   Py_VISIT(Py_TYPE(self));
   // Links are not GC objects; their references are visited on their
   // behalf, once per link the table holds (all of them are on the list).
-  for (ListNode* node = w->lru.next; node != nullptr && node != &w->lru;
-       node = node->next) {
+  for (ListNode* node = w->lru.next; node != nullptr && node != &w->lru; node = node->next) {
     Link* link = LinkOfLru(node);
     Py_VISIT(link->key);
     Py_VISIT(link->result);
@@ -852,8 +840,7 @@ void WrapperDealloc(PyObject* self) {
 PyMethodDef kWrapperMethods[] = {
     {"cache_info", WrapperCacheInfo, METH_NOARGS,
      "Report cache statistics: CacheInfo(hits, misses, maxsize, currsize)."},
-    {"cache_clear", WrapperCacheClear, METH_NOARGS,
-     "Clear the cache and its statistics."},
+    {"cache_clear", WrapperCacheClear, METH_NOARGS, "Clear the cache and its statistics."},
     {"cache_parameters", WrapperCacheParameters, METH_NOARGS,
      "The parameters: {'maxsize', 'typed'} as functools gives them, plus\n"
      "'ttl' when a ttl is set and 'weak_self' when it is on."},
@@ -866,18 +853,14 @@ PyMethodDef kWrapperMethods[] = {
 };
 
 PyMemberDef kWrapperMembers[] = {
-    {"__dictoffset__", LG_T_PYSSIZET, offsetof(Wrapper, dict), LG_READONLY,
-     nullptr},
-    {"__weaklistoffset__", LG_T_PYSSIZET, offsetof(Wrapper, weakreflist),
-     LG_READONLY, nullptr},
-    {"__vectorcalloffset__", LG_T_PYSSIZET, offsetof(Wrapper, vectorcall),
-     LG_READONLY, nullptr},
+    {"__dictoffset__", LG_T_PYSSIZET, offsetof(Wrapper, dict), LG_READONLY, nullptr},
+    {"__weaklistoffset__", LG_T_PYSSIZET, offsetof(Wrapper, weakreflist), LG_READONLY, nullptr},
+    {"__vectorcalloffset__", LG_T_PYSSIZET, offsetof(Wrapper, vectorcall), LG_READONLY, nullptr},
     {nullptr, 0, 0, 0, nullptr},
 };
 
 PyGetSetDef kWrapperGetSet[] = {
-    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, nullptr,
-     nullptr},
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, nullptr, nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 
@@ -894,17 +877,17 @@ PyType_Slot kWrapperSlots[] = {
     {Py_tp_members, kWrapperMembers},
     {Py_tp_getset, kWrapperGetSet},
     {Py_tp_descr_get, reinterpret_cast<void*>(WrapperDescrGet)},
-    {Py_tp_doc, const_cast<char*>(
-                    "A function wrapped by leakguard.lru_cache: a bounded "
-                    "LRU cache of its results.")},
+    {Py_tp_doc, const_cast<char*>("A function wrapped by leakguard.lru_cache: a bounded "
+                                  "LRU cache of its results.")},
     {0, nullptr},
 };
 
 PyType_Spec kWrapperSpec = {
-    "leakguard._lru_cache_wrapper", sizeof(Wrapper), 0,
+    "leakguard._lru_cache_wrapper",
+    sizeof(Wrapper),
+    0,
     Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL |
-        Py_TPFLAGS_METHOD_DESCRIPTOR | LG_IMMUTABLE |
-        Py_TPFLAGS_DISALLOW_INSTANTIATION_OR_0,
+        Py_TPFLAGS_METHOD_DESCRIPTOR | LG_IMMUTABLE | Py_TPFLAGS_DISALLOW_INSTANTIATION_OR_0,
     kWrapperSlots,
 };
 
@@ -941,10 +924,10 @@ PyObject* MakeWrapper(ModuleState* state, PyObject* func, const Params& p) {
   w->timer = p.timer != nullptr ? NewRef(p.timer) : nullptr;
   w->dict = nullptr;
   w->weakreflist = nullptr;
-  w->link_type = reinterpret_cast<PyTypeObject*>(
-      NewRef(reinterpret_cast<PyObject*>(state->lru_link_type)));
-  w->purger_type = reinterpret_cast<PyTypeObject*>(
-      NewRef(reinterpret_cast<PyObject*>(state->lru_purger_type)));
+  w->link_type =
+      reinterpret_cast<PyTypeObject*>(NewRef(reinterpret_cast<PyObject*>(state->lru_link_type)));
+  w->purger_type =
+      reinterpret_cast<PyTypeObject*>(NewRef(reinterpret_cast<PyObject*>(state->lru_purger_type)));
   w->slots = nullptr;
   w->mask = 0;
   w->used = 0;
@@ -962,8 +945,8 @@ PyObject* MakeWrapper(ModuleState* state, PyObject* func, const Params& p) {
   PyObject_GC_Track(w);
   Ref wrapper = Steal(reinterpret_cast<PyObject*>(w));
   if (p.weak_self && w->owners == nullptr) return nullptr;
-  Ref updated = Steal(PyObject_CallFunctionObjArgs(state->update_wrapper, wrapper.get(), func,
-                                                   nullptr));
+  Ref updated =
+      Steal(PyObject_CallFunctionObjArgs(state->update_wrapper, wrapper.get(), func, nullptr));
   if (!updated) return nullptr;
   return wrapper.Release();
 }
@@ -992,8 +975,8 @@ PyObject* DecoratorRepr(PyObject* self) {
   Ref ttl = d->ttl == INFINITY ? Borrow(Py_None) : Steal(PyFloat_FromDouble(d->ttl));
   if (!ttl) return nullptr;
   return PyUnicode_FromFormat(
-      "<leakguard.lru_cache decorator maxsize=%R typed=%R ttl=%R weak_self=%s>",
-      d->maxsize_obj, d->typed_obj, ttl.get(), d->weak_self ? "True" : "False");
+      "<leakguard.lru_cache decorator maxsize=%R typed=%R ttl=%R weak_self=%s>", d->maxsize_obj,
+      d->typed_obj, ttl.get(), d->weak_self ? "True" : "False");
 }
 
 int DecoratorTraverse(PyObject* self, visitproc visit, void* arg) {
@@ -1032,9 +1015,10 @@ PyType_Slot kDecoratorSlots[] = {
 };
 
 PyType_Spec kDecoratorSpec = {
-    "leakguard._lru_cache_decorator", sizeof(Decorator), 0,
-    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | LG_IMMUTABLE |
-        Py_TPFLAGS_DISALLOW_INSTANTIATION_OR_0,
+    "leakguard._lru_cache_decorator",
+    sizeof(Decorator),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | LG_IMMUTABLE | Py_TPFLAGS_DISALLOW_INSTANTIATION_OR_0,
     kDecoratorSlots,
 };
 
@@ -1043,16 +1027,14 @@ int ParseTtl(PyObject* obj, double* ttl) {
   *ttl = INFINITY;
   if (obj == nullptr || obj == Py_None) return 0;
   if (PyBool_Check(obj) || !(PyLong_Check(obj) || PyFloat_Check(obj))) {
-    PyErr_Format(PyExc_TypeError,
-                 "ttl must be None or a number of seconds, not %.200s",
+    PyErr_Format(PyExc_TypeError, "ttl must be None or a number of seconds, not %.200s",
                  Py_TYPE(obj)->tp_name);
     return -1;
   }
   const double value = PyFloat_AsDouble(obj);
   if (value == -1.0 && PyErr_Occurred()) return -1;
   if (std::isnan(value) || value <= 0) {
-    PyErr_Format(PyExc_ValueError,
-                 "ttl must be a positive number of seconds (or None), got %R",
+    PyErr_Format(PyExc_ValueError, "ttl must be a positive number of seconds (or None), got %R",
                  obj);
     return -1;
   }
@@ -1074,19 +1056,16 @@ const char kLruCacheDoc[] =
     "monotonic clock).";
 
 PyObject* LruCacheFunction(PyObject* module, PyObject* args, PyObject* kwargs) {
-  static char* kwlist[] = {const_cast<char*>("maxsize"),
-                           const_cast<char*>("typed"),
-                           const_cast<char*>("ttl"),
-                           const_cast<char*>("weak_self"),
-                           const_cast<char*>("timer"), nullptr};
+  static char* kwlist[] = {const_cast<char*>("maxsize"), const_cast<char*>("typed"),
+                           const_cast<char*>("ttl"),     const_cast<char*>("weak_self"),
+                           const_cast<char*>("timer"),   nullptr};
   PyObject* maxsize_obj = nullptr;
   PyObject* typed_obj = Py_False;
   PyObject* ttl_obj = Py_None;
   PyObject* weak_self_obj = Py_False;
   PyObject* timer = Py_None;
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OOO$OO:lru_cache", kwlist,
-                                   &maxsize_obj, &typed_obj, &ttl_obj,
-                                   &weak_self_obj, &timer)) {
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OOO$OO:lru_cache", kwlist, &maxsize_obj,
+                                   &typed_obj, &ttl_obj, &weak_self_obj, &timer)) {
     return nullptr;
   }
   ModuleState* state = GetState(module);
@@ -1100,8 +1079,7 @@ PyObject* LruCacheFunction(PyObject* module, PyObject* args, PyObject* kwargs) {
   if (ParseTtl(ttl_obj, &p.ttl) < 0) return nullptr;
   if (timer != Py_None) {
     if (!PyCallable_Check(timer)) {
-      PyErr_Format(PyExc_TypeError, "timer must be callable, not %.200s",
-                   Py_TYPE(timer)->tp_name);
+      PyErr_Format(PyExc_TypeError, "timer must be callable, not %.200s", Py_TYPE(timer)->tp_name);
       return nullptr;
     }
     if (p.ttl == INFINITY) {
@@ -1155,8 +1133,7 @@ PyObject* LruCacheFunction(PyObject* module, PyObject* args, PyObject* kwargs) {
 }  // namespace
 
 PyMethodDef kLruCacheFunctions[] = {
-    {"lru_cache", reinterpret_cast<PyCFunction>(
-                      reinterpret_cast<void (*)()>(LruCacheFunction)),
+    {"lru_cache", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(LruCacheFunction)),
      METH_VARARGS | METH_KEYWORDS, kLruCacheDoc},
     {nullptr, nullptr, 0, nullptr},
 };

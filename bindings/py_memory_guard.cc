@@ -30,9 +30,9 @@
 #include "absl/strings/string_view.h"
 #include "leakguard/memory_guard.h"
 #include "leakguard/process.h"
-#include "leakguard/tracemalloc.h"
 #include "leakguard/python/python.h"
 #include "leakguard/python/ref.h"
+#include "leakguard/tracemalloc.h"
 #include "py_module_internal.h"
 
 namespace leakguard::python::internal {
@@ -93,18 +93,16 @@ struct Guard;
 // (a persistent stack, so a context copied into a new task or thread shares
 // the blocks open at the copy and pops only its own).
 struct OpenScope {
-  PyObject_HEAD
-  Scope* scope;       // Null once the block has ended.
-  Guard* guard;       // Borrowed; null once ended (or the guard is gone).
-  PyObject* outer;    // The enclosing OpenScope of the context, or null.
-  ListNode in_guard;  // In guard->open while the block is open.
+  PyObject_HEAD Scope* scope;  // Null once the block has ended.
+  Guard* guard;                // Borrowed; null once ended (or the guard is gone).
+  PyObject* outer;             // The enclosing OpenScope of the context, or null.
+  ListNode in_guard;           // In guard->open while the block is open.
 };
 
 struct Guard {
-  PyObject_HEAD
-  PyObject* label;
-  PyObject* report;  // last MemoryReport, or None
-  PyObject* current;  // contextvars.ContextVar: the context's innermost OpenScope
+  PyObject_HEAD PyObject* label;
+  PyObject* report;      // last MemoryReport, or None
+  PyObject* current;     // contextvars.ContextVar: the context's innermost OpenScope
   long long warn_bytes;  // < 0: never warn
   double warn_mb;
   Mode mode;
@@ -144,14 +142,15 @@ PyType_Slot kOpenScopeSlots[] = {
 };
 
 PyType_Spec kOpenScopeSpec = {
-    "leakguard._open_guard_scope", sizeof(OpenScope), 0,
+    "leakguard._open_guard_scope",
+    sizeof(OpenScope),
+    0,
     Py_TPFLAGS_DEFAULT | LG_IMMUTABLE | Py_TPFLAGS_DISALLOW_INSTANTIATION_OR_0,
     kOpenScopeSlots,
 };
 
 struct Guarded {
-  PyObject_HEAD
-  vectorcallfunc vectorcall;
+  PyObject_HEAD vectorcallfunc vectorcall;
   PyObject* guard;
   PyObject* func;
   PyObject* dict;
@@ -245,9 +244,9 @@ PyObject* LinesTuple(const std::vector<LineGrowth>& lines) {
   if (top == nullptr) return nullptr;
   for (size_t i = 0; i < lines.size(); ++i) {
     const LineGrowth& l = lines[i];
-    PyObject* row = Py_BuildValue("(s#iLL)", l.file.data(), static_cast<Py_ssize_t>(l.file.size()),
-                                  l.line, static_cast<long long>(l.size_diff),
-                                  static_cast<long long>(l.count_diff));
+    PyObject* row =
+        Py_BuildValue("(s#iLL)", l.file.data(), static_cast<Py_ssize_t>(l.file.size()), l.line,
+                      static_cast<long long>(l.size_diff), static_cast<long long>(l.count_diff));
     if (row == nullptr) {
       Py_DECREF(top);
       return nullptr;
@@ -257,11 +256,10 @@ PyObject* LinesTuple(const std::vector<LineGrowth>& lines) {
   return top;
 }
 
-std::string Describe(Guard* g, long long rss_delta, PyObject* traced_delta,
-                     PyObject* top) {
+std::string Describe(Guard* g, long long rss_delta, PyObject* traced_delta, PyObject* top) {
   std::string label = PyUnicode_AsUTF8(g->label);
-  std::string msg = absl::StrCat("memory_guard '", label, "': RSS grew by ",
-                                 FormatBytes(rss_delta));
+  std::string msg =
+      absl::StrCat("memory_guard '", label, "': RSS grew by ", FormatBytes(rss_delta));
   if (traced_delta != Py_None) {
     absl::StrAppend(&msg, ", traced Python memory by ",
                     FormatBytes(PyLong_AsLongLong(traced_delta)));
@@ -290,8 +288,7 @@ int Warn(Guard* g, const std::string& msg) {
   Py_DECREF(logger);
   if (logged == nullptr) return -1;
   Py_DECREF(logged);
-  return PyErr_WarnEx(StateOf(reinterpret_cast<PyObject*>(g))->growth_warning,
-                      msg.c_str(), 1);
+  return PyErr_WarnEx(StateOf(reinterpret_cast<PyObject*>(g))->growth_warning, msg.c_str(), 1);
 }
 
 // Closes a scope: samples again, stops tracing if the scope started it (on
@@ -381,8 +378,8 @@ PyObject* GuardNew(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
   PyObject* warn_mb = Py_None;
   const char* mode = "process";
   int top = 10;
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$Osi:memory_guard", kwlist, &label,
-                                   &warn_mb, &mode, &top)) {
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$Osi:memory_guard", kwlist, &label, &warn_mb,
+                                   &mode, &top)) {
     return nullptr;
   }
   if (!PyUnicode_Check(label)) {
@@ -400,8 +397,8 @@ PyObject* GuardNew(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
     mb = PyFloat_AsDouble(warn_mb);
     if (mb == -1.0 && PyErr_Occurred()) return nullptr;
     if (std::isnan(mb) || mb < 0 || mb > 1e12) {
-      PyErr_Format(PyExc_ValueError,
-                   "warn_mb must be a number of MiB >= 0 (or None), got %R", warn_mb);
+      PyErr_Format(PyExc_ValueError, "warn_mb must be a number of MiB >= 0 (or None), got %R",
+                   warn_mb);
       return nullptr;
     }
   }
@@ -475,8 +472,8 @@ PyObject* GuardExit(PyObject* self, PyObject* /*args*/) {
     // recent open block of this guard, so that what it changed (tracemalloc)
     // is restored.
     if (ListEmpty(&g->open)) {
-      PyErr_Format(PyExc_RuntimeError,
-                   "memory_guard %R: __exit__ without a matching __enter__", g->label);
+      PyErr_Format(PyExc_RuntimeError, "memory_guard %R: __exit__ without a matching __enter__",
+                   g->label);
       return nullptr;
     }
     found = Borrow(reinterpret_cast<PyObject*>(OpenScopeOfNode(g->open.next)));
@@ -510,9 +507,8 @@ PyObject* GuardGetLabel(PyObject* self, void*) {
   return NewRef(reinterpret_cast<Guard*>(self)->label);
 }
 PyObject* GuardGetMode(PyObject* self, void*) {
-  return PyUnicode_FromString(reinterpret_cast<Guard*>(self)->mode == Mode::kTraced
-                                  ? "traced"
-                                  : "process");
+  return PyUnicode_FromString(reinterpret_cast<Guard*>(self)->mode == Mode::kTraced ? "traced"
+                                                                                    : "process");
 }
 PyObject* GuardGetWarnMb(PyObject* self, void*) {
   Guard* g = reinterpret_cast<Guard*>(self);
@@ -598,8 +594,11 @@ PyType_Slot kGuardSlots[] = {
 };
 
 PyType_Spec kGuardSpec = {
-    "leakguard.memory_guard", sizeof(Guard), 0,
-    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | LG_IMMUTABLE, kGuardSlots,
+    "leakguard.memory_guard",
+    sizeof(Guard),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | LG_IMMUTABLE,
+    kGuardSlots,
 };
 
 // ---------------------------------------------------------------- guarded
@@ -678,18 +677,15 @@ void GuardedDealloc(PyObject* self) {
 
 PyMemberDef kGuardedMembers[] = {
     {"__dictoffset__", LG_T_PYSSIZET, offsetof(Guarded, dict), LG_READONLY, nullptr},
-    {"__weaklistoffset__", LG_T_PYSSIZET, offsetof(Guarded, weakreflist), LG_READONLY,
-     nullptr},
-    {"__vectorcalloffset__", LG_T_PYSSIZET, offsetof(Guarded, vectorcall), LG_READONLY,
-     nullptr},
+    {"__weaklistoffset__", LG_T_PYSSIZET, offsetof(Guarded, weakreflist), LG_READONLY, nullptr},
+    {"__vectorcalloffset__", LG_T_PYSSIZET, offsetof(Guarded, vectorcall), LG_READONLY, nullptr},
     {nullptr, 0, 0, 0, nullptr},
 };
 
 PyGetSetDef kGuardedGetSet[] = {
     {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, nullptr, nullptr},
     {"memory_guard", GuardedGetGuard, nullptr,
-     "The memory_guard measuring each call (its .report is the last call's).",
-     nullptr},
+     "The memory_guard measuring each call (its .report is the last call's).", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 
@@ -705,10 +701,11 @@ PyType_Slot kGuardedSlots[] = {
 };
 
 PyType_Spec kGuardedSpec = {
-    "leakguard._guarded_function", sizeof(Guarded), 0,
+    "leakguard._guarded_function",
+    sizeof(Guarded),
+    0,
     Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL |
-        Py_TPFLAGS_METHOD_DESCRIPTOR | LG_IMMUTABLE |
-        Py_TPFLAGS_DISALLOW_INSTANTIATION_OR_0,
+        Py_TPFLAGS_METHOD_DESCRIPTOR | LG_IMMUTABLE | Py_TPFLAGS_DISALLOW_INSTANTIATION_OR_0,
     kGuardedSlots,
 };
 
@@ -722,8 +719,8 @@ PyObject* MakeGuarded(Guard* g, PyObject* func) {
   f->dict = nullptr;
   f->weakreflist = nullptr;
   PyObject_GC_Track(f);
-  PyObject* updated = PyObject_CallFunctionObjArgs(
-      state->update_wrapper, reinterpret_cast<PyObject*>(f), func, nullptr);
+  PyObject* updated = PyObject_CallFunctionObjArgs(state->update_wrapper,
+                                                   reinterpret_cast<PyObject*>(f), func, nullptr);
   if (updated == nullptr) {
     Py_DECREF(f);
     return nullptr;
@@ -768,8 +765,7 @@ void ClearMemoryGuardState(ModuleState* state) {
 }
 
 int ExecMemoryGuard(PyObject* module, ModuleState* state) {
-  state->guard_scope_type =
-      reinterpret_cast<PyTypeObject*>(MakeHeapType(module, &kOpenScopeSpec));
+  state->guard_scope_type = reinterpret_cast<PyTypeObject*>(MakeHeapType(module, &kOpenScopeSpec));
   if (state->guard_scope_type == nullptr) return -1;
   state->guard_type = reinterpret_cast<PyTypeObject*>(MakeHeapType(module, &kGuardSpec));
   if (state->guard_type == nullptr) return -1;
@@ -778,10 +774,10 @@ int ExecMemoryGuard(PyObject* module, ModuleState* state) {
   if (state->guarded_function_type == nullptr) return -1;
   state->report_type = PyStructSequence_NewType(&kReportDesc);
   if (state->report_type == nullptr) return -1;
-  state->growth_warning = PyErr_NewExceptionWithDoc(
-      "leakguard.MemoryGrowthWarning",
-      "Issued by memory_guard when a scope grows past its warn_mb limit.",
-      PyExc_UserWarning, nullptr);
+  state->growth_warning =
+      PyErr_NewExceptionWithDoc("leakguard.MemoryGrowthWarning",
+                                "Issued by memory_guard when a scope grows past its warn_mb limit.",
+                                PyExc_UserWarning, nullptr);
   if (state->growth_warning == nullptr) return -1;
   if (AddObjectRef(module, "memory_guard", reinterpret_cast<PyObject*>(state->guard_type)) < 0 ||
       AddObjectRef(module, "MemoryReport", reinterpret_cast<PyObject*>(state->report_type)) < 0 ||
