@@ -24,27 +24,23 @@ namespace leakguard::python::internal {
 namespace {
 
 struct Listener {
-  PyObject_HEAD
-  PyObject* ref;   // weakref to the callable / the method's object, or the
-                   // callable itself (weak=False)
-  PyObject* func;  // the method's function (strong), or null
+  PyObject_HEAD PyObject* ref;  // weakref to the callable / the method's object, or the
+                                // callable itself (weak=False)
+  PyObject* func;               // the method's function (strong), or null
   bool weak;
   bool active;
 };
 
 struct Bus {
-  PyObject_HEAD
-  PyObject* listeners;  // tuple of Listener
-  PyObject* on_error;   // callable(exc, listener) or null
-  PyObject* prune_cb;   // weakref callback shared by all listeners
+  PyObject_HEAD PyObject* listeners;  // tuple of Listener
+  PyObject* on_error;                 // callable(exc, listener) or null
+  PyObject* prune_cb;                 // weakref callback shared by all listeners
   PyObject* weakreflist;
   int emitting;  // depth of running emits
   bool needs_prune;
 };
 
-PyTypeObject* ListenerType(PyObject* bus) {
-  return StateOfType(Py_TYPE(bus))->listener_type;
-}
+PyTypeObject* ListenerType(PyObject* bus) { return StateOfType(Py_TYPE(bus))->listener_type; }
 
 // --------------------------------------------------------------- listener
 
@@ -79,9 +75,10 @@ PyType_Slot kListenerSlots[] = {
 };
 
 PyType_Spec kListenerSpec = {
-    "leakguard._listener", sizeof(Listener), 0,
-    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | LG_IMMUTABLE |
-        Py_TPFLAGS_DISALLOW_INSTANTIATION_OR_0,
+    "leakguard._listener",
+    sizeof(Listener),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | LG_IMMUTABLE | Py_TPFLAGS_DISALLOW_INSTANTIATION_OR_0,
     kListenerSlots,
 };
 
@@ -211,16 +208,14 @@ const char kSubscribeDoc[] =
     "unsubscribe(). Subscribing the same listener twice adds it once.";
 
 PyObject* BusSubscribe(PyObject* self, PyObject* args, PyObject* kwargs) {
-  static char* kwlist[] = {const_cast<char*>("callback"), const_cast<char*>("weak"),
-                           nullptr};
+  static char* kwlist[] = {const_cast<char*>("callback"), const_cast<char*>("weak"), nullptr};
   PyObject* cb = nullptr;
   int weak = 1;
   if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$p:subscribe", kwlist, &cb, &weak)) {
     return nullptr;
   }
   if (!PyCallable_Check(cb)) {
-    PyErr_Format(PyExc_TypeError, "subscribe() needs a callable, not %.200s",
-                 Py_TYPE(cb)->tp_name);
+    PyErr_Format(PyExc_TypeError, "subscribe() needs a callable, not %.200s", Py_TYPE(cb)->tp_name);
     return nullptr;
   }
   Bus* bus = reinterpret_cast<Bus*>(self);
@@ -308,10 +303,11 @@ const char kEmitDoc[] =
     "return how many were called. A listener that raises an Exception does\n"
     "not stop the others: the exception goes to on_error(exc, listener), or\n"
     "to sys.unraisablehook. BaseExceptions (KeyboardInterrupt, SystemExit)\n"
-    "propagate at once.";
+    "propagate at once. A RecursionError raised inside a nested emit() of\n"
+    "the same bus (a listener recursing into emit() without end) unwinds to\n"
+    "the outermost emit(), which reports it like any other failure.";
 
-PyObject* BusEmit(PyObject* self, PyObject* const* args, Py_ssize_t nargs,
-                  PyObject* kwnames) {
+PyObject* BusEmit(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   Bus* bus = reinterpret_cast<Bus*>(self);
   const Py_ssize_t nkw = kwnames != nullptr ? PyTuple_GET_SIZE(kwnames) : 0;
   const Py_ssize_t total = nargs + nkw;
@@ -344,9 +340,8 @@ PyObject* BusEmit(PyObject* self, PyObject* const* args, Py_ssize_t nargs,
       stack[0] = target;
       result = PyObject_Vectorcall(l->func, stack, static_cast<size_t>(nargs) + 1, kwnames);
     } else {
-      result = PyObject_Vectorcall(target, stack + 1,
-                                   static_cast<size_t>(nargs) | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                   kwnames);
+      result = PyObject_Vectorcall(
+          target, stack + 1, static_cast<size_t>(nargs) | PY_VECTORCALL_ARGUMENTS_OFFSET, kwnames);
     }
     ++called;
     if (result != nullptr) {
@@ -357,6 +352,13 @@ PyObject* BusEmit(PyObject* self, PyObject* const* args, Py_ssize_t nargs,
     Py_DECREF(target);
     if (!PyErr_ExceptionMatches(PyExc_Exception)) {
       failed = true;  // KeyboardInterrupt, SystemExit, ...: propagate.
+      break;
+    }
+    if (bus->emitting > 1 && PyErr_ExceptionMatches(PyExc_RecursionError)) {
+      // A listener recursing into emit() ran out of stack: there is none
+      // left here to call on_error (or sys.unraisablehook) with, so the
+      // error unwinds to the outermost emit() of this bus, which reports it.
+      failed = true;
       break;
     }
     ReportFailure(bus, l);
@@ -416,8 +418,7 @@ PyObject* BusListeners(PyObject* self, PyObject* /*unused*/) {
 }
 
 PyObject* BusRepr(PyObject* self) {
-  return PyUnicode_FromFormat("<leakguard.EventBus with %zd live listeners>",
-                              BusLength(self));
+  return PyUnicode_FromFormat("<leakguard.EventBus with %zd live listeners>", BusLength(self));
 }
 
 int BusTraverse(PyObject* self, visitproc visit, void* arg) {
@@ -494,8 +495,11 @@ PyType_Slot kBusSlots[] = {
 };
 
 PyType_Spec kBusSpec = {
-    "leakguard.EventBus", sizeof(Bus), 0,
-    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | LG_IMMUTABLE, kBusSlots,
+    "leakguard.EventBus",
+    sizeof(Bus),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | LG_IMMUTABLE,
+    kBusSlots,
 };
 
 }  // namespace
@@ -505,8 +509,7 @@ int ExecEventBus(PyObject* module, ModuleState* state) {
   if (state->listener_type == nullptr) return -1;
   state->bus_type = reinterpret_cast<PyTypeObject*>(MakeHeapType(module, &kBusSpec));
   if (state->bus_type == nullptr) return -1;
-  return AddObjectRef(module, "EventBus",
-                      reinterpret_cast<PyObject*>(state->bus_type));
+  return AddObjectRef(module, "EventBus", reinterpret_cast<PyObject*>(state->bus_type));
 }
 
 }  // namespace leakguard::python::internal

@@ -19,17 +19,20 @@
 #include <cmath>
 #include <cstddef>
 #include <ctime>
+#include <memory>
 #include <optional>
 #include <string>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "leakguard/memory_guard.h"
 #include "leakguard/process.h"
 #include "leakguard/python/python.h"
+#include "leakguard/python/ref.h"
+#include "leakguard/tracemalloc.h"
 #include "py_module_internal.h"
 
 namespace leakguard::python::internal {
@@ -37,28 +40,117 @@ namespace {
 
 enum class Mode { kProcess, kTraced };
 
+// Traced scopes of all guards share one tracing session: the first that
+// finds tracemalloc off starts it, the last of them to end stops it, in
+// whatever order they end (asyncio tasks and threads end blocks out of
+// order; a stack of TracingScopes would stop tracing under a block still
+// open). Lives in the module state.
+void UseSharedTracing(ModuleState* state, bool* using_it) {
+  *using_it = false;
+  if (state->shared_tracing_users == 0) {
+    absl::StatusOr<bool> tracing = tracemalloc::IsTracing();
+    if (!tracing.ok() || *tracing) return;  // The caller's tracing: left alone.
+    absl::StatusOr<tracemalloc::TracingScope> started =
+        tracemalloc::TracingScope::Start(MemoryGuardOptions{}.frames);
+    if (!started.ok()) return;  // MemoryGuard::Enter reports it.
+    state->shared_tracing = new tracemalloc::TracingScope(*std::move(started));
+  }
+  ++state->shared_tracing_users;
+  *using_it = true;
+}
+
+void ReleaseSharedTracing(ModuleState* state, bool* using_it) {
+  if (!*using_it) return;
+  *using_it = false;
+  if (--state->shared_tracing_users > 0) return;
+  delete static_cast<tracemalloc::TracingScope*>(state->shared_tracing);  // Stops it.
+  state->shared_tracing = nullptr;
+}
+
 struct Scope {
+  Scope() = default;
+  Scope(const Scope&) = delete;
+  Scope& operator=(const Scope&) = delete;
+  ~Scope() { End(); }
+  // Ends the traced measurement (if still running) and this scope's share
+  // of the tracing session.
+  void End() {
+    traced.reset();
+    if (state != nullptr) ReleaseSharedTracing(state, &shares_tracing);
+  }
+
   ProcessSample before;
   double started_at = 0;
   std::optional<MemoryGuard> traced;  // Traced mode: tracemalloc and lines.
+  ModuleState* state = nullptr;
+  bool shares_tracing = false;
+};
+
+struct Guard;
+
+// One open `with` block. The guard's context variable holds the innermost
+// open block of the current context; `outer` is the one it was entered in
+// (a persistent stack, so a context copied into a new task or thread shares
+// the blocks open at the copy and pops only its own).
+struct OpenScope {
+  PyObject_HEAD Scope* scope;  // Null once the block has ended.
+  Guard* guard;                // Borrowed; null once ended (or the guard is gone).
+  PyObject* outer;             // The enclosing OpenScope of the context, or null.
+  ListNode in_guard;           // In guard->open while the block is open.
 };
 
 struct Guard {
-  PyObject_HEAD
-  PyObject* label;
-  PyObject* report;  // last MemoryReport, or None
+  PyObject_HEAD PyObject* label;
+  PyObject* report;      // last MemoryReport, or None
+  PyObject* current;     // contextvars.ContextVar: the context's innermost OpenScope
   long long warn_bytes;  // < 0: never warn
   double warn_mb;
   Mode mode;
   int top;
-  // Open `with` blocks per thread (PyThread_get_thread_ident()), innermost
-  // last: one guard object may be used by many threads at once.
-  std::unordered_map<unsigned long, std::vector<Scope>>* scopes;
+  // Every open `with` block of this guard, in any context, most recent
+  // first: one guard object may be used by many tasks and threads at once.
+  ListNode open;
+};
+
+OpenScope* OpenScopeOfNode(ListNode* node) {
+  return reinterpret_cast<OpenScope*>(reinterpret_cast<char*>(node) -
+                                      offsetof(OpenScope, in_guard));
+}
+
+// Takes the block out of its guard's open list and hands its Scope to the
+// caller (null if it had ended already).
+Scope* DetachScope(OpenScope* open) {
+  if (ListLinked(&open->in_guard)) ListUnlink(&open->in_guard);
+  open->guard = nullptr;
+  return std::exchange(open->scope, nullptr);
+}
+
+void OpenScopeDealloc(PyObject* self) {
+  OpenScope* open = reinterpret_cast<OpenScope*>(self);
+  PyTypeObject* type = Py_TYPE(self);
+  // A block whose context went away without __exit__ (a task dropped in
+  // its `with`): end it, which restores tracemalloc.
+  delete DetachScope(open);
+  Py_CLEAR(open->outer);
+  type->tp_free(self);
+  Py_DECREF(type);
+}
+
+PyType_Slot kOpenScopeSlots[] = {
+    {Py_tp_dealloc, reinterpret_cast<void*>(OpenScopeDealloc)},
+    {0, nullptr},
+};
+
+PyType_Spec kOpenScopeSpec = {
+    "leakguard._open_guard_scope",
+    sizeof(OpenScope),
+    0,
+    Py_TPFLAGS_DEFAULT | LG_IMMUTABLE | Py_TPFLAGS_DISALLOW_INSTANTIATION_OR_0,
+    kOpenScopeSlots,
 };
 
 struct Guarded {
-  PyObject_HEAD
-  vectorcallfunc vectorcall;
+  PyObject_HEAD vectorcallfunc vectorcall;
   PyObject* guard;
   PyObject* func;
   PyObject* dict;
@@ -84,11 +176,37 @@ int SampleOrRaise(ProcessSample* out) {
   return 0;
 }
 
+// A C++ MemoryGuard's message in the words of a Python caller: the advice
+// it gives C++ code ("tracemalloc::TracingScope::Start ...") is replaced by
+// what happened in Python terms; any other parenthesized C++ name is
+// dropped.
+std::string ForPython(absl::string_view message) {
+  const std::string text(message);
+  if (text.find("tracemalloc is not tracing") != std::string::npos) {
+    return "tracemalloc stopped tracing inside the block (tracemalloc.stop() "
+           "was called before it ended); leave tracemalloc running until the "
+           "block ends";
+  }
+  std::string out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    const size_t open = text.find(" (", pos);
+    const size_t close = open == std::string::npos ? open : text.find(')', open);
+    if (close == std::string::npos) break;
+    const std::string inner = text.substr(open, close + 1 - open);
+    out += text.substr(pos, open - pos);
+    if (inner.find("::") == std::string::npos) out += inner;
+    pos = close + 1;
+  }
+  out += text.substr(pos);
+  return out;
+}
+
 // Raises what a traced MemoryGuard could not do as a RuntimeError naming
 // the guard (tracemalloc stopped under it, a failed reading).
 void RaiseGuardError(Guard* g, const char* when, const absl::Status& status) {
   PyErr_Format(PyExc_RuntimeError, "memory_guard %R could not %s: %s", g->label, when,
-               std::string(status.message()).c_str());
+               ForPython(status.message()).c_str());
 }
 
 // Opens a scope: in traced mode enters a MemoryGuard (tracemalloc started if
@@ -103,15 +221,18 @@ int EnterScope(Guard* g, Scope* scope) {
     options.label = label;
     options.mode = GuardMode::kTraced;
     options.top = g->top;  // warn_bytes stays 0: this module warns itself.
+    scope->state = StateOf(reinterpret_cast<PyObject*>(g));
+    UseSharedTracing(scope->state, &scope->shares_tracing);
     absl::StatusOr<MemoryGuard> traced = MemoryGuard::Enter(std::move(options));
     if (!traced.ok()) {
+      scope->End();
       RaiseGuardError(g, "start measuring", traced.status());
       return -1;
     }
     scope->traced.emplace(*std::move(traced));
   }
   if (SampleOrRaise(&scope->before) < 0) {
-    scope->traced.reset();  // Exits: restores tracemalloc, keeps the error.
+    scope->End();  // Exits: restores tracemalloc, keeps the error.
     return -1;
   }
   return 0;
@@ -123,9 +244,9 @@ PyObject* LinesTuple(const std::vector<LineGrowth>& lines) {
   if (top == nullptr) return nullptr;
   for (size_t i = 0; i < lines.size(); ++i) {
     const LineGrowth& l = lines[i];
-    PyObject* row = Py_BuildValue("(s#iLL)", l.file.data(), static_cast<Py_ssize_t>(l.file.size()),
-                                  l.line, static_cast<long long>(l.size_diff),
-                                  static_cast<long long>(l.count_diff));
+    PyObject* row =
+        Py_BuildValue("(s#iLL)", l.file.data(), static_cast<Py_ssize_t>(l.file.size()), l.line,
+                      static_cast<long long>(l.size_diff), static_cast<long long>(l.count_diff));
     if (row == nullptr) {
       Py_DECREF(top);
       return nullptr;
@@ -135,11 +256,10 @@ PyObject* LinesTuple(const std::vector<LineGrowth>& lines) {
   return top;
 }
 
-std::string Describe(Guard* g, long long rss_delta, PyObject* traced_delta,
-                     PyObject* top) {
+std::string Describe(Guard* g, long long rss_delta, PyObject* traced_delta, PyObject* top) {
   std::string label = PyUnicode_AsUTF8(g->label);
-  std::string msg = absl::StrCat("memory_guard '", label, "': RSS grew by ",
-                                 FormatBytes(rss_delta));
+  std::string msg =
+      absl::StrCat("memory_guard '", label, "': RSS grew by ", FormatBytes(rss_delta));
   if (traced_delta != Py_None) {
     absl::StrAppend(&msg, ", traced Python memory by ",
                     FormatBytes(PyLong_AsLongLong(traced_delta)));
@@ -168,8 +288,7 @@ int Warn(Guard* g, const std::string& msg) {
   Py_DECREF(logger);
   if (logged == nullptr) return -1;
   Py_DECREF(logged);
-  return PyErr_WarnEx(StateOf(reinterpret_cast<PyObject*>(g))->growth_warning,
-                      msg.c_str(), 1);
+  return PyErr_WarnEx(StateOf(reinterpret_cast<PyObject*>(g))->growth_warning, msg.c_str(), 1);
 }
 
 // Closes a scope: samples again, stops tracing if the scope started it (on
@@ -185,7 +304,7 @@ int LeaveScope(Guard* g, Scope* scope) {
     // Exit keeps a pending exception (a failed sample) pending, and restores
     // tracemalloc on every path.
     absl::StatusOr<GuardReport> traced = scope->traced->Exit();
-    scope->traced.reset();
+    scope->End();
     if (sampled < 0) {
       // The sampling error is the one reported.
     } else if (!traced.ok()) {
@@ -259,8 +378,8 @@ PyObject* GuardNew(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
   PyObject* warn_mb = Py_None;
   const char* mode = "process";
   int top = 10;
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$Osi:memory_guard", kwlist, &label,
-                                   &warn_mb, &mode, &top)) {
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$Osi:memory_guard", kwlist, &label, &warn_mb,
+                                   &mode, &top)) {
     return nullptr;
   }
   if (!PyUnicode_Check(label)) {
@@ -278,8 +397,8 @@ PyObject* GuardNew(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
     mb = PyFloat_AsDouble(warn_mb);
     if (mb == -1.0 && PyErr_Occurred()) return nullptr;
     if (std::isnan(mb) || mb < 0 || mb > 1e12) {
-      PyErr_Format(PyExc_ValueError,
-                   "warn_mb must be a number of MiB >= 0 (or None), got %R", warn_mb);
+      PyErr_Format(PyExc_ValueError, "warn_mb must be a number of MiB >= 0 (or None), got %R",
+                   warn_mb);
       return nullptr;
     }
   }
@@ -304,30 +423,64 @@ PyObject* GuardNew(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
   g->warn_bytes = mb < 0 ? -1 : static_cast<long long>(mb * 1024.0 * 1024.0);
   g->mode = parsed;
   g->top = top;
-  g->scopes = new std::unordered_map<unsigned long, std::vector<Scope>>();
+  ListInit(&g->open);
+  g->current = PyContextVar_New("leakguard.memory_guard", nullptr);
+  if (g->current == nullptr) {
+    Py_DECREF(g);
+    return nullptr;
+  }
   return reinterpret_cast<PyObject*>(g);
 }
 
 PyObject* GuardEnter(PyObject* self, PyObject* /*unused*/) {
   Guard* g = reinterpret_cast<Guard*>(self);
-  Scope scope;
-  if (EnterScope(g, &scope) < 0) return nullptr;
-  (*g->scopes)[PyThread_get_thread_ident()].push_back(std::move(scope));
+  PyObject* outer = nullptr;
+  if (PyContextVar_Get(g->current, nullptr, &outer) < 0) return nullptr;
+  Ref outer_ref = Steal(outer);
+  OpenScope* open = PyObject_New(OpenScope, StateOf(self)->guard_scope_type);
+  if (open == nullptr) return nullptr;
+  open->scope = nullptr;
+  open->guard = nullptr;
+  open->outer = outer_ref.Release();
+  open->in_guard = ListNode{};
+  Ref open_ref = Steal(reinterpret_cast<PyObject*>(open));
+  auto scope = std::make_unique<Scope>();
+  if (EnterScope(g, scope.get()) < 0) return nullptr;
+  open->scope = scope.release();
+  open->guard = g;
+  ListPushFront(&g->open, &open->in_guard);
+  Ref token = Steal(PyContextVar_Set(g->current, open_ref.get()));
+  if (!token) return nullptr;  // open_ref's release ends the block.
   return NewRef(self);
 }
 
 PyObject* GuardExit(PyObject* self, PyObject* /*args*/) {
   Guard* g = reinterpret_cast<Guard*>(self);
-  auto open = g->scopes->find(PyThread_get_thread_ident());
-  if (open == g->scopes->end()) {
-    PyErr_SetString(PyExc_RuntimeError,
-                    "memory_guard.__exit__ without __enter__ on this thread");
-    return nullptr;
+  PyObject* innermost = nullptr;
+  if (PyContextVar_Get(g->current, nullptr, &innermost) < 0) return nullptr;
+  Ref found = Steal(innermost);
+  OpenScope* open = reinterpret_cast<OpenScope*>(found.get());
+  if (open != nullptr) {
+    // Pops the context's innermost block, ended or not.
+    PyObject* outer = open->outer != nullptr ? open->outer : Py_None;
+    Ref token = Steal(PyContextVar_Set(g->current, outer));
+    if (!token) return nullptr;
   }
-  Scope scope = std::move(open->second.back());
-  open->second.pop_back();
-  if (open->second.empty()) g->scopes->erase(open);
-  if (LeaveScope(g, &scope) < 0) return nullptr;
+  if (open == nullptr || open->scope == nullptr) {
+    // No block open in this context: the block was entered in another one
+    // (another thread, or a task that handed its guard on). End the most
+    // recent open block of this guard, so that what it changed (tracemalloc)
+    // is restored.
+    if (ListEmpty(&g->open)) {
+      PyErr_Format(PyExc_RuntimeError, "memory_guard %R: __exit__ without a matching __enter__",
+                   g->label);
+      return nullptr;
+    }
+    found = Borrow(reinterpret_cast<PyObject*>(OpenScopeOfNode(g->open.next)));
+    open = reinterpret_cast<OpenScope*>(found.get());
+  }
+  std::unique_ptr<Scope> scope(DetachScope(open));
+  if (LeaveScope(g, scope.get()) < 0) return nullptr;
   Py_RETURN_FALSE;  // Never swallows the block's exception.
 }
 
@@ -354,9 +507,8 @@ PyObject* GuardGetLabel(PyObject* self, void*) {
   return NewRef(reinterpret_cast<Guard*>(self)->label);
 }
 PyObject* GuardGetMode(PyObject* self, void*) {
-  return PyUnicode_FromString(reinterpret_cast<Guard*>(self)->mode == Mode::kTraced
-                                  ? "traced"
-                                  : "process");
+  return PyUnicode_FromString(reinterpret_cast<Guard*>(self)->mode == Mode::kTraced ? "traced"
+                                                                                    : "process");
 }
 PyObject* GuardGetWarnMb(PyObject* self, void*) {
   Guard* g = reinterpret_cast<Guard*>(self);
@@ -375,6 +527,7 @@ int GuardTraverse(PyObject* self, visitproc visit, void* arg) {
   Py_VISIT(Py_TYPE(self));
   Py_VISIT(g->label);
   Py_VISIT(g->report);
+  Py_VISIT(g->current);
   return 0;
 }
 
@@ -389,8 +542,9 @@ void GuardDealloc(PyObject* self) {
   PyTypeObject* type = Py_TYPE(self);
   PyObject_GC_UnTrack(self);
   GuardClear(self);
-  delete g->scopes;  // Open scopes exit here: tracemalloc is restored.
-  g->scopes = nullptr;
+  // Open blocks end here: tracemalloc is restored.
+  while (!ListEmpty(&g->open)) delete DetachScope(OpenScopeOfNode(g->open.next));
+  Py_CLEAR(g->current);
   Py_CLEAR(g->label);
   type->tp_free(self);
   Py_DECREF(type);
@@ -420,8 +574,11 @@ const char kGuardDoc[] =
     "`top` source lines that grew most. When RSS (or, traced, the traced heap)\n"
     "grows by more than warn_mb MiB, a MemoryGrowthWarning is issued and the\n"
     "'leakguard' logger logs a warning. The last report is `.report`.\n"
-    "One guard object may be used from several threads at once: each thread's\n"
-    "`with` blocks pair up on their own (`.report` is the last to finish).";
+    "One guard object may be used from several threads and asyncio tasks at\n"
+    "once: `with` blocks pair up per context (contextvars), so each task and\n"
+    "thread measures its own blocks (`.report` is the last to finish). An\n"
+    "__exit__ in a context with no block of this guard open (the block was\n"
+    "entered in another thread) ends the guard's most recent open block.";
 
 PyType_Slot kGuardSlots[] = {
     {Py_tp_new, reinterpret_cast<void*>(GuardNew)},
@@ -437,8 +594,11 @@ PyType_Slot kGuardSlots[] = {
 };
 
 PyType_Spec kGuardSpec = {
-    "leakguard.memory_guard", sizeof(Guard), 0,
-    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | LG_IMMUTABLE, kGuardSlots,
+    "leakguard.memory_guard",
+    sizeof(Guard),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | LG_IMMUTABLE,
+    kGuardSlots,
 };
 
 // ---------------------------------------------------------------- guarded
@@ -517,18 +677,15 @@ void GuardedDealloc(PyObject* self) {
 
 PyMemberDef kGuardedMembers[] = {
     {"__dictoffset__", LG_T_PYSSIZET, offsetof(Guarded, dict), LG_READONLY, nullptr},
-    {"__weaklistoffset__", LG_T_PYSSIZET, offsetof(Guarded, weakreflist), LG_READONLY,
-     nullptr},
-    {"__vectorcalloffset__", LG_T_PYSSIZET, offsetof(Guarded, vectorcall), LG_READONLY,
-     nullptr},
+    {"__weaklistoffset__", LG_T_PYSSIZET, offsetof(Guarded, weakreflist), LG_READONLY, nullptr},
+    {"__vectorcalloffset__", LG_T_PYSSIZET, offsetof(Guarded, vectorcall), LG_READONLY, nullptr},
     {nullptr, 0, 0, 0, nullptr},
 };
 
 PyGetSetDef kGuardedGetSet[] = {
     {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, nullptr, nullptr},
     {"memory_guard", GuardedGetGuard, nullptr,
-     "The memory_guard measuring each call (its .report is the last call's).",
-     nullptr},
+     "The memory_guard measuring each call (its .report is the last call's).", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 
@@ -544,10 +701,11 @@ PyType_Slot kGuardedSlots[] = {
 };
 
 PyType_Spec kGuardedSpec = {
-    "leakguard._guarded_function", sizeof(Guarded), 0,
+    "leakguard._guarded_function",
+    sizeof(Guarded),
+    0,
     Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL |
-        Py_TPFLAGS_METHOD_DESCRIPTOR | LG_IMMUTABLE |
-        Py_TPFLAGS_DISALLOW_INSTANTIATION_OR_0,
+        Py_TPFLAGS_METHOD_DESCRIPTOR | LG_IMMUTABLE | Py_TPFLAGS_DISALLOW_INSTANTIATION_OR_0,
     kGuardedSlots,
 };
 
@@ -561,8 +719,8 @@ PyObject* MakeGuarded(Guard* g, PyObject* func) {
   f->dict = nullptr;
   f->weakreflist = nullptr;
   PyObject_GC_Track(f);
-  PyObject* updated = PyObject_CallFunctionObjArgs(
-      state->update_wrapper, reinterpret_cast<PyObject*>(f), func, nullptr);
+  PyObject* updated = PyObject_CallFunctionObjArgs(state->update_wrapper,
+                                                   reinterpret_cast<PyObject*>(f), func, nullptr);
   if (updated == nullptr) {
     Py_DECREF(f);
     return nullptr;
@@ -599,7 +757,16 @@ PyStructSequence_Desc kReportDesc = {
 
 }  // namespace
 
+void ClearMemoryGuardState(ModuleState* state) {
+  // Blocks still open when the module goes: tracing stops with it.
+  delete static_cast<tracemalloc::TracingScope*>(state->shared_tracing);
+  state->shared_tracing = nullptr;
+  state->shared_tracing_users = 0;
+}
+
 int ExecMemoryGuard(PyObject* module, ModuleState* state) {
+  state->guard_scope_type = reinterpret_cast<PyTypeObject*>(MakeHeapType(module, &kOpenScopeSpec));
+  if (state->guard_scope_type == nullptr) return -1;
   state->guard_type = reinterpret_cast<PyTypeObject*>(MakeHeapType(module, &kGuardSpec));
   if (state->guard_type == nullptr) return -1;
   state->guarded_function_type =
@@ -607,10 +774,10 @@ int ExecMemoryGuard(PyObject* module, ModuleState* state) {
   if (state->guarded_function_type == nullptr) return -1;
   state->report_type = PyStructSequence_NewType(&kReportDesc);
   if (state->report_type == nullptr) return -1;
-  state->growth_warning = PyErr_NewExceptionWithDoc(
-      "leakguard.MemoryGrowthWarning",
-      "Issued by memory_guard when a scope grows past its warn_mb limit.",
-      PyExc_UserWarning, nullptr);
+  state->growth_warning =
+      PyErr_NewExceptionWithDoc("leakguard.MemoryGrowthWarning",
+                                "Issued by memory_guard when a scope grows past its warn_mb limit.",
+                                PyExc_UserWarning, nullptr);
   if (state->growth_warning == nullptr) return -1;
   if (AddObjectRef(module, "memory_guard", reinterpret_cast<PyObject*>(state->guard_type)) < 0 ||
       AddObjectRef(module, "MemoryReport", reinterpret_cast<PyObject*>(state->report_type)) < 0 ||

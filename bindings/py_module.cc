@@ -30,6 +30,7 @@ int TraverseState(ModuleState* s, visitproc visit, void* arg) {
   Py_VISIT(s->bus_type);
   Py_VISIT(s->listener_type);
   Py_VISIT(s->guard_type);
+  Py_VISIT(s->guard_scope_type);
   Py_VISIT(s->guarded_function_type);
   Py_VISIT(s->report_type);
   Py_VISIT(s->growth_warning);
@@ -47,6 +48,8 @@ void ClearState(ModuleState* s) {
   Py_CLEAR(s->bus_type);
   Py_CLEAR(s->listener_type);
   Py_CLEAR(s->guard_type);
+  Py_CLEAR(s->guard_scope_type);
+  ClearMemoryGuardState(s);
   Py_CLEAR(s->guarded_function_type);
   Py_CLEAR(s->report_type);
   Py_CLEAR(s->growth_warning);

@@ -30,6 +30,9 @@ struct ModuleState {
   PyTypeObject* listener_type;
   // memory_guard
   PyTypeObject* guard_type;
+  PyTypeObject* guard_scope_type;
+  void* shared_tracing;  // tracemalloc::TracingScope* of the open traced blocks
+  Py_ssize_t shared_tracing_users;
   PyTypeObject* guarded_function_type;
   PyTypeObject* report_type;
   PyObject* growth_warning;
@@ -50,6 +53,8 @@ inline ModuleState* StateOfType(PyTypeObject* type) {
 int ExecLruCache(PyObject* module, ModuleState* state);
 int ExecEventBus(PyObject* module, ModuleState* state);
 int ExecMemoryGuard(PyObject* module, ModuleState* state);
+/// Ends what memory_guard still holds in `state` (module teardown).
+void ClearMemoryGuardState(ModuleState* state);
 /// Adds leakguard.diagnose() (the leak doctor) to the module.
 int ExecDoctor(PyObject* module);
 

@@ -52,6 +52,37 @@ class DiagnoseTest(unittest.TestCase):
         with self.assertRaises(RuntimeError) as ctx:
             leakguard.diagnose(boom)
         self.assertIn("KeyError: 'gone'", str(ctx.exception))
+        cause = ctx.exception.__cause__
+        self.assertIs(type(cause), KeyError)
+        self.assertEqual(cause.args, ("gone",))
+        # The workload's own frame is on the cause's traceback.
+        frames = []
+        tb = cause.__traceback__
+        while tb is not None:
+            frames.append(tb.tb_frame.f_code.co_name)
+            tb = tb.tb_next
+        self.assertEqual(frames[-1], "boom")
+
+    def test_keyboard_interrupt_and_system_exit_propagate_unchanged(self):
+        raised = []
+
+        def interrupted():
+            raised.append(KeyboardInterrupt("stop"))
+            raise raised[-1]
+
+        def exits():
+            raised.append(SystemExit(3))
+            raise raised[-1]
+
+        with self.assertRaises(KeyboardInterrupt) as ctx:
+            leakguard.diagnose(interrupted)
+        self.assertIs(ctx.exception, raised[0])
+        self.assertEqual(ctx.exception.args, ("stop",))
+        with self.assertRaises(SystemExit) as ctx:
+            leakguard.diagnose(exits)
+        self.assertIs(ctx.exception, raised[1])
+        self.assertEqual(ctx.exception.code, 3)
+        self.assertEqual(len(raised), 2)  # the first call ended each run
 
 
 if __name__ == "__main__":

@@ -162,6 +162,47 @@ class EventBusTest(unittest.TestCase):
             bus.emit()
         self.assertEqual(self.log, [])
 
+    def test_endless_recursion_into_emit_reaches_on_error_once(self):
+        errors = []
+        bus = leakguard.EventBus(on_error=lambda exc, listener: errors.append((exc, listener)))
+        depth = []
+
+        def recurse(x):
+            depth.append(x)
+            bus.emit(x + 1)
+
+        bus.subscribe(recurse)
+        self.assertEqual(bus.emit(0), 1)
+        self.assertGreater(len(depth), 10)
+        self.assertEqual(len(errors), 1)
+        exc, listener = errors[0]
+        self.assertIs(type(exc), RecursionError)
+        self.assertIs(listener, recurse)
+        # The bus still works afterwards.
+        bus.unsubscribe(recurse)
+        seen = []
+        bus.subscribe(seen.append, weak=False)
+        self.assertEqual(bus.emit("after"), 1)
+        self.assertEqual(seen, ["after"])
+
+    def test_endless_recursion_into_emit_reaches_unraisablehook(self):
+        seen = []
+        old = sys.unraisablehook
+        sys.unraisablehook = seen.append
+        try:
+            bus = leakguard.EventBus()
+
+            def recurse():
+                bus.emit()
+
+            bus.subscribe(recurse)
+            self.assertEqual(bus.emit(), 1)
+        finally:
+            sys.unraisablehook = old
+        self.assertEqual(len(seen), 1)
+        self.assertIs(seen[0].exc_type, RecursionError)
+        self.assertIs(seen[0].object, recurse)
+
     def test_unsubscribe_during_emit_skips_later_listener(self):
         bus = leakguard.EventBus()
         second = Recorder("second", self.log)

@@ -318,6 +318,99 @@ class LruCacheBehaviour:
             self.assertEqual(g(Key(n)).n, n)
         self.assertLessEqual(g.cache_info().currsize, 3)
 
+    def test_eq_that_mutates_the_cache_never_raises(self):
+        # A seeded random search: keys whose hashes collide and whose __eq__
+        # clears the cache or makes another cached call (which evicts) in the
+        # middle of a lookup, an insertion or an eviction. functools answers
+        # every call; so must the drop-in.
+        rng = random.Random(119)
+        for trial in range(3000):
+            reenter = []
+
+            class Key:
+                def __init__(self, n):
+                    self.n = n
+
+                def __hash__(self):
+                    return self.n % 3
+
+                def __eq__(self, other):
+                    if reenter and rng.random() < 0.3:
+                        f = reenter.pop()  # one reentry at a time
+                        if rng.random() < 0.3:
+                            f.cache_clear()
+                        else:
+                            f(Key(rng.randrange(10)))
+                        reenter.append(f)
+                    return isinstance(other, Key) and other.n == self.n
+
+            @self.cached(maxsize=rng.randrange(1, 4))
+            def f(key):
+                return key.n
+
+            reenter.append(f)
+            for _ in range(12):
+                n = rng.randrange(10)
+                self.assertEqual(f(Key(n)), n, "trial %d" % trial)
+            if type(self).lru_cache is leakguard.lru_cache:
+                # (functools' can pass its maxsize here.)
+                self.assertLessEqual(f.cache_info().currsize, f.cache_info().maxsize)
+
+    def test_each_argument_is_hashed_once_per_call(self):
+        hashes = []
+
+        class Arg:
+            def __init__(self, name):
+                self.name = name
+
+            def __hash__(self):
+                hashes.append(self.name)
+                return hash(self.name)
+
+            def __eq__(self, other):
+                return isinstance(other, Arg) and other.name == self.name
+
+        @self.cached(maxsize=1, typed=True)
+        def f(a, *, b):
+            return (a.name, b.name)
+
+        a, b, c = Arg("a"), Arg("b"), Arg("c")
+        self.assertEqual(f(a, b=b), ("a", "b"))  # miss
+        self.assertEqual(hashes, ["a", "b"])
+        self.assertEqual(f(a, b=b), ("a", "b"))  # hit
+        self.assertEqual(hashes, ["a", "b"] * 2)
+        self.assertEqual(f(c, b=c), ("c", "c"))  # miss that evicts (a, b)
+        self.assertEqual(hashes, ["a", "b"] * 2 + ["c", "c"])
+        self.assertEqual(f.cache_info(), (1, 2, 1, 1))
+
+    def test_cache_parameters_are_functools_keys(self):
+        @self.cached(maxsize=7)
+        def f(x):
+            return x
+
+        @self.cached(maxsize=None, typed=1)
+        def g(x):
+            return x
+
+        self.assertEqual(f.cache_parameters(), {"maxsize": 7, "typed": False})
+        self.assertEqual(g.cache_parameters(), {"maxsize": None, "typed": 1})
+
+    def test_huge_negative_maxsize_means_no_caching(self):
+        calls = []
+
+        @self.cached(maxsize=-10**30)
+        def f(x):
+            calls.append(x)
+            return x
+
+        self.assertEqual((f(1), f(1)), (1, 1))
+        self.assertEqual(calls, [1, 1])
+        self.assertEqual(f.cache_info(), (0, 2, 0, 0))
+        self.assertEqual(f.cache_parameters(), {"maxsize": 0, "typed": False})
+        too_big = self.cached(maxsize=10**30)  # fails when it wraps, as functools does
+        with self.assertRaisesRegex(OverflowError, "cannot fit 'int' into an index-sized integer"):
+            too_big(_plain)
+
     def test_threads(self):
         @self.cached(maxsize=10)
         def f(x):
@@ -391,6 +484,52 @@ class LeakguardLruCacheTest(LruCacheBehaviour, unittest.TestCase):
     lru_cache = staticmethod(leakguard.lru_cache)
 
 
+class LeakguardLruCacheThreadsTest(unittest.TestCase):
+    def test_threads_with_colliding_keys_and_no_clear_never_raise(self):
+        # Not run against functools: CPython 3.11's C lru_cache crashes here
+        # (a thread switch inside __eq__ during an eviction).
+        class Key:
+            def __init__(self, n):
+                self.n = n
+
+            def __hash__(self):
+                return 7  # all collide: every lookup runs __eq__
+
+            def __eq__(self, other):
+                time.sleep(0)  # lets another thread run mid-lookup
+                return isinstance(other, Key) and other.n == self.n
+
+        @leakguard.lru_cache(maxsize=4)
+        def f(key):
+            time.sleep(0)
+            return key.n * 2
+
+        errors = []
+        calls = [0] * 8
+
+        def worker(t):
+            rng = random.Random(t)
+            try:
+                for _ in range(400):
+                    n = rng.randrange(12)
+                    if f(Key(n)) != n * 2:
+                        errors.append((t, n))
+                    calls[t] += 1
+            except BaseException as e:  # reported below
+                errors.append(repr(e))
+
+        threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
+        self.assertEqual(calls, [400] * 8)
+        info = f.cache_info()
+        self.assertEqual(info.hits + info.misses, 8 * 400)
+        self.assertLessEqual(info.currsize, 4)
+
+
 class FakeClock:
     def __init__(self):
         self.now = 1000.0
@@ -415,8 +554,19 @@ class LeakguardExtrasTest(unittest.TestCase):
         def f(self, x):
             return x
 
+        @leakguard.lru_cache(maxsize=3, ttl=1)
+        def g(x):
+            return x
+
+        @leakguard.lru_cache(weak_self=True)
+        def h(self):
+            return self
+
         self.assertEqual(f.cache_parameters(),
                          {"maxsize": 3, "typed": False, "ttl": 2.5, "weak_self": True})
+        self.assertEqual(g.cache_parameters(), {"maxsize": 3, "typed": False, "ttl": 1.0})
+        self.assertEqual(h.cache_parameters(),
+                         {"maxsize": 128, "typed": False, "weak_self": True})
 
     def test_ttl_expires_on_a_fake_clock(self):
         clock = FakeClock()

@@ -1,10 +1,12 @@
 """leakguard.memory_guard: reports, warnings through `warnings` and the
 "leakguard" logger, tracemalloc restored on every exit path."""
+import asyncio
 import inspect
 import logging
 import os
 import sysconfig
 import threading
+import time
 import tracemalloc
 import unittest
 import warnings
@@ -229,10 +231,86 @@ class MemoryGuardTest(unittest.TestCase):
         # The first scope saw its file opened; the second opened nothing. A
         # single stack for both threads would have swapped them.
         self.assertEqual(deltas, {"first": 1, "second": 0})
-        with self.assertRaisesRegex(RuntimeError, "without __enter__ on this thread"):
+        with self.assertRaisesRegex(RuntimeError,
+                                    "memory_guard 'shared': __exit__ without a matching __enter__"):
             guard.__exit__(None, None, None)
 
+    def test_two_asyncio_tasks_sharing_a_guard_each_measure_their_own_block(self):
+        if tracemalloc.is_tracing():
+            self.skipTest("needs tracemalloc off")
+        guard = leakguard.memory_guard("shared", mode="traced", top=0)
+        reports = {}
+        kept = {}
+
+        async def first(a_entered, b_entered, a_done):
+            with guard:
+                kept["a"] = bytearray(8 * MiB)  # before the second block began
+                a_entered.set()
+                await b_entered.wait()
+            reports["a"] = guard.report
+            a_done.set()
+
+        async def second(a_entered, b_entered, a_done):
+            await a_entered.wait()
+            with guard:  # enters after the first, exits after it
+                b_entered.set()
+                await a_done.wait()
+                kept["b"] = bytearray(2 * MiB)
+            reports["b"] = guard.report
+
+        async def main():
+            a_entered, b_entered, a_done = asyncio.Event(), asyncio.Event(), asyncio.Event()
+            await asyncio.gather(first(a_entered, b_entered, a_done),
+                                 second(a_entered, b_entered, a_done))
+
+        asyncio.run(main())
+        # Paired per task: each block saw its own allocation. Blocks paired
+        # last-in-first-out in the one thread would give the first exit the
+        # second block (0 bytes) and the second exit the first (10 MiB).
+        a, b = reports["a"], reports["b"]
+        self.assertGreaterEqual(a.traced_delta, 8 * MiB)
+        self.assertLess(a.traced_delta, 9 * MiB)
+        self.assertGreaterEqual(b.traced_delta, 2 * MiB)
+        self.assertLess(b.traced_delta, 3 * MiB)
+        self.assertGreater(a.elapsed, 0)
+        self.assertGreater(b.elapsed, 0)
+        self.assertEqual((a.label, b.label), ("shared", "shared"))
+        self.assertFalse(tracemalloc.is_tracing())
+        del kept
+
+    def test_traced_guard_finished_in_another_thread_restores_tracemalloc(self):
+        if tracemalloc.is_tracing():
+            self.skipTest("needs tracemalloc off")
+        guard = leakguard.memory_guard("handed_on", mode="traced")
+        guard.__enter__()
+        self.assertTrue(tracemalloc.is_tracing())
+        data = bytearray(3 * MiB)
+        errors = []
+
+        def finish():
+            try:
+                guard.__exit__(None, None, None)
+            except BaseException as e:  # reported below
+                errors.append(e)
+
+        thread = threading.Thread(target=finish)
+        thread.start()
+        thread.join()
+        self.assertEqual(errors, [])
+        self.assertFalse(tracemalloc.is_tracing())
+        self.assertGreaterEqual(guard.report.traced_delta, 3 * MiB)
+        # The block is over in this thread too.
+        with self.assertRaisesRegex(RuntimeError, "__exit__ without a matching __enter__"):
+            guard.__exit__(None, None, None)
+        del data
+
     def test_descriptors_and_threads_are_counted(self):
+        # Threads of earlier tests may still be leaving the process after
+        # join(); wait until the process runs only this interpreter's threads.
+        deadline = time.monotonic() + 60
+        while (len(os.listdir("/proc/self/task")) != threading.active_count()
+               and time.monotonic() < deadline):
+            time.sleep(0.01)
         release = threading.Event()
         thread = threading.Thread(target=release.wait)
         with leakguard.memory_guard("resources") as guard:
@@ -271,9 +349,14 @@ class MemoryGuardTest(unittest.TestCase):
         if tracemalloc.is_tracing():
             self.skipTest("needs tracemalloc off")
         guard = leakguard.memory_guard("stopped", mode="traced")
-        with self.assertRaisesRegex(RuntimeError, "memory_guard 'stopped' could not measure"):
+        with self.assertRaisesRegex(RuntimeError, "memory_guard 'stopped' could not measure") as ctx:
             with guard:
                 tracemalloc.stop()
+        # Python's words, not the C++ API's.
+        message = str(ctx.exception)
+        self.assertIn("tracemalloc.stop() was called before it ended", message)
+        self.assertNotIn("::", message)
+        self.assertNotIn("TracingScope", message)
         self.assertFalse(tracemalloc.is_tracing())
         with guard:  # The guard is usable again.
             pass
@@ -301,7 +384,7 @@ class MemoryGuardTest(unittest.TestCase):
             leakguard.memory_guard("x", top=-1)
         with self.assertRaisesRegex(TypeError, "decorates a callable, not int"):
             leakguard.memory_guard("x")(3)
-        with self.assertRaisesRegex(RuntimeError, "__exit__ without __enter__"):
+        with self.assertRaisesRegex(RuntimeError, "__exit__ without a matching __enter__"):
             leakguard.memory_guard("x").__exit__(None, None, None)
 
     def test_attributes(self):
