@@ -40,6 +40,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "leakguard/export.h"
+#include "leakguard/leak_detector.h"
 #include "leakguard/tracemalloc.h"
 
 namespace leakguard {
@@ -167,6 +168,13 @@ struct RoundPoint {
   /// Native growth (RSS outside the traced heap), when known.
   std::optional<int64_t> native_bytes;
 };
+
+/// The detector's rounds (LeakDetector::History()) as plot points: RSS and
+/// traced growth as recorded, native growth as the detector judges it (RSS
+/// growth outside the traced heap, tracemalloc's tables and the detector's
+/// own rounds), only for rounds that traced.
+LEAKGUARD_EXPORT std::vector<RoundPoint> RoundPointsFromHistory(
+    const std::vector<DetectorRound>& history);
 
 /// A page's text section: a heading and preformatted text.
 struct HtmlSection {

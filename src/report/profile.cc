@@ -116,6 +116,24 @@ absl::StatusOr<Profile> GrowthProfile(const tracemalloc::Snapshot& older,
   return ProfileFromDiff(*diff, unfiltered);
 }
 
+std::vector<RoundPoint> RoundPointsFromHistory(const std::vector<DetectorRound>& history) {
+  std::vector<RoundPoint> points;
+  points.reserve(history.size());
+  for (const DetectorRound& round : history) {
+    RoundPoint point;
+    point.round = round.round;
+    point.rss_bytes = round.process.rss_bytes;
+    point.traced_bytes = round.traced_bytes;
+    if (round.traced_bytes) {
+      point.native_bytes = round.process.rss_bytes - std::max<int64_t>(*round.traced_bytes, 0) -
+                           std::max<int64_t>(round.tracemalloc_bytes.value_or(0), 0) -
+                           round.detector_bytes.value_or(0);
+    }
+    points.push_back(point);
+  }
+  return points;
+}
+
 absl::Status WriteProfileFile(const std::string& path, const std::string& bytes) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   auto error = [&](int err, const char* what) {
