@@ -20,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "leakguard/profile.h"
 #include "leakguard/python/error.h"
+#include "leakguard/python/gil.h"
 #include "leakguard/python/python.h"
 #include "leakguard/python/ref.h"
 #include "leakguard/tracemalloc.h"
@@ -293,6 +294,84 @@ profile_workload.clear()
   EXPECT_GE(first.values[0], 300 * 5000);
   EXPECT_GE(first.values[1], 300);
   EXPECT_EQ(first.values[2], first.values[0]);  // tracemalloc: alloc = in use
+}
+
+// With function names resolved from the source, pprof's functions are the
+// Python functions: big_strings at line 8, called from run at line 17.
+TEST(Pprof, ResolvedPythonFunctionsAreThePprofFunctions) {
+  if (!HaveProtoc()) GTEST_SKIP() << "protoc is not installed (scripts/setup installs it)";
+  absl::StatusOr<tracemalloc::TracingScope> scope = tracemalloc::TracingScope::Start(10);
+  ASSERT_TRUE(scope.ok()) << scope.status();
+  testing::Eval("None", "import profile_workload\nprofile_workload.clear()");
+  absl::StatusOr<tracemalloc::Snapshot> before = tracemalloc::Snapshot::Take();
+  testing::Eval("None", "import profile_workload\nprofile_workload.run(100)");
+  absl::StatusOr<tracemalloc::Snapshot> after = tracemalloc::Snapshot::Take();
+  testing::Eval("None", "import profile_workload\nprofile_workload.clear()");
+  scope->End().IgnoreError();
+  ASSERT_TRUE(before.ok() && after.ok());
+  absl::StatusOr<Profile> growth = GrowthProfile(*before, *after);
+  ASSERT_TRUE(growth.ok()) << growth.status();
+  absl::StatusOr<int64_t> named = ResolvePythonFunctions(&*growth);
+  ASSERT_TRUE(named.ok()) << named.status();
+  EXPECT_GE(*named, 2);
+  const Decoded d = Resolve(Decode(EncodePprof(*growth)));
+  ASSERT_FALSE(d.samples.empty());
+  ASSERT_GE(d.samples[0].leaf_first.size(), 2u);
+  EXPECT_EQ(d.samples[0].leaf_first[0].name, "big_strings");
+  EXPECT_THAT(d.samples[0].leaf_first[0].file, ::testing::EndsWith("profile_workload.py"));
+  EXPECT_EQ(d.samples[0].leaf_first[0].line, 8);
+  EXPECT_EQ(d.samples[0].leaf_first[1].name, "run");
+  EXPECT_EQ(d.samples[0].leaf_first[1].line, 17);
+  EXPECT_EQ(growth->samples[0].stack.back().DisplayName(),
+            absl::StrCat("big_strings (", growth->samples[0].stack.back().file, ":8)"));
+}
+
+TEST(Profile, ResolvesNestedQualifiedNames) {
+  const std::string path = absl::StrCat("/tmp/leakguard-resolve-", ::getpid(), ".py");
+  ASSERT_TRUE(WriteProfileFile(path,
+                               "import functools\n"           // 1
+                               "TOP = [1]\n"                  // 2
+                               "class Cache:\n"               // 3
+                               "    table = {}\n"             // 4
+                               "    def get(self, key):\n"    // 5
+                               "        def inner():\n"       // 6
+                               "            return [key]\n"   // 7
+                               "        return inner()\n"     // 8
+                               "@functools.lru_cache\n"       // 9
+                               "def cached(x):\n"             // 10
+                               "    return [x]\n")            // 11
+                  .ok());
+  const std::string broken = absl::StrCat("/tmp/leakguard-resolve-", ::getpid(), "-broken.py");
+  ASSERT_TRUE(WriteProfileFile(broken, "def oops(:\n").ok());
+  Profile p;
+  auto frame = [](const std::string& file, int64_t line) {
+    return ProfileFrame{"", file, line, FrameKind::kPython};
+  };
+  p.samples.push_back({{frame(path, 2), frame(path, 4), frame(path, 7), frame(path, 8)}, 1, 1, 1});
+  p.samples.push_back({{frame(path, 9), frame(path, 11), frame(broken, 1),
+                        {"native_fn", "lib.so", 0, FrameKind::kNative},
+                        {"already", path, 5, FrameKind::kPython}},
+                       1, 1, 1});
+  absl::StatusOr<int64_t> named = ResolvePythonFunctions(&p);
+  ASSERT_TRUE(named.ok()) << named.status();
+  EXPECT_EQ(*named, 6);
+  EXPECT_EQ(p.samples[0].stack[0].function, "<module>");
+  EXPECT_EQ(p.samples[0].stack[1].function, "Cache");
+  EXPECT_EQ(p.samples[0].stack[2].function, "Cache.get.<locals>.inner");
+  EXPECT_EQ(p.samples[0].stack[3].function, "Cache.get");
+  EXPECT_EQ(p.samples[1].stack[0].function, "cached");  // the decorator line
+  EXPECT_EQ(p.samples[1].stack[1].function, "cached");
+  EXPECT_EQ(p.samples[1].stack[2].function, "");  // unparsable: left alone
+  EXPECT_EQ(p.samples[1].stack[3].function, "native_fn");
+  EXPECT_EQ(p.samples[1].stack[4].function, "already");
+  ::unlink(path.c_str());
+  ::unlink(broken.c_str());
+
+  {
+    GilRelease release;
+    EXPECT_EQ(ResolvePythonFunctions(&p).status().code(), absl::StatusCode::kFailedPrecondition);
+  }
+  EXPECT_EQ(ResolvePythonFunctions(nullptr).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(Profile, FromSnapshotGroupsByTracebackLargestFirst) {

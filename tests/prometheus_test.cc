@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <limits>
@@ -25,7 +26,12 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "leakguard/leak_detector.h"
+#include "leakguard/profile.h"
+#include "leakguard/python/error.h"
+#include "leakguard/python/gil.h"
 #include "leakguard/python/python.h"
+#include "leakguard/python/ref.h"
 
 namespace leakguard {
 namespace {
@@ -287,6 +293,62 @@ TEST(MetricsServer, RefusesNonLoopbackAddressesAndBusyPorts) {
   auto second = MetricsServer::Start(sink->get(), {.address = "127.0.0.1", .port = (*first)->port()});
   EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(second.status().message(), HasSubstr("in use"));
+}
+
+// The real detector feeding the sink: a Python leak of 512 KiB per call at
+// a marked line of tests/scripts/detector_workloads.py must show up as
+// python growth over the threshold and as that line's site gauge.
+TEST(PrometheusSink, TakesTheLeakDetectorsReports) {
+  int marked = -1;
+  {
+    std::ifstream in(std::string(LEAKGUARD_TEST_SCRIPTS_DIR) + "/detector_workloads.py");
+    std::string line;
+    for (int n = 1; std::getline(in, line); ++n) {
+      if (line.find("# leak: ") != std::string::npos) marked = n;
+    }
+  }
+  ASSERT_GT(marked, 0);
+  auto call = [](const char* func) {
+    Ref m = Steal(PyImport_ImportModule("detector_workloads"));
+    ASSERT_TRUE(m) << StatusFromPythonError();
+    Ref r = Steal(PyObject_CallMethod(m.get(), func, nullptr));
+    ASSERT_TRUE(r) << StatusFromPythonError();
+  };
+  call("reset");
+  auto sink = PrometheusSink::Create({});
+  ASSERT_TRUE(sink.ok());
+  auto detector = LeakDetector::Create(
+      {.interval = absl::Milliseconds(50), .threshold_bytes = 1 << 20, .sink = sink->get()});
+  ASSERT_TRUE(detector.ok()) << detector.status();
+  ASSERT_TRUE((*detector)->Start().ok());
+  const std::string site = absl::StrCat("detector_workloads.py\",line=\"", marked, "\"} ");
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  std::string text;
+  while (absl::Now() < deadline) {
+    call("grow");
+    {
+      GilRelease release;
+      std::this_thread::sleep_for(std::chrono::milliseconds(60));
+    }
+    text = (*sink)->Render();
+    if (text.find(site) != std::string::npos) break;
+  }
+  const std::vector<RoundPoint> points = RoundPointsFromHistory((*detector)->History());
+  (*detector)->Stop();
+  call("reset");
+  ASSERT_THAT(text, HasSubstr(site)) << text;
+  const std::string growth =
+      "leakguard_growth_bytes{watcher=\"leak_detector\",source=\"python\"} ";
+  const size_t at = text.find(growth);
+  ASSERT_NE(at, std::string::npos) << text;
+  EXPECT_GE(std::stoll(text.substr(at + growth.size())), 1 << 20);
+  EXPECT_THAT(text, HasSubstr("leakguard_reports_total{watcher=\"leak_detector\","
+                              "severity=\"warning\"} "));
+  // The detector's rounds, as the HTML report plots them.
+  ASSERT_GE(points.size(), 2u);
+  EXPECT_TRUE(points.back().traced_bytes.has_value());
+  EXPECT_GE(*points.back().traced_bytes, 1 << 20);
+  EXPECT_THAT(RenderRoundsSvg(points), HasSubstr("data-series=\"traced\""));
 }
 
 // Run by scripts/prometheus-e2e.sh: writes a textfile for node_exporter and

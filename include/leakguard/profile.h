@@ -131,6 +131,16 @@ LEAKGUARD_EXPORT absl::StatusOr<Profile> GrowthProfile(const tracemalloc::Snapsh
 LEAKGUARD_EXPORT Profile ProfileFromDiff(const tracemalloc::StatisticDiffList& diff,
                                          const ProfileOptions& options = {});
 
+/// Names the Python frames that have no function (tracemalloc's) after the
+/// innermost function or class whose source spans the frame's line, as
+/// `co_qualname` spells it ("Cache.get", "load.<locals>.inner"; "<module>"
+/// outside any), parsing each file once with Python's `ast` (source through
+/// `linecache`, so code `linecache` knows about works too). Frames of files
+/// that cannot be read or parsed keep an empty function. Returns how many
+/// frames were named. FailedPrecondition without the GIL.
+/// REQUIRES: the GIL is held.
+LEAKGUARD_EXPORT absl::StatusOr<int64_t> ResolvePythonFunctions(Profile* profile);
+
 // -------------------------------------------------------------- pprof
 
 /// The profile as an uncompressed pprof protobuf message (profile.proto's

@@ -8,12 +8,17 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <map>
+#include <set>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "leakguard/counters.h"
+#include "leakguard/python/error.h"
+#include "leakguard/python/python.h"
+#include "leakguard/python/ref.h"
 
 namespace leakguard {
 namespace {
@@ -39,7 +44,122 @@ absl::StatusOr<tracemalloc::Snapshot> Filtered(const tracemalloc::Snapshot& snap
   return snapshot.FilterTraces(OwnFrameFilters());
 }
 
+// Python: names(files) maps {filename: [line, ...]} to
+// {filename: {line: qualname}} for the files it could parse.
+constexpr char kResolver[] = R"py(
+import ast, linecache
+
+def _spans(filename):
+    source = ''.join(linecache.getlines(filename))
+    if not source:
+        return None
+    try:
+        tree = ast.parse(source, filename)
+    except (SyntaxError, ValueError):
+        return None
+    spans = []
+    def walk(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = prefix + child.name
+                start = min([child.lineno] + [d.lineno for d in child.decorator_list])
+                spans.append((start, child.end_lineno, name))
+                local = '.' if isinstance(child, ast.ClassDef) else '.<locals>.'
+                walk(child, name + local)
+            else:
+                walk(child, prefix)
+    walk(tree, '')
+    return spans
+
+def names(files):
+    out = {}
+    for filename, lines in files.items():
+        spans = _spans(filename)
+        if spans is None:
+            continue
+        named = {}
+        for line in lines:
+            best = None
+            for start, end, name in spans:
+                if start <= line <= end and (best is None or start >= best[0]):
+                    best = (start, name)
+            named[line] = best[1] if best else '<module>'
+        out[filename] = named
+    return out
+)py";
+
 }  // namespace
+
+absl::StatusOr<int64_t> ResolvePythonFunctions(Profile* profile) {
+  if (profile == nullptr) return absl::InvalidArgumentError("ResolvePythonFunctions: null profile");
+  if (!Py_IsInitialized() || !PyGILState_Check()) {
+    return absl::FailedPreconditionError("ResolvePythonFunctions needs the GIL");
+  }
+  std::map<std::string, std::set<int64_t>> wanted;
+  for (const ProfileSample& sample : profile->samples) {
+    for (const ProfileFrame& frame : sample.stack) {
+      if (frame.kind == FrameKind::kPython && frame.function.empty() && frame.line > 0) {
+        wanted[frame.file].insert(frame.line);
+      }
+    }
+  }
+  if (wanted.empty()) return 0;
+  Ref files = Steal(PyDict_New());
+  if (!files) return StatusFromPythonError();
+  for (const auto& [file, lines] : wanted) {
+    Ref key = Steal(PyUnicode_DecodeUTF8(file.data(), static_cast<Py_ssize_t>(file.size()),
+                                         "surrogatepass"));
+    Ref list = Steal(PyList_New(0));
+    if (!key || !list) return StatusFromPythonError();
+    for (int64_t line : lines) {
+      Ref n = Steal(PyLong_FromLongLong(line));
+      if (!n || PyList_Append(list.get(), n.get()) != 0) return StatusFromPythonError();
+    }
+    if (PyDict_SetItem(files.get(), key.get(), list.get()) != 0) return StatusFromPythonError();
+  }
+  Ref globals = Steal(PyDict_New());
+  if (!globals) return StatusFromPythonError();
+  if (PyDict_SetItemString(globals.get(), "__builtins__", PyEval_GetBuiltins()) != 0) {
+    return StatusFromPythonError();
+  }
+  Ref done = Steal(PyRun_String(kResolver, Py_file_input, globals.get(), globals.get()));
+  if (!done) return StatusFromPythonError();
+  PyObject* names = PyDict_GetItemString(globals.get(), "names");  // borrowed
+  if (names == nullptr) return absl::InternalError("the resolver did not define names()");
+  Ref result = Steal(PyObject_CallOneArg(names, files.get()));
+  if (!result) return StatusFromPythonError();
+  // {filename: {line: name}} back into C++.
+  std::map<std::pair<std::string, int64_t>, std::string> resolved;
+  PyObject* file_key;
+  PyObject* per_line;
+  Py_ssize_t pos = 0;
+  while (PyDict_Next(result.get(), &pos, &file_key, &per_line)) {
+    Ref encoded = Steal(PyUnicode_AsEncodedString(file_key, "utf-8", "surrogatepass"));
+    if (!encoded) return StatusFromPythonError();
+    const std::string file(PyBytes_AS_STRING(encoded.get()),
+                           static_cast<size_t>(PyBytes_GET_SIZE(encoded.get())));
+    PyObject* line_key;
+    PyObject* name;
+    Py_ssize_t inner = 0;
+    while (PyDict_Next(per_line, &inner, &line_key, &name)) {
+      Py_ssize_t size = 0;
+      const char* text = PyUnicode_AsUTF8AndSize(name, &size);
+      if (text == nullptr) return StatusFromPythonError();
+      resolved[{file, PyLong_AsLongLong(line_key)}] = std::string(text, static_cast<size_t>(size));
+    }
+  }
+  int64_t named = 0;
+  for (ProfileSample& sample : profile->samples) {
+    for (ProfileFrame& frame : sample.stack) {
+      if (frame.kind != FrameKind::kPython || !frame.function.empty()) continue;
+      auto found = resolved.find({frame.file, frame.line});
+      if (found == resolved.end()) continue;
+      frame.function = found->second;
+      ++named;
+    }
+  }
+  return named;
+}
 
 std::string ProfileFrame::DisplayName() const {
   std::string where = line > 0 ? absl::StrCat(file, ":", line) : file;
