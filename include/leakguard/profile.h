@@ -202,7 +202,9 @@ struct HtmlReportInput {
   std::vector<HtmlSection> sections;
   /// An SVG document or fragment inserted as is (for example `dot -Tsvg`
   /// output of the back-reference graph). Must be trusted SVG: it is not
-  /// sanitized. An XML prolog and DOCTYPE are dropped. Empty: none.
+  /// sanitized. An XML prolog and DOCTYPE are dropped; text without an
+  /// `<svg` element (a DOT source, say) is shown escaped, as preformatted
+  /// text. Empty: none.
   std::string svg;
   /// Heading over the SVG.
   std::string svg_heading = "Back-reference graph";
