@@ -89,9 +89,8 @@ TEST(Speedscope, ParsesAsJsonWithSharedFramesAndWeights) {
 TEST(RoundsSvg, OnePolylinePerSeries) {
   EXPECT_EQ(RenderRoundsSvg({}), "");
   EXPECT_EQ(RenderRoundsSvg({{1, 100, 50, 50}}), "");
-  const std::string svg = RenderRoundsSvg({{1, 0, 0, 0},
-                                           {2, 4 << 20, 1 << 20, 3 << 20},
-                                           {3, 8 << 20, 2 << 20, 6 << 20}});
+  const std::string svg = RenderRoundsSvg(
+      {{1, 0, 0, 0}, {2, 4 << 20, 1 << 20, 3 << 20}, {3, 8 << 20, 2 << 20, 6 << 20}});
   EXPECT_THAT(svg, HasSubstr("data-series=\"rss\""));
   EXPECT_THAT(svg, HasSubstr("data-series=\"traced\""));
   EXPECT_THAT(svg, HasSubstr("data-series=\"native\""));
@@ -155,8 +154,8 @@ std::string RenderInChromium(const std::string& html, const std::string& name,
       " --host-resolver-rules='MAP * ~NOTFOUND' --virtual-time-budget=5000");
   std::string dom;
   {
-    FILE* pipe = ::popen(absl::StrCat(common, " --dump-dom file://", page, " 2>/dev/null").c_str(),
-                         "r");
+    FILE* pipe =
+        ::popen(absl::StrCat(common, " --dump-dom file://", page, " 2>/dev/null").c_str(), "r");
     EXPECT_NE(pipe, nullptr);
     char buffer[8192];
     size_t n;
@@ -167,9 +166,10 @@ std::string RenderInChromium(const std::string& html, const std::string& name,
   }
   *screenshot = absl::StrCat(ResultsDir(), "/", name, ".png");
   ::unlink(screenshot->c_str());
-  const int rc = std::system(absl::StrCat(common, " --window-size=1200,", height, " --screenshot=",
-                                          *screenshot, " file://", page, " > /dev/null 2>&1")
-                                 .c_str());
+  const int rc =
+      std::system(absl::StrCat(common, " --window-size=1200,", height,
+                               " --screenshot=", *screenshot, " file://", page, " > /dev/null 2>&1")
+                      .c_str());
   EXPECT_EQ(rc, 0);
   std::system(absl::StrCat("rm -rf ", profile_dir).c_str());
   std::cout << "screenshot: " << *screenshot << "\n";
@@ -181,8 +181,8 @@ std::string RenderInChromium(const std::string& html, const std::string& name,
 // the DOM serializes it), or -1.
 double FrameWidth(const std::string& dom, const std::string& text) {
   const std::regex frame("<div class=\"lg-frame[^\"]*\"([^>]*)>([^<]*)</div>");
-  for (auto it = std::sregex_iterator(dom.begin(), dom.end(), frame);
-       it != std::sregex_iterator(); ++it) {
+  for (auto it = std::sregex_iterator(dom.begin(), dom.end(), frame); it != std::sregex_iterator();
+       ++it) {
     if ((*it)[2].str() != text) continue;
     std::smatch width;
     const std::string attributes = (*it)[1].str();
@@ -285,8 +285,9 @@ TEST(HtmlReport, WholeReportRendersInHeadlessChromium) {
     ::pclose(dot);
   }
   if (svg.find("<svg") == std::string::npos) {
-    svg = "<?xml version=\"1.0\"?><svg xmlns=\"http://www.w3.org/2000/svg\"><g><title>"
-          "app._user_cache</title></g></svg>";
+    svg =
+        "<?xml version=\"1.0\"?><svg xmlns=\"http://www.w3.org/2000/svg\"><g><title>"
+        "app._user_cache</title></g></svg>";
   }
   input.svg = svg;
   input.profile = Sample();

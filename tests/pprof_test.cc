@@ -208,9 +208,9 @@ TEST(Pprof, HandBuiltProfileDecodesWithProtoc) {
   EXPECT_EQ(std::set<std::string>(d.strings.begin(), d.strings.end()).size(), d.strings.size())
       << "the string table has duplicates";
   using P = std::pair<std::string, std::string>;
-  EXPECT_EQ(d.sample_types, (std::vector<P>{{"inuse_space", "bytes"},
-                                            {"inuse_objects", "count"},
-                                            {"alloc_space", "bytes"}}));
+  EXPECT_EQ(d.sample_types,
+            (std::vector<P>{
+                {"inuse_space", "bytes"}, {"inuse_objects", "count"}, {"alloc_space", "bytes"}}));
   EXPECT_EQ(d.default_sample_type, "inuse_space");
   ASSERT_EQ(d.samples.size(), 3u);
   EXPECT_EQ(d.samples[0].values, (std::vector<int64_t>{4096, 2, 8192}));
@@ -329,17 +329,17 @@ TEST(Pprof, ResolvedPythonFunctionsAreThePprofFunctions) {
 TEST(Profile, ResolvesNestedQualifiedNames) {
   const std::string path = absl::StrCat("/tmp/leakguard-resolve-", ::getpid(), ".py");
   ASSERT_TRUE(WriteProfileFile(path,
-                               "import functools\n"           // 1
-                               "TOP = [1]\n"                  // 2
-                               "class Cache:\n"               // 3
-                               "    table = {}\n"             // 4
-                               "    def get(self, key):\n"    // 5
-                               "        def inner():\n"       // 6
-                               "            return [key]\n"   // 7
-                               "        return inner()\n"     // 8
-                               "@functools.lru_cache\n"       // 9
-                               "def cached(x):\n"             // 10
-                               "    return [x]\n")            // 11
+                               "import functools\n"          // 1
+                               "TOP = [1]\n"                 // 2
+                               "class Cache:\n"              // 3
+                               "    table = {}\n"            // 4
+                               "    def get(self, key):\n"   // 5
+                               "        def inner():\n"      // 6
+                               "            return [key]\n"  // 7
+                               "        return inner()\n"    // 8
+                               "@functools.lru_cache\n"      // 9
+                               "def cached(x):\n"            // 10
+                               "    return [x]\n")           // 11
                   .ok());
   const std::string broken = absl::StrCat("/tmp/leakguard-resolve-", ::getpid(), "-broken.py");
   ASSERT_TRUE(WriteProfileFile(broken, "def oops(:\n").ok());
@@ -348,10 +348,14 @@ TEST(Profile, ResolvesNestedQualifiedNames) {
     return ProfileFrame{"", file, line, FrameKind::kPython};
   };
   p.samples.push_back({{frame(path, 2), frame(path, 4), frame(path, 7), frame(path, 8)}, 1, 1, 1});
-  p.samples.push_back({{frame(path, 9), frame(path, 11), frame(broken, 1),
+  p.samples.push_back({{frame(path, 9),
+                        frame(path, 11),
+                        frame(broken, 1),
                         {"native_fn", "lib.so", 0, FrameKind::kNative},
                         {"already", path, 5, FrameKind::kPython}},
-                       1, 1, 1});
+                       1,
+                       1,
+                       1});
   absl::StatusOr<int64_t> named = ResolvePythonFunctions(&p);
   ASSERT_TRUE(named.ok()) << named.status();
   EXPECT_EQ(*named, 6);

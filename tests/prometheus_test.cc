@@ -11,8 +11,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <cmath>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <limits>
@@ -133,14 +133,18 @@ TEST(PrometheusSink, WritesTextfileAtomicallyWithTheDetectorsSeries) {
   EXPECT_EQ((*sink)->failures(), 0);
   text = ReadFile(options.textfile_path);
   const std::string role = "role=\"render \\\"A\\\"\",";
-  EXPECT_THAT(text, HasSubstr(absl::StrCat("leakguard_growth_bytes{", role,
-                                           "watcher=\"leak_detector\",source=\"python\"} 1048576\n")));
-  EXPECT_THAT(text, HasSubstr(absl::StrCat("leakguard_growth_bytes{", role,
-                                           "watcher=\"leak_detector\",source=\"native\"} 4194304\n")));
-  EXPECT_THAT(text, HasSubstr(absl::StrCat("leakguard_growth_bytes_per_second{", role,
-                                           "watcher=\"leak_detector\",source=\"python\"} 262144\n")));
-  EXPECT_THAT(text, HasSubstr(absl::StrCat("leakguard_growth_bytes_per_second{", role,
-                                           "watcher=\"leak_detector\",source=\"native\"} 1048576\n")));
+  EXPECT_THAT(text,
+              HasSubstr(absl::StrCat("leakguard_growth_bytes{", role,
+                                     "watcher=\"leak_detector\",source=\"python\"} 1048576\n")));
+  EXPECT_THAT(text,
+              HasSubstr(absl::StrCat("leakguard_growth_bytes{", role,
+                                     "watcher=\"leak_detector\",source=\"native\"} 4194304\n")));
+  EXPECT_THAT(text,
+              HasSubstr(absl::StrCat("leakguard_growth_bytes_per_second{", role,
+                                     "watcher=\"leak_detector\",source=\"python\"} 262144\n")));
+  EXPECT_THAT(text,
+              HasSubstr(absl::StrCat("leakguard_growth_bytes_per_second{", role,
+                                     "watcher=\"leak_detector\",source=\"native\"} 1048576\n")));
   EXPECT_THAT(text, HasSubstr(absl::StrCat("leakguard_leak_suspected{", role,
                                            "cause=\"native_memory\"} 1\n")));
   EXPECT_THAT(text, HasSubstr(absl::StrCat("leakguard_leak_suspected{", role,
@@ -188,7 +192,8 @@ TEST(PrometheusSink, ObserveSetsAbsoluteGaugesAndCausesAreValidated) {
   absl::Status bad = (*sink)->SetSuspectedCauses({"unbounded_cache", "memory_leak"});
   EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(bad.message(), HasSubstr("memory_leak"));
-  EXPECT_THAT((*sink)->Render(), HasSubstr("leakguard_leak_suspected{cause=\"unbounded_cache\"} 0"));
+  EXPECT_THAT((*sink)->Render(),
+              HasSubstr("leakguard_leak_suspected{cause=\"unbounded_cache\"} 0"));
   ASSERT_TRUE((*sink)->SetSuspectedCauses({"unbounded_cache", "logging_buffer"}).ok());
   text = (*sink)->Render();
   EXPECT_THAT(text, HasSubstr("leakguard_leak_suspected{cause=\"unbounded_cache\"} 1\n"));
@@ -214,7 +219,8 @@ TEST(PrometheusSink, BoundsTheWatcherLabel) {
     (*sink)->Write(report);
   }
   const std::string text = (*sink)->Render();
-  EXPECT_THAT(text, HasSubstr("leakguard_reports_total{watcher=\"watcher7\",severity=\"info\"} 1\n"));
+  EXPECT_THAT(text,
+              HasSubstr("leakguard_reports_total{watcher=\"watcher7\",severity=\"info\"} 1\n"));
   EXPECT_THAT(text, Not(HasSubstr("watcher=\"watcher8\"")));
   EXPECT_THAT(text, HasSubstr("leakguard_reports_total{watcher=\"other\",severity=\"info\"} 4\n"));
 }
@@ -290,7 +296,8 @@ TEST(MetricsServer, RefusesNonLoopbackAddressesAndBusyPorts) {
             absl::StatusCode::kInvalidArgument);
   auto first = MetricsServer::Start(sink->get(), {.address = "127.0.0.1", .port = 0});
   ASSERT_TRUE(first.ok());
-  auto second = MetricsServer::Start(sink->get(), {.address = "127.0.0.1", .port = (*first)->port()});
+  auto second =
+      MetricsServer::Start(sink->get(), {.address = "127.0.0.1", .port = (*first)->port()});
   EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(second.status().message(), HasSubstr("in use"));
 }
@@ -337,8 +344,7 @@ TEST(PrometheusSink, TakesTheLeakDetectorsReports) {
   (*detector)->Stop();
   call("reset");
   ASSERT_THAT(text, HasSubstr(site)) << text;
-  const std::string growth =
-      "leakguard_growth_bytes{watcher=\"leak_detector\",source=\"python\"} ";
+  const std::string growth = "leakguard_growth_bytes{watcher=\"leak_detector\",source=\"python\"} ";
   const size_t at = text.find(growth);
   ASSERT_NE(at, std::string::npos) << text;
   EXPECT_GE(std::stoll(text.substr(at + growth.size())), 1 << 20);

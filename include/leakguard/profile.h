@@ -115,8 +115,8 @@ struct ProfileOptions {
 
 /// The live blocks of `snapshot` grouped by traceback (one sample per
 /// distinct stack, largest first). InvalidArgument when the filters fail.
-LEAKGUARD_EXPORT absl::StatusOr<Profile> ProfileFromSnapshot(
-    const tracemalloc::Snapshot& snapshot, const ProfileOptions& options = {});
+LEAKGUARD_EXPORT absl::StatusOr<Profile> ProfileFromSnapshot(const tracemalloc::Snapshot& snapshot,
+                                                             const ProfileOptions& options = {});
 
 /// The growth from `older` to `newer`, grouped by traceback: one sample per
 /// stack that gained bytes (those that shrank or stayed are left out, as a

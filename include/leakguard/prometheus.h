@@ -99,8 +99,7 @@ class LEAKGUARD_EXPORT PrometheusSink : public Sink {
   /// textfile path not ending in ".prom", a bad label name; NotFound when
   /// the textfile's directory does not exist. Writes the first textfile (so
   /// the series exist before the first report), and returns its error.
-  static absl::StatusOr<std::unique_ptr<PrometheusSink>> Create(
-      PrometheusSinkOptions options);
+  static absl::StatusOr<std::unique_ptr<PrometheusSink>> Create(PrometheusSinkOptions options);
 
   PrometheusSink(const PrometheusSink&) = delete;
   PrometheusSink& operator=(const PrometheusSink&) = delete;
@@ -119,8 +118,7 @@ class LEAKGUARD_EXPORT PrometheusSink : public Sink {
   /// `causes` and to 0 for the others (the doctor's findings, for example),
   /// and rewrites the textfile. InvalidArgument, changing nothing, for an
   /// id that is not one of docs/design.md's ten.
-  absl::Status SetSuspectedCauses(const std::vector<std::string>& causes)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status SetSuspectedCauses(const std::vector<std::string>& causes) ABSL_LOCKS_EXCLUDED(mu_);
 
   /// The exposition text now (RSS re-read from /proc, no GIL).
   std::string Render() const ABSL_LOCKS_EXCLUDED(mu_);
@@ -131,8 +129,7 @@ class LEAKGUARD_EXPORT PrometheusSink : public Sink {
  private:
   explicit PrometheusSink(PrometheusSinkOptions options);
   absl::Status WriteTextfile() const ABSL_LOCKS_EXCLUDED(mu_);
-  std::string RenderLocked(std::optional<int64_t> rss) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string RenderLocked(std::optional<int64_t> rss) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ObserveLocked(const Counters& counters) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   struct Growth {
@@ -203,8 +200,7 @@ class LEAKGUARD_EXPORT MetricsServer {
   void Stop() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  MetricsServer(const PrometheusSink* sink, int listen_fd, int wake_read, int wake_write,
-                int port);
+  MetricsServer(const PrometheusSink* sink, int listen_fd, int wake_read, int wake_write, int port);
   void Serve();
   void Answer(int fd);
 

@@ -242,8 +242,8 @@ std::string FlameSection(const Profile& profile, const std::string& id) {
       " stacks; the root is on top, each frame's width is its share of the bytes. Click a "
       "frame to zoom in, click it again to go back up; hover for bytes.</p>\n");
   absl::StrAppend(&out, "<div class=\"lg-flame\" id=\"", id, "\" data-json=\"", id,
-                  "-data\"></div>\n<script type=\"application/json\" id=\"", id, "-data\">",
-                  json, "</script>\n");
+                  "-data\"></div>\n<script type=\"application/json\" id=\"", id, "-data\">", json,
+                  "</script>\n");
   return out;
 }
 
@@ -257,8 +257,8 @@ std::string PageStart(const std::string& title) {
 }
 
 std::string PageEnd() {
-  return absl::StrCat("<p class=\"lg-note\">Written by leakguard ", Version(),
-                      ".</p>\n<script>", kScript, "</script>\n</body>\n</html>\n");
+  return absl::StrCat("<p class=\"lg-note\">Written by leakguard ", Version(), ".</p>\n<script>",
+                      kScript, "</script>\n</body>\n</html>\n");
 }
 
 // Everything from the first "<svg" on (drops an XML prolog, a DOCTYPE and
@@ -322,9 +322,8 @@ std::string RenderSpeedscope(const Profile& profile) {
     std::string stack;
     for (const ProfileFrame& frame : sample.stack) {
       const std::string name = frame.DisplayName();
-      auto [it, inserted] =
-          frame_index.emplace(std::make_pair(name, std::make_pair(frame.file, frame.line)),
-                              frame_index.size());
+      auto [it, inserted] = frame_index.emplace(
+          std::make_pair(name, std::make_pair(frame.file, frame.line)), frame_index.size());
       if (inserted) {
         if (!frames.empty()) frames += ',';
         absl::StrAppend(&frames, "{\"name\":", JsonString(name));
@@ -344,19 +343,18 @@ std::string RenderSpeedscope(const Profile& profile) {
     total += sample.bytes;
   }
   const std::string name = profile.is_growth ? "leakguard growth" : "leakguard heap";
-  return absl::StrCat(
-      "{\"$schema\":\"https://www.speedscope.app/file-format-schema.json\",",
-      "\"shared\":{\"frames\":[", frames, "]},", "\"profiles\":[{\"type\":\"sampled\",\"name\":",
-      JsonString(profile.name), ",\"unit\":\"bytes\",\"startValue\":0,\"endValue\":", total,
-      ",\"samples\":[", samples, "],\"weights\":[", weights, "]}],", "\"name\":",
-      JsonString(name), ",\"activeProfileIndex\":0,\"exporter\":",
-      JsonString(absl::StrCat("leakguard ", Version())), "}");
+  return absl::StrCat("{\"$schema\":\"https://www.speedscope.app/file-format-schema.json\",",
+                      "\"shared\":{\"frames\":[", frames, "]},",
+                      "\"profiles\":[{\"type\":\"sampled\",\"name\":", JsonString(profile.name),
+                      ",\"unit\":\"bytes\",\"startValue\":0,\"endValue\":", total, ",\"samples\":[",
+                      samples, "],\"weights\":[", weights, "]}],", "\"name\":", JsonString(name),
+                      ",\"activeProfileIndex\":0,\"exporter\":",
+                      JsonString(absl::StrCat("leakguard ", Version())), "}");
 }
 
 std::string RenderRoundsSvg(const std::vector<RoundPoint>& rounds) {
   if (rounds.size() < 2) return "";
-  constexpr double kWidth = 760, kHeight = 280, kLeft = 80, kRight = 130, kTop = 16,
-                   kBottom = 36;
+  constexpr double kWidth = 760, kHeight = 280, kLeft = 80, kRight = 130, kTop = 16, kBottom = 36;
   const double plot_w = kWidth - kLeft - kRight;
   const double plot_h = kHeight - kTop - kBottom;
   double x_lo = static_cast<double>(rounds.front().round);
@@ -391,9 +389,8 @@ std::string RenderRoundsSvg(const std::vector<RoundPoint>& rounds) {
   }
   for (double t : Ticks(x_lo, x_hi, 8, false)) {
     if (t != std::floor(t)) continue;
-    absl::StrAppendFormat(&out,
-                          "<text x=\"%.1f\" y=\"%g\" text-anchor=\"middle\">%d</text>\n", x_of(t),
-                          kTop + plot_h + 16, static_cast<int64_t>(t));
+    absl::StrAppendFormat(&out, "<text x=\"%.1f\" y=\"%g\" text-anchor=\"middle\">%d</text>\n",
+                          x_of(t), kTop + plot_h + 16, static_cast<int64_t>(t));
   }
   absl::StrAppendFormat(&out,
                         "<rect x=\"%g\" y=\"%g\" width=\"%g\" height=\"%g\" fill=\"none\" "
@@ -439,10 +436,9 @@ std::string RenderRoundsSvg(const std::vector<RoundPoint>& rounds) {
 }
 
 std::string RenderFlameGraphHtml(const Profile& profile, const std::string& title) {
-  const std::string heading =
-      title.empty() ? (profile.is_growth ? "leakguard: growth flame graph"
-                                         : "leakguard: heap flame graph")
-                    : title;
+  const std::string heading = title.empty() ? (profile.is_growth ? "leakguard: growth flame graph"
+                                                                 : "leakguard: heap flame graph")
+                                            : title;
   return absl::StrCat(PageStart(heading), FlameSection(profile, "lg-flame-0"), PageEnd());
 }
 
@@ -455,8 +451,8 @@ std::string RenderHtmlReport(const HtmlReportInput& input) {
   const std::string plot = RenderRoundsSvg(input.rounds);
   if (!plot.empty()) {
     absl::StrAppend(&out, "<h2>Rounds</h2>\n<p class=\"lg-note\">Growth since the baseline, per ",
-                    "round, ", input.rounds.size(), " rounds.</p>\n<div class=\"lg-rounds\">",
-                    plot, "</div>\n");
+                    "round, ", input.rounds.size(), " rounds.</p>\n<div class=\"lg-rounds\">", plot,
+                    "</div>\n");
   }
   const std::string svg = SvgBody(input.svg);
   if (!svg.empty()) {
@@ -468,8 +464,8 @@ std::string RenderHtmlReport(const HtmlReportInput& input) {
   }
   if (CountStacks(input.profile) > 0) {
     absl::StrAppend(&out, "<h2>",
-                    input.profile.is_growth ? "Growth flame graph" : "Heap flame graph",
-                    "</h2>\n", FlameSection(input.profile, "lg-flame-0"));
+                    input.profile.is_growth ? "Growth flame graph" : "Heap flame graph", "</h2>\n",
+                    FlameSection(input.profile, "lg-flame-0"));
   }
   out += PageEnd();
   return out;

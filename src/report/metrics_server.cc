@@ -52,8 +52,7 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
     const PrometheusSink* sink, const MetricsServerOptions& options) {
   if (sink == nullptr) return absl::InvalidArgumentError("MetricsServer needs a sink");
   if (options.port < 0 || options.port > 65535) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("port must be in 0..65535, got ", options.port));
+    return absl::InvalidArgumentError(absl::StrCat("port must be in 0..65535, got ", options.port));
   }
   sockaddr_storage storage{};
   socklen_t length = 0;
@@ -103,9 +102,8 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   sockaddr_storage bound{};
   socklen_t bound_length = sizeof(bound);
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &bound_length);
-  const int port = family == AF_INET
-                       ? ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port)
-                       : ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
+  const int port = family == AF_INET ? ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port)
+                                     : ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
   int wake[2];
   if (::pipe2(wake, O_CLOEXEC) != 0) {
     const int err = errno;
@@ -194,8 +192,7 @@ void MetricsServer::Answer(int fd) {
   } else if (target != "/metrics") {
     response = HttpResponse("404 Not Found", "text/plain", "leakguard serves /metrics only\n");
   } else {
-    response = HttpResponse("200 OK", "text/plain; version=0.0.4; charset=utf-8",
-                            sink_->Render());
+    response = HttpResponse("200 OK", "text/plain; version=0.0.4; charset=utf-8", sink_->Render());
     if (method == "HEAD") response.resize(response.find("\r\n\r\n") + 4);
   }
   SendAll(fd, response);

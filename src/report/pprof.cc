@@ -148,9 +148,9 @@ std::string EncodePprof(const Profile& profile) {
   for (const Writer& function : functions) out.Message(5, function);
 
   Writer period_type = ValueType(strings, "space", "bytes");
-  const int64_t comment = strings.Index(profile.is_growth
-                                            ? "leakguard: growth between two marks (bytes gained)"
-                                            : "leakguard: live heap");
+  const int64_t comment =
+      strings.Index(profile.is_growth ? "leakguard: growth between two marks (bytes gained)"
+                                      : "leakguard: live heap");
   out.Int(9, absl::ToUnixNanos(profile.time));
   out.Int(10, absl::ToInt64Nanoseconds(profile.duration));
   out.Message(11, period_type);

@@ -107,8 +107,8 @@ absl::StatusOr<int64_t> ResolvePythonFunctions(Profile* profile) {
   Ref files = Steal(PyDict_New());
   if (!files) return StatusFromPythonError();
   for (const auto& [file, lines] : wanted) {
-    Ref key = Steal(PyUnicode_DecodeUTF8(file.data(), static_cast<Py_ssize_t>(file.size()),
-                                         "surrogatepass"));
+    Ref key = Steal(
+        PyUnicode_DecodeUTF8(file.data(), static_cast<Py_ssize_t>(file.size()), "surrogatepass"));
     Ref list = Steal(PyList_New(0));
     if (!key || !list) return StatusFromPythonError();
     for (int64_t line : lines) {
@@ -206,9 +206,8 @@ Profile ProfileFromDiff(const tracemalloc::StatisticDiffList& diff, const Profil
     if (entry.size_diff > 0) grown.push_back(&entry);
   }
   // compare_to sorts by |size_diff| first; the gains alone, largest first.
-  std::stable_sort(grown.begin(), grown.end(), [](const auto* a, const auto* b) {
-    return a->size_diff > b->size_diff;
-  });
+  std::stable_sort(grown.begin(), grown.end(),
+                   [](const auto* a, const auto* b) { return a->size_diff > b->size_diff; });
   for (const tracemalloc::StatisticDiff* entry : grown) {
     if (options.max_samples > 0 && profile.samples.size() >= options.max_samples) break;
     ProfileSample sample;

@@ -29,9 +29,9 @@ namespace {
 
 // docs/design.md's cause ids: the only values the `cause` label takes.
 constexpr std::array<const char*, 10> kCauseIds = {
-    "unbounded_cache",    "global_state",          "reference_cycles", "closure_capture",
-    "unclosed_resources", "native_memory",         "listener_accumulation",
-    "thread_local",       "array_copies",          "logging_buffer"};
+    "unbounded_cache",    "global_state",  "reference_cycles",      "closure_capture",
+    "unclosed_resources", "native_memory", "listener_accumulation", "thread_local",
+    "array_copies",       "logging_buffer"};
 
 bool IsCauseId(const std::string& id) {
   return std::find(kCauseIds.begin(), kCauseIds.end(), id) != kCauseIds.end();
@@ -76,7 +76,8 @@ class Exposition {
   explicit Exposition(const std::string& const_labels) : const_labels_(const_labels) {}
 
   void Family(absl::string_view name, absl::string_view type, absl::string_view help) {
-    absl::StrAppend(&text_, "# HELP ", name, " ", EscapeHelp(std::string_view(help.data(), help.size())), "\n# TYPE ", name, " ",
+    absl::StrAppend(&text_, "# HELP ", name, " ",
+                    EscapeHelp(std::string_view(help.data(), help.size())), "\n# TYPE ", name, " ",
                     type, "\n");
   }
   // `labels` are name/value pairs; values are escaped here.
@@ -87,8 +88,9 @@ class Exposition {
     std::string rendered = const_labels_;
     for (const auto& [label, label_value] : labels) {
       if (!rendered.empty()) rendered += ',';
-      absl::StrAppend(&rendered, label, "=\"", internal::PrometheusEscapeLabelValue(
-                                  std::string_view(label_value.data(), label_value.size())),
+      absl::StrAppend(&rendered, label, "=\"",
+                      internal::PrometheusEscapeLabelValue(
+                          std::string_view(label_value.data(), label_value.size())),
                       "\"");
     }
     if (!rendered.empty()) absl::StrAppend(&text_, "{", rendered, "}");
@@ -139,8 +141,7 @@ std::string PrometheusFormatValue(double value) {
 PrometheusSink::PrometheusSink(PrometheusSinkOptions options) : options_(std::move(options)) {
   for (const auto& [name, value] : options_.const_labels) {
     if (!const_labels_.empty()) const_labels_ += ',';
-    absl::StrAppend(&const_labels_, name, "=\"", internal::PrometheusEscapeLabelValue(value),
-                    "\"");
+    absl::StrAppend(&const_labels_, name, "=\"", internal::PrometheusEscapeLabelValue(value), "\"");
   }
   for (const char* id : kCauseIds) suspected_[id] = false;
 }
@@ -150,14 +151,14 @@ PrometheusSink::~PrometheusSink() = default;
 absl::StatusOr<std::unique_ptr<PrometheusSink>> PrometheusSink::Create(
     PrometheusSinkOptions options) {
   if (options.max_sites < 0 || options.max_sites > kMaxSitesLimit) {
-    return absl::InvalidArgumentError(absl::StrCat("max_sites must be in 0..", kMaxSitesLimit,
-                                                   ", got ", options.max_sites));
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_sites must be in 0..", kMaxSitesLimit, ", got ", options.max_sites));
   }
   for (const auto& label : options.const_labels) {
     if (!IsLabelName(label.first)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "label name '", label.first,
-          "' is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, no leading __)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("label name '", label.first,
+                       "' is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, no leading __)"));
     }
   }
   if (!options.textfile_path.empty()) {
@@ -176,8 +177,7 @@ absl::StatusOr<std::unique_ptr<PrometheusSink>> PrometheusSink::Create(
       return ErrnoStatus(errno, absl::StrCat("textfile directory '", dir, "'"));
     }
     if (!S_ISDIR(st.st_mode)) {
-      return absl::NotFoundError(absl::StrCat("textfile directory '", dir,
-                                              "' is not a directory"));
+      return absl::NotFoundError(absl::StrCat("textfile directory '", dir, "' is not a directory"));
     }
   }
   std::unique_ptr<PrometheusSink> sink(new PrometheusSink(std::move(options)));
