@@ -302,6 +302,45 @@ TEST(MetricsServer, RefusesNonLoopbackAddressesAndBusyPorts) {
   EXPECT_THAT(second.status().message(), HasSubstr("in use"));
 }
 
+// Several writers, a textfile and scrapes at once: every report counted, the
+// file always whole.
+TEST(PrometheusSink, ConcurrentWritesAndScrapes) {
+  const std::string dir = TempDir();
+  PrometheusSinkOptions options;
+  options.textfile_path = dir + "/leakguard.prom";
+  options.read_counters = false;
+  auto sink = PrometheusSink::Create(options);
+  ASSERT_TRUE(sink.ok());
+  auto server = MetricsServer::Start(sink->get());
+  ASSERT_TRUE(server.ok());
+  std::vector<std::thread> writers;
+  for (int t = 0; t < 4; ++t) {
+    writers.emplace_back([&] {
+      for (int i = 0; i < 200; ++i) (*sink)->Write(DetectorReport());
+    });
+  }
+  int whole = 0;
+  for (int i = 0; i < 20; ++i) {
+    const std::string response = Fetch((*server)->port(), "GET /metrics HTTP/1.0\r\n\r\n");
+    if (response.find("HTTP/1.0 200 OK") == 0 &&
+        response.find("leakguard_leak_suspected{cause=\"logging_buffer\"}") != std::string::npos) {
+      ++whole;
+    }
+    const std::string file = ReadFile(options.textfile_path);
+    EXPECT_THAT(file, HasSubstr("cause=\"logging_buffer\"} 0\n"));  // never half a file
+  }
+  for (std::thread& t : writers) t.join();
+  EXPECT_EQ(whole, 20);
+  EXPECT_EQ((*sink)->failures(), 0);
+  EXPECT_THAT(ReadFile(options.textfile_path),
+              HasSubstr("leakguard_reports_total{watcher=\"leak_detector\",severity=\"warning\"} "
+                        "800\n"));
+  EXPECT_EQ(ListDir(dir), std::vector<std::string>{"leakguard.prom"});
+  (*server)->Stop();
+  ::unlink(options.textfile_path.c_str());
+  ::rmdir(dir.c_str());
+}
+
 // The real detector feeding the sink: a Python leak of 512 KiB per call at
 // a marked line of tests/scripts/detector_workloads.py must show up as
 // python growth over the threshold and as that line's site gauge.
