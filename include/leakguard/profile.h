@@ -67,6 +67,7 @@ struct ProfileFrame {
   /// known, else "file:line" ("file" when the line is 0 too).
   LEAKGUARD_EXPORT std::string DisplayName() const;
 
+  /// Field-by-field equality.
   friend bool operator==(const ProfileFrame& a, const ProfileFrame& b) {
     return a.function == b.function && a.file == b.file && a.line == b.line && a.kind == b.kind;
   }
