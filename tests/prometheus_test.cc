@@ -168,6 +168,19 @@ TEST(PrometheusSink, WritesTextfileAtomicallyWithTheDetectorsSeries) {
   ::rmdir(dir.c_str());
 }
 
+TEST(PrometheusSink, KeepsThePendingPythonException) {
+  auto sink = PrometheusSink::Create({});
+  ASSERT_TRUE(sink.ok());
+  PyErr_SetString(PyExc_KeyError, "pending");
+  (*sink)->Write(DetectorReport());
+  ASSERT_TRUE(PyErr_Occurred() != nullptr);
+  EXPECT_TRUE(PyErr_ExceptionMatches(PyExc_KeyError));
+  PyErr_Clear();
+  EXPECT_EQ((*sink)->failures(), 0);
+  // The counters were read all the same.
+  EXPECT_THAT((*sink)->Render(), HasSubstr("# TYPE leakguard_python_blocks gauge\n"));
+}
+
 TEST(PrometheusSink, ObserveSetsAbsoluteGaugesAndCausesAreValidated) {
   PrometheusSinkOptions options;
   options.read_counters = false;

@@ -23,6 +23,8 @@
 #include "absl/strings/str_split.h"
 #include "leakguard/process.h"
 #include "leakguard/python/gil.h"
+#include "leakguard/python/python.h"
+#include "leakguard/python/ref.h"
 
 namespace leakguard {
 namespace {
@@ -200,8 +202,12 @@ void PrometheusSink::Write(const Report& report) noexcept {
     if (options_.read_counters) {
       GilAcquire gil;
       if (gil.ok()) {
+        // Keep the exception the calling thread may have pending (a guard
+        // may report while one unwinds through it), as PythonLoggingSink does.
+        Ref pending = Steal(compat::FetchException());
         absl::StatusOr<Counters> read = ReadCounters();
         if (read.ok()) counters = *read;  // ReadCounters leaves no Python error set.
+        if (pending) compat::RestoreException(pending.Release());
       }
     }
     {
