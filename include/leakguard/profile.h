@@ -21,6 +21,7 @@
 //   RunPlugin();
 //   auto after = tracemalloc::Snapshot::Take();
 //   auto growth = GrowthProfile(*before, *after);          // StatusOr
+//   ResolvePythonFunctions(&*growth).IgnoreError();        // names, GIL held
 //   auto pb = EncodePprof(*growth);                         // bytes
 //   WriteProfileFile("growth.pb", pb);
 //
@@ -128,7 +129,8 @@ LEAKGUARD_EXPORT absl::StatusOr<Profile> GrowthProfile(const tracemalloc::Snapsh
                                                        const ProfileOptions& options = {});
 
 /// The same from an existing diff list (any grouping: kLineno keys give
-/// one-frame stacks). Entries with size_diff <= 0 are left out.
+/// one-frame stacks). Entries with size_diff <= 0 are left out;
+/// `max_samples` applies, `filter_own_frames` does not (the diff is made).
 LEAKGUARD_EXPORT Profile ProfileFromDiff(const tracemalloc::StatisticDiffList& diff,
                                          const ProfileOptions& options = {});
 
