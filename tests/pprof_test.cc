@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -324,6 +325,77 @@ TEST(Pprof, ResolvedPythonFunctionsAreThePprofFunctions) {
   EXPECT_EQ(d.samples[0].leaf_first[1].line, 17);
   EXPECT_EQ(growth->samples[0].stack.back().DisplayName(),
             absl::StrCat("big_strings (", growth->samples[0].stack.back().file, ":8)"));
+}
+
+// pprof itself reads the file: `pprof -top` lists the Python functions with
+// the bytes the profile gives them.
+TEST(Pprof, GoPprofTopListsThePythonFunctions) {
+#ifndef LEAKGUARD_PPROF_TOOL
+  GTEST_SKIP() << "pprof was not built: it needs golang-go and golang-github-google-pprof-dev "
+                  "(scripts/setup installs both)";
+#else
+  absl::StatusOr<tracemalloc::TracingScope> scope = tracemalloc::TracingScope::Start(10);
+  ASSERT_TRUE(scope.ok()) << scope.status();
+  testing::Eval("None", "import profile_workload\nprofile_workload.clear()");
+  absl::StatusOr<tracemalloc::Snapshot> before = tracemalloc::Snapshot::Take();
+  testing::Eval("None", "import profile_workload\nprofile_workload.run(200)");
+  absl::StatusOr<tracemalloc::Snapshot> after = tracemalloc::Snapshot::Take();
+  testing::Eval("None", "import profile_workload\nprofile_workload.clear()");
+  scope->End().IgnoreError();
+  ASSERT_TRUE(before.ok() && after.ok());
+  absl::StatusOr<Profile> growth = GrowthProfile(*before, *after);
+  ASSERT_TRUE(growth.ok()) << growth.status();
+  ASSERT_TRUE(ResolvePythonFunctions(&*growth).ok());
+  // What -top should say: bytes by leaf function, largest first.
+  std::map<std::string, int64_t> flat;
+  for (const ProfileSample& s : growth->samples) {
+    flat[s.stack.back().function.empty() ? s.stack.back().DisplayName()
+                                         : s.stack.back().function] += s.bytes;
+  }
+  std::vector<std::pair<int64_t, std::string>> expected;
+  for (const auto& [name, bytes] : flat) expected.emplace_back(bytes, name);
+  std::sort(expected.rbegin(), expected.rend());
+  ASSERT_GE(expected.size(), 2u);
+  ASSERT_EQ(expected[0].second, "big_strings");
+  ASSERT_EQ(expected[1].second, "small_lists");
+
+  const std::string path = absl::StrCat("/tmp/leakguard-pprof-top-", ::getpid(), ".pb");
+  ASSERT_TRUE(WriteProfileFile(path, EncodePprof(*growth)).ok());
+  std::string out;
+  FILE* pipe = ::popen(
+      absl::StrCat(LEAKGUARD_PPROF_TOOL, " -top -unit=B -nodecount=10 ", path, " 2>/dev/null")
+          .c_str(),
+      "r");
+  ASSERT_NE(pipe, nullptr);
+  char buffer[4096];
+  size_t n;
+  while ((n = std::fread(buffer, 1, sizeof(buffer), pipe)) > 0) out.append(buffer, n);
+  EXPECT_EQ(::pclose(pipe), 0) << out;
+  ::unlink(path.c_str());
+  // Rows: "  1505600B 71.20% 71.20%  1505600B 71.20%  big_strings".
+  std::vector<std::pair<int64_t, std::string>> rows;
+  std::istringstream lines(out);
+  std::string line;
+  bool table = false;
+  while (std::getline(lines, line)) {
+    if (line.find("flat%") != std::string::npos) {
+      table = true;
+      continue;
+    }
+    if (!table) continue;
+    std::istringstream fields(line);
+    std::string flat_text, flat_pct, sum_pct, cum_text, cum_pct, name;
+    fields >> flat_text >> flat_pct >> sum_pct >> cum_text >> cum_pct;
+    std::getline(fields >> std::ws, name);
+    if (flat_text.empty() || flat_text.back() != 'B') continue;
+    rows.emplace_back(std::stoll(flat_text.substr(0, flat_text.size() - 1)), name);
+  }
+  ASSERT_GE(rows.size(), 2u) << out;
+  EXPECT_EQ(rows[0], expected[0]) << out;
+  EXPECT_EQ(rows[1], expected[1]) << out;
+  EXPECT_THAT(out, ::testing::HasSubstr("leakguard: growth between two marks")) << out;
+  EXPECT_THAT(out, ::testing::HasSubstr(" run\n")) << out;  // the caller, cum only
+#endif
 }
 
 TEST(Profile, ResolvesNestedQualifiedNames) {
