@@ -104,6 +104,22 @@ TEST(RoundsSvg, OnePolylinePerSeries) {
   EXPECT_THAT(rss_only, Not(HasSubstr("data-series=\"traced\"")));
 }
 
+TEST(RoundsSvg, TwoRoundsAreLabelledWithWholeNumbers) {
+  const std::string svg = RenderRoundsSvg({{7, 0, 0, 0}, {8, -2048, 0, -2048}});
+  EXPECT_THAT(svg, HasSubstr(">7</text>"));
+  EXPECT_THAT(svg, HasSubstr(">8</text>"));
+  EXPECT_THAT(svg, HasSubstr(">-2.0 KiB</text>"));
+}
+
+TEST(FlameGraphHtml, EmptyProfileSaysSo) {
+  Profile p;
+  p.is_growth = true;
+  const std::string html = RenderFlameGraphHtml(p);
+  EXPECT_THAT(html, HasSubstr("Nothing grew: no stacks to draw."));
+  EXPECT_THAT(html, Not(HasSubstr("class=\"lg-flame\"")));
+  EXPECT_THAT(html, HasSubstr("<title>leakguard: growth flame graph</title>"));
+}
+
 TEST(RoundsSvg, FromDetectorHistory) {
   DetectorRound a;
   a.round = 4;

@@ -233,6 +233,11 @@ constexpr char kScript[] = R"js(
 )js";
 
 std::string FlameSection(const Profile& profile, const std::string& id) {
+  if (CountStacks(profile) == 0) {
+    return absl::StrCat("<p class=\"lg-note\">",
+                        profile.is_growth ? "Nothing grew" : "Nothing is allocated",
+                        ": no stacks to draw.</p>\n");
+  }
   const FlameNode tree = BuildTree(profile);
   std::string json;
   TreeJson(tree, &json);
@@ -279,7 +284,8 @@ std::vector<double> Ticks(double lo, double hi, int n, bool bytes) {
   if (bytes) {
     while (base * 1024 <= raw) base *= 1024;
   } else {
-    base = std::pow(10.0, std::floor(std::log10(raw)));
+    // Whole steps only (rounds are integers).
+    base = std::max(1.0, std::pow(10.0, std::floor(std::log10(raw))));
   }
   double step = base;
   for (double m : {1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0}) {
