@@ -173,10 +173,10 @@ struct MetricsServerOptions {
 };
 
 /// A tiny HTTP/1.0 server on one thread that answers `GET /metrics` (and
-/// HEAD, headers only) with
-/// PrometheusSink::Render() (`text/plain; version=0.0.4`), 404 for other
-/// paths and 405 for other methods; one connection at a time, each closed
-/// after its answer, a client that sends nothing for 5 s is dropped.
+/// HEAD, headers only) with PrometheusSink::Render() (`text/plain;
+/// version=0.0.4`), 404 for other paths and 405 for other methods; one
+/// connection at a time, each closed after its answer, a client that sends
+/// nothing for 5 s is dropped.
 /// Off unless a host starts one. Thread-safe.
 class LEAKGUARD_EXPORT MetricsServer {
  public:
