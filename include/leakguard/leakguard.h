@@ -15,6 +15,8 @@
 #include "leakguard/memory_guard.h"
 #include "leakguard/object_graph.h"
 #include "leakguard/process.h"
+#include "leakguard/profile.h"
+#include "leakguard/prometheus.h"
 #include "leakguard/python/call.h"
 #include "leakguard/python/error.h"
 #include "leakguard/python/gil.h"
