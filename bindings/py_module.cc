@@ -52,19 +52,23 @@ void ClearState(ModuleState* s) {
   Py_CLEAR(s->growth_warning);
 }
 
+int ExecRequestTracker(PyObject* module);  // py_request_tracker.cc
+
 namespace {
 
 int Exec(PyObject* module) {
   ModuleState* state = GetState(module);
   if (ExecLruCache(module, state) < 0 || ExecEventBus(module, state) < 0 ||
-      ExecMemoryGuard(module, state) < 0 || ExecDoctor(module) < 0) {
+      ExecMemoryGuard(module, state) < 0 || ExecDoctor(module) < 0 ||
+      ExecRequestTracker(module) < 0) {
     return -1;
   }
   if (PyModule_AddStringConstant(module, "__version__", leakguard::Version()) < 0) {
     return -1;
   }
-  PyObject* all = Py_BuildValue("(ssssss)", "lru_cache", "EventBus", "memory_guard",
-                                "MemoryReport", "MemoryGrowthWarning", "diagnose");
+  PyObject* all = Py_BuildValue("(ssssssss)", "lru_cache", "EventBus", "memory_guard",
+                                "MemoryReport", "MemoryGrowthWarning", "diagnose",
+                                "RequestTracker", "rss");
   if (all == nullptr) return -1;
   const int rc = AddObjectRef(module, "__all__", all);
   Py_DECREF(all);
@@ -94,7 +98,8 @@ const char kDoc[] =
     "lru_cache    functools.lru_cache in C, plus ttl= and weak_self=\n"
     "EventBus     publish/subscribe with weakly held listeners\n"
     "memory_guard measure (and warn about) the memory growth of a scope\n"
-    "diagnose     the leak doctor: why func() leaks, what holds it, the fix";
+    "diagnose     the leak doctor: why func() leaks, what holds it, the fix\n"
+    "RequestTracker, rss  per-request RSS accounting (p50/p99, worst units)";
 
 PyModuleDef kModule = {
     PyModuleDef_HEAD_INIT,
@@ -118,5 +123,11 @@ absl::Status RegisterModule() {
 }  // namespace leakguard::python
 
 PyMODINIT_FUNC PyInit_leakguard(void) {
+  return PyModuleDef_Init(&leakguard::python::internal::kModule);
+}
+
+// The same module as the extension file of the `leakguard` package
+// (leakguard/_leakguard<EXT_SUFFIX>, re-exported by leakguard/__init__.py).
+PyMODINIT_FUNC PyInit__leakguard(void) {
   return PyModuleDef_Init(&leakguard::python::internal::kModule);
 }

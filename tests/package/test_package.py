@@ -1,0 +1,125 @@
+"""The Python package leakguard: the re-exported extension, `python -m
+leakguard` against the binary itself, signatures and stubs."""
+import inspect
+import os
+import subprocess
+import sys
+import sysconfig
+import unittest
+
+import leakguard
+import leakguard.__main__
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+APP = os.path.join(HERE, "leaky_app.py")
+
+
+def run(argv, **kwargs):
+    return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          timeout=600, **kwargs)
+
+
+class PackageTest(unittest.TestCase):
+    def test_package_re_exports_the_extension(self):
+        self.assertTrue(leakguard.__file__.endswith(os.path.join("leakguard", "__init__.py")))
+        self.assertTrue(leakguard._leakguard.__file__.endswith(
+            "_leakguard" + sysconfig.get_config_var("EXT_SUFFIX")))
+        self.assertEqual(leakguard.__version__, "0.1.0")
+        for name in ("lru_cache", "EventBus", "memory_guard", "MemoryReport",
+                     "MemoryGrowthWarning", "diagnose", "RequestTracker", "rss"):
+            self.assertIn(name, leakguard.__all__)
+            self.assertIs(getattr(leakguard, name), getattr(leakguard._leakguard, name))
+            self.assertEqual(getattr(leakguard, name).__module__, "leakguard", name)
+
+    def test_signatures(self):
+        expected = {
+            leakguard.lru_cache: "(maxsize=128, typed=False, ttl=None, *, weak_self=False, "
+                                 "timer=None)",
+            leakguard.EventBus: "(*, on_error=None)",
+            leakguard.EventBus.subscribe: "(callback, *, weak=True)",
+            leakguard.memory_guard: "(label, *, warn_mb=None, mode='process', top=10)",
+            leakguard.RequestTracker: "(*, report_every=0, rss_threshold_bytes=0, "
+                                      "worst_kept=10, name='requests')",
+            leakguard.RequestTracker.record: "(self, /, label, rss_delta, elapsed=0.0)",
+            leakguard.RequestTracker.stats: "(self, /)",
+            leakguard.RequestTracker.reset: "(self, /)",
+            leakguard.rss: "()",
+            leakguard.__main__.main: "(argv=None)",
+            leakguard.__main__.command_path: "()",
+        }
+        for func, text in expected.items():
+            self.assertEqual(str(inspect.signature(func)), text, func)
+
+    def test_stubs_are_shipped(self):
+        package = os.path.dirname(leakguard.__file__)
+        self.assertTrue(os.path.exists(os.path.join(package, "py.typed")))
+        with open(os.path.join(package, "_leakguard.pyi")) as f:
+            stubs = f.read()
+        for name in leakguard.__all__:
+            self.assertRegex(stubs, r"\n(class|def) %s\b" % name, name)
+
+    def test_rss(self):
+        self.assertGreater(leakguard.rss(), 1 << 20)
+
+
+class MainTest(unittest.TestCase):
+    """`python -m leakguard ARGS` is `leakguard ARGS`: output and status."""
+
+    def both(self, *args):
+        binary = run([leakguard.__main__.command_path(), *args], cwd=HERE)
+        module = run([sys.executable, "-m", "leakguard", *args], cwd=HERE)
+        return binary, module
+
+    def assertSame(self, binary, module, rc):
+        self.assertEqual(module.returncode, rc, module.stderr)
+        self.assertEqual(binary.returncode, rc, binary.stderr)
+        self.assertEqual(module.stdout, binary.stdout)
+        self.assertEqual(module.stderr, binary.stderr)
+
+    def test_help_and_version(self):
+        binary, module = self.both("--help")
+        self.assertSame(binary, module, 0)
+        self.assertIn("usage: leakguard run", module.stdout)
+        binary, module = self.both("--version")
+        self.assertSame(binary, module, 0)
+        self.assertRegex(module.stdout, r"^leakguard 0\.1\.0 \(Python 3\.\d+")
+
+    def test_doctor_leak_is_status_1(self):
+        binary, module = self.both("doctor", "leaky_app.py:leak", "--repeat", "8")
+        self.assertEqual(module.returncode, 1, module.stderr)
+        self.assertEqual(binary.returncode, 1, binary.stderr)
+        self.assertIn("LEAK", module.stdout)
+        self.assertIn("global_state", module.stdout)
+        self.assertIn("leaky_app._kept", module.stdout)
+
+    def test_doctor_clean_is_status_0(self):
+        binary, module = self.both("doctor", "leaky_app.py:clean", "--repeat", "6")
+        self.assertEqual((binary.returncode, module.returncode), (0, 0), module.stderr)
+
+    def test_usage_error_is_status_2(self):
+        binary, module = self.both("doctor", "leaky_app.py")
+        self.assertSame(binary, module, 2)
+        self.assertIn("doctor needs SCRIPT.py:FUNC", module.stderr)
+
+    def test_run_passes_the_script_status_and_this_interpreter(self):
+        module = run([sys.executable, "-m", "leakguard", "run", "--top", "1", APP, "3"], cwd=HERE)
+        self.assertEqual(module.returncode, 3, module.stderr)
+        self.assertIn("prefix %s\n" % sys.prefix, module.stdout)
+        self.assertIn("leakguard 0.1.0\n", module.stdout)
+
+    def test_missing_binary_is_a_clear_error(self):
+        # A LEAKGUARD_COMMAND that does not exist: the recorded path is next.
+        env = dict(os.environ, LEAKGUARD_COMMAND="/nonexistent/leakguard")
+        module = run([sys.executable, "-m", "leakguard", "--version"], env=env)
+        self.assertEqual(module.returncode, 0, module.stderr)
+        self.assertIn("leakguard 0.1.0", module.stdout)
+        # No recorded path either: status 2 and where it looked.
+        code = ("import sys, leakguard.__main__ as m; sys.modules['leakguard._paths'] = None; "
+                "sys.exit(m.main(['--version']))")
+        module = run([sys.executable, "-c", code], env=env)
+        self.assertEqual(module.returncode, 2)
+        self.assertIn("the 'leakguard' binary is not installed beside the package "
+                      "(looked at: /nonexistent/leakguard)", module.stderr)
+
+if __name__ == "__main__":
+    unittest.main()
