@@ -26,7 +26,8 @@ class PackageTest(unittest.TestCase):
             "_leakguard" + sysconfig.get_config_var("EXT_SUFFIX")))
         self.assertEqual(leakguard.__version__, "0.1.0")
         for name in ("lru_cache", "EventBus", "memory_guard", "MemoryReport",
-                     "MemoryGrowthWarning", "diagnose", "RequestTracker", "rss"):
+                     "MemoryGrowthWarning", "diagnose", "RequestTracker", "rss", "typestats",
+                     "most_common_types", "count", "by_type", "growth"):
             self.assertIn(name, leakguard.__all__)
             self.assertIs(getattr(leakguard, name), getattr(leakguard._leakguard, name))
             self.assertEqual(getattr(leakguard, name).__module__, "leakguard", name)
@@ -44,11 +45,31 @@ class PackageTest(unittest.TestCase):
             leakguard.RequestTracker.stats: "(self, /)",
             leakguard.RequestTracker.reset: "(self, /)",
             leakguard.rss: "()",
+            leakguard.typestats: "(shortnames=True)",
+            leakguard.most_common_types: "(limit=10, shortnames=True)",
+            leakguard.count: "(typename, /)",
+            leakguard.by_type: "(typename, /)",
+            leakguard.growth: "(limit=10, peak_stats=None, shortnames=True)",
             leakguard.__main__.main: "(argv=None)",
             leakguard.__main__.command_path: "()",
         }
         for func, text in expected.items():
             self.assertEqual(str(inspect.signature(func)), text, func)
+
+    def test_docstring_examples_run(self):
+        import doctest
+        runner = doctest.DocTestRunner()
+        names = []
+        for test in doctest.DocTestFinder().find(leakguard, extraglobs={"leakguard": leakguard}):
+            if test.examples:
+                names.append(test.name)
+                runner.run(test)
+        result = runner.summarize(verbose=False)
+        self.assertEqual(result.failed, 0)
+        self.assertGreaterEqual(result.attempted, 15)
+        for name in ("leakguard", "leakguard.RequestTracker.record", "leakguard.growth",
+                     "leakguard.most_common_types", "leakguard.rss", "leakguard.typestats"):
+            self.assertIn(name, names)
 
     def test_stubs_are_shipped(self):
         package = os.path.dirname(leakguard.__file__)
@@ -106,6 +127,18 @@ class MainTest(unittest.TestCase):
         self.assertEqual(module.returncode, 3, module.stderr)
         self.assertIn("prefix %s\n" % sys.prefix, module.stdout)
         self.assertIn("leakguard 0.1.0\n", module.stdout)
+
+    def test_scripts_of_the_command_import_the_package_s_modules(self):
+        # The command's module is built in; it finds the package's Python
+        # modules (middleware, pytest_plugin) through the package on sys.path.
+        script = os.path.join(HERE, "uses_middleware.py")
+        module = run([sys.executable, "-m", "leakguard", "run", script], cwd=HERE)
+        self.assertEqual(module.returncode, 0, module.stderr)
+        self.assertIn("origin built-in\n", module.stdout)
+        self.assertIn("middleware %s\n" % os.path.join(
+            os.path.dirname(leakguard.__file__), "middleware.py"), module.stdout)
+        self.assertIn("same module True\n", module.stdout)
+        self.assertIn("requests 1\n", module.stdout)
 
     def test_missing_binary_is_a_clear_error(self):
         # A LEAKGUARD_COMMAND that does not exist: the recorded path is next.
