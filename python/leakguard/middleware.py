@@ -3,7 +3,8 @@
 Each request costs two RSS readings (``leakguard.rss()``: one pread) and one
 ``RequestTracker.record()``; the statistics (p50/p99 growth per request, the
 worst requests, totals per path) are kept in constant memory. A traced diff
-(tracemalloc snapshots before and after, ``gc.collect()`` first) runs only
+(tracemalloc snapshots before and after, ``gc.collect()`` before the
+second) runs only
 for every ``trace_every``-th request, and for the next request of a path
 whose last request grew RSS by ``rss_threshold`` or more. The diff keeps the
 application's own lines (frames in the standard library, site-packages and
@@ -92,10 +93,11 @@ class RequestMonitor:
                 self._retrace.discard(label)
         snapshot = started = None
         if trace:
+            # No collection first: what the request frees shows as negative
+            # and is left out; only what it keeps counts.
             started = not tracemalloc.is_tracing()
             if started:
                 tracemalloc.start(self.frames)
-            gc.collect()
             snapshot = tracemalloc.take_snapshot()
         return (label, leakguard.rss(), time.perf_counter(), snapshot, started)
 
