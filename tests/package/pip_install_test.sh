@@ -107,6 +107,27 @@ if "$python" -c 'import build' 2>/dev/null; then
     tail -40 "$work/build.log" >&2
     fail "python3 -m build --no-isolation --wheel"
   fi
+  # The sdist holds every source file the wheel's CMake build reads.
+  if ! (cd "$src" && "$python" -m build --no-isolation --sdist --outdir "$work/dist") \
+      >>"$work/build.log" 2>&1; then
+    tail -40 "$work/build.log" >&2
+    fail "python3 -m build --no-isolation --sdist"
+  fi
+  "$python" - "$work/dist" "$src" <<'PY' || fail "the sdist's contents"
+import glob, os, sys, tarfile
+(sdist,) = glob.glob(sys.argv[1] + "/leakguard-0.1.0.tar.gz")
+src = sys.argv[2]
+with tarfile.open(sdist) as t:
+    names = {n.split("/", 1)[1] for n in t.getnames() if "/" in n}
+needed = {"CMakeLists.txt", "pyproject.toml", "setup.py", "LICENSE", "README.md"}
+for top in ("cmake", "include", "src", "bindings", "tools", "python/leakguard"):
+    for root, dirs, files in os.walk(os.path.join(src, top)):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        needed.update(os.path.relpath(os.path.join(root, f), src) for f in files)
+missing = sorted(needed - names)
+assert not missing, "the sdist lacks %s" % missing
+print("pip_install_test: sdist", os.path.basename(sdist), len(names), "files")
+PY
   "$python" - "$work/dist" <<'PY' || fail "the wheel's contents"
 import glob, sys, zipfile
 (wheel,) = glob.glob(sys.argv[1] + "/leakguard-0.1.0-cp3*-linux_*.whl")

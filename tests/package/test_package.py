@@ -31,6 +31,7 @@ class PackageTest(unittest.TestCase):
             self.assertIn(name, leakguard.__all__)
             self.assertIs(getattr(leakguard, name), getattr(leakguard._leakguard, name))
             self.assertEqual(getattr(leakguard, name).__module__, "leakguard", name)
+        self.assertIn("show_backrefs", leakguard.__all__)
 
     def test_signatures(self):
         expected = {
@@ -50,6 +51,12 @@ class PackageTest(unittest.TestCase):
             leakguard.count: "(typename, /)",
             leakguard.by_type: "(typename, /)",
             leakguard.growth: "(limit=10, peak_stats=None, shortnames=True)",
+            leakguard.find_backref_chain: "(obj, predicate=None, max_depth=20, "
+                                          "extra_ignore=None)",
+            leakguard.backref_path: "(obj, predicate=None, max_depth=20, extra_ignore=None)",
+            leakguard.backrefs_dot: "(objs, max_depth=3, too_many=10, extra_ignore=None)",
+            leakguard.show_backrefs: "(objs, max_depth=3, extra_ignore=(), too_many=10, "
+                                     "filename=None, output=None)",
             leakguard.__main__.main: "(argv=None)",
             leakguard.__main__.command_path: "()",
         }
@@ -74,8 +81,10 @@ class PackageTest(unittest.TestCase):
     def test_stubs_are_shipped(self):
         package = os.path.dirname(leakguard.__file__)
         self.assertTrue(os.path.exists(os.path.join(package, "py.typed")))
-        with open(os.path.join(package, "_leakguard.pyi")) as f:
-            stubs = f.read()
+        stubs = ""
+        for name in ("__init__.pyi", "_leakguard.pyi"):
+            with open(os.path.join(package, name)) as f:
+                stubs += f.read()
         for name in leakguard.__all__:
             self.assertRegex(stubs, r"\n(class|def) %s\b" % name, name)
 
