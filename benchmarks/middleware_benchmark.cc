@@ -100,7 +100,8 @@ recipe = serve(RecipeMiddleware(app))
 
 void Request(benchmark::State& state, const char* name, bool trace_all_the_time) {
   if (trace_all_the_time) {
-    Ref started = Steal(PyRun_String("tracemalloc.start(1)", Py_single_input, Globals(), Globals()));
+    Ref started =
+        Steal(PyRun_String("tracemalloc.start(1)", Py_single_input, Globals(), Globals()));
     if (!started) state.SkipWithError("tracemalloc.start failed");
   }
   PyObject* func = Func(name);
@@ -135,18 +136,18 @@ int main(int argc, char** argv) {
   if (!py) return 1;
   const std::string setup = std::string("PACKAGE_DIR = '") + LEAKGUARD_PACKAGE_DIR + "'\n" + kSetup;
   if (!Exec(setup)) return 1;
-  Ref loops = Steal(PyObject_CallFunction(Func("calibrate"), "d",
-                                          leakguard::bench::Smoke() ? 0.00001 : 0.001));
+  Ref loops = Steal(
+      PyObject_CallFunction(Func("calibrate"), "d", leakguard::bench::Smoke() ? 0.00001 : 0.001));
   if (!loops) return 1;
-  benchmark::RegisterBenchmark("middleware/wsgi_1ms/bare",
-                               [](benchmark::State& s) { Request(s, "bare", false); })
-      ->Unit(benchmark::kMicrosecond);
-  benchmark::RegisterBenchmark("middleware/wsgi_1ms/leakguard",
-                               [](benchmark::State& s) { Request(s, "ours", false); })
-      ->Unit(benchmark::kMicrosecond);
-  benchmark::RegisterBenchmark("middleware/wsgi_1ms/recipe",
-                               [](benchmark::State& s) { Request(s, "recipe", true); })
-      ->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark("middleware/wsgi_1ms/bare", [](benchmark::State& s) {
+    Request(s, "bare", false);
+  })->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark("middleware/wsgi_1ms/leakguard", [](benchmark::State& s) {
+    Request(s, "ours", false);
+  })->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark("middleware/wsgi_1ms/recipe", [](benchmark::State& s) {
+    Request(s, "recipe", true);
+  })->Unit(benchmark::kMicrosecond);
   return leakguard::bench::RunRegistered(argc, argv);
 #endif
 }

@@ -18,8 +18,8 @@ namespace leakguard::python::internal {
 namespace {
 
 PyObject* RaiseStatus(const char* function, const absl::Status& status) {
-  PyErr_Format(absl::IsInvalidArgument(status) ? PyExc_ValueError : PyExc_RuntimeError,
-               "%s: %s", function, std::string(status.message()).c_str());
+  PyErr_Format(absl::IsInvalidArgument(status) ? PyExc_ValueError : PyExc_RuntimeError, "%s: %s",
+               function, std::string(status.message()).c_str());
   return nullptr;
 }
 
@@ -131,9 +131,8 @@ PyObject* BackrefsDot(PyObject* /*module*/, PyObject* args, PyObject* kwargs) {
   int max_depth = 3;
   int too_many = 10;
   PyObject* extra_ignore = Py_None;
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|iiO:backrefs_dot",
-                                   const_cast<char**>(keywords), &objs, &max_depth, &too_many,
-                                   &extra_ignore)) {
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|iiO:backrefs_dot", const_cast<char**>(keywords),
+                                   &objs, &max_depth, &too_many, &extra_ignore)) {
     return nullptr;
   }
   std::vector<Ref> keep_targets;

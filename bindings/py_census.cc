@@ -21,8 +21,8 @@ namespace leakguard::python::internal {
 namespace {
 
 PyObject* RaiseStatus(const char* function, const absl::Status& status) {
-  PyErr_Format(absl::IsInvalidArgument(status) ? PyExc_ValueError : PyExc_RuntimeError,
-               "%s: %s", function, std::string(status.message()).c_str());
+  PyErr_Format(absl::IsInvalidArgument(status) ? PyExc_ValueError : PyExc_RuntimeError, "%s: %s",
+               function, std::string(status.message()).c_str());
   return nullptr;
 }
 
@@ -167,14 +167,14 @@ PyObject* Growth(PyObject* module, PyObject* args, PyObject* kwargs) {
   }
   std::stable_sort(rows.begin(), rows.end(),
                    [](const Row& a, const Row& b) { return a.delta > b.delta; });
-  if (limit > 0 && rows.size() > static_cast<size_t>(limit)) rows.resize(static_cast<size_t>(limit));
+  if (limit > 0 && rows.size() > static_cast<size_t>(limit))
+    rows.resize(static_cast<size_t>(limit));
   PyObject* list = PyList_New(static_cast<Py_ssize_t>(rows.size()));
   if (list == nullptr) return nullptr;
   for (size_t i = 0; i < rows.size(); ++i) {
-    PyObject* row = Py_BuildValue("(s#LL)", rows[i].name.data(),
-                                  static_cast<Py_ssize_t>(rows[i].name.size()),
-                                  static_cast<long long>(rows[i].count),
-                                  static_cast<long long>(rows[i].delta));
+    PyObject* row =
+        Py_BuildValue("(s#LL)", rows[i].name.data(), static_cast<Py_ssize_t>(rows[i].name.size()),
+                      static_cast<long long>(rows[i].count), static_cast<long long>(rows[i].delta));
     if (row == nullptr) {
       Py_DECREF(list);
       return nullptr;

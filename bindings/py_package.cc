@@ -22,13 +22,13 @@ int ExecPackagePath(PyObject* module) {
   if (!top_level) return 0;
   Ref machinery = Steal(PyImport_ImportModule("importlib.machinery"));
   Ref finder = machinery ? Steal(PyObject_GetAttrString(machinery.get(), "PathFinder")) : Ref();
-  Ref spec = finder ? Steal(PyObject_CallMethod(finder.get(), "find_spec", "s", "leakguard"))
-                    : Ref();
+  Ref spec =
+      finder ? Steal(PyObject_CallMethod(finder.get(), "find_spec", "s", "leakguard")) : Ref();
   Ref locations = spec && spec.get() != Py_None
                       ? Steal(PyObject_GetAttrString(spec.get(), "submodule_search_locations"))
                       : Ref();
-  Ref path = locations && locations.get() != Py_None ? Steal(PySequence_List(locations.get()))
-                                                     : Ref();
+  Ref path =
+      locations && locations.get() != Py_None ? Steal(PySequence_List(locations.get())) : Ref();
   if (!path) {
     PyErr_Clear();  // No package on sys.path: a plain module, as documented.
     return 0;

@@ -26,8 +26,8 @@ namespace {
 
 struct Tracker {
   PyObject_HEAD
-  // Owned; both null only while __init__ has not run.
-  leakguard::RequestTracker* tracker;
+      // Owned; both null only while __init__ has not run.
+      leakguard::RequestTracker* tracker;
   leakguard::PythonLoggingSink* sink;
 };
 
@@ -42,8 +42,7 @@ bool Ready(Tracker* t) {
 PyObject* Rss(PyObject* /*module*/, PyObject* /*unused*/) {
   absl::StatusOr<int64_t> rss = leakguard::ReadRss();
   if (!rss.ok()) {
-    PyErr_Format(PyExc_OSError, "leakguard.rss(): %s",
-                 std::string(rss.status().message()).c_str());
+    PyErr_Format(PyExc_OSError, "leakguard.rss(): %s", std::string(rss.status().message()).c_str());
     return nullptr;
   }
   return PyLong_FromLongLong(*rss);
@@ -117,8 +116,7 @@ PyObject* TrackerRecord(PyObject* self, PyObject* args, PyObject* kwargs) {
 
 PyObject* UnitTuple(const leakguard::UnitRecord& unit) {
   return Py_BuildValue("(s#Ld)", unit.label.data(), static_cast<Py_ssize_t>(unit.label.size()),
-                       static_cast<long long>(unit.rss_delta),
-                       absl::ToDoubleSeconds(unit.elapsed));
+                       static_cast<long long>(unit.rss_delta), absl::ToDoubleSeconds(unit.elapsed));
 }
 
 PyObject* TrackerStats(PyObject* self, PyObject* /*unused*/) {
@@ -140,8 +138,8 @@ PyObject* TrackerStats(PyObject* self, PyObject* /*unused*/) {
                        "p50_rss_delta", static_cast<long long>(stats.p50_rss_delta),
                        "p99_rss_delta", static_cast<long long>(stats.p99_rss_delta),
                        "max_rss_delta", static_cast<long long>(stats.max_rss_delta),
-                       "over_threshold", static_cast<long long>(stats.over_threshold),
-                       "worst", worst);
+                       "over_threshold", static_cast<long long>(stats.over_threshold), "worst",
+                       worst);
 }
 
 PyObject* TrackerReset(PyObject* self, PyObject* /*unused*/) {
@@ -169,8 +167,7 @@ PyMethodDef kTrackerMethods[] = {
      "total_rss_delta, p50_rss_delta, p99_rss_delta (within 1/16),\n"
      "max_rss_delta, over_threshold, and worst: [(label, rss_delta, elapsed)]\n"
      "largest first."},
-    {"reset", TrackerReset, METH_NOARGS,
-     "reset($self, /)\n--\n\nForget every unit recorded."},
+    {"reset", TrackerReset, METH_NOARGS, "reset($self, /)\n--\n\nForget every unit recorded."},
     {nullptr, nullptr, 0, nullptr},
 };
 
@@ -194,8 +191,11 @@ PyType_Slot kTrackerSlots[] = {
 };
 
 PyType_Spec kTrackerSpec = {
-    "leakguard.RequestTracker", sizeof(Tracker), 0,
-    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE, kTrackerSlots,
+    "leakguard.RequestTracker",
+    sizeof(Tracker),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    kTrackerSlots,
 };
 
 PyMethodDef kRequestTrackerFunctions[] = {
