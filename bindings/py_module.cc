@@ -56,6 +56,7 @@ int ExecRequestTracker(PyObject* module);  // py_request_tracker.cc
 int ExecCensus(PyObject* module);          // py_census.cc
 int ExecPackagePath(PyObject* module);     // py_package.cc
 int ExecBackrefs(PyObject* module);        // py_backrefs.cc
+int ExecSnapshot(PyObject* module);        // py_snapshot.cc
 
 namespace {
 
@@ -63,17 +64,18 @@ int Exec(PyObject* module) {
   ModuleState* state = GetState(module);
   if (ExecLruCache(module, state) < 0 || ExecEventBus(module, state) < 0 ||
       ExecMemoryGuard(module, state) < 0 || ExecDoctor(module) < 0 ||
-      ExecRequestTracker(module) < 0 || ExecCensus(module) < 0 || ExecBackrefs(module) < 0) {
+      ExecRequestTracker(module) < 0 || ExecCensus(module) < 0 || ExecBackrefs(module) < 0 ||
+      ExecSnapshot(module) < 0) {
     return -1;
   }
   if (PyModule_AddStringConstant(module, "__version__", leakguard::Version()) < 0) {
     return -1;
   }
-  PyObject* all = Py_BuildValue("(ssssssssssssssss)", "lru_cache", "EventBus", "memory_guard",
+  PyObject* all = Py_BuildValue("(ssssssssssssssssss)", "lru_cache", "EventBus", "memory_guard",
                                 "MemoryReport", "MemoryGrowthWarning", "diagnose",
                                 "RequestTracker", "rss", "typestats", "most_common_types",
                                 "count", "by_type", "growth", "find_backref_chain",
-                                "backref_path", "backrefs_dot");
+                                "backref_path", "backrefs_dot", "Snapshot", "take_snapshot");
   if (all == nullptr) return -1;
   const int rc = AddObjectRef(module, "__all__", all);
   Py_DECREF(all);
@@ -106,7 +108,8 @@ const char kDoc[] =
     "diagnose     the leak doctor: why func() leaks, what holds it, the fix\n"
     "RequestTracker, rss  per-request RSS accounting (p50/p99, worst units)\n"
     "typestats, most_common_types, count, by_type, growth  objgraph's census\n"
-    "find_backref_chain, backref_path, backrefs_dot  who keeps an object alive";
+    "find_backref_chain, backref_path, backrefs_dot  who keeps an object alive\n"
+    "take_snapshot, Snapshot  tracemalloc snapshots grouped and compared in C++";
 
 PyModuleDef kModule = {
     PyModuleDef_HEAD_INIT,

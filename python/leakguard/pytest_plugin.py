@@ -212,7 +212,8 @@ def pytest_pyfunc_call(pyfuncitem):
 
     diagnosis = leakguard.diagnose(body, warmup=max(warmup - 1, 0), repeat=repeat)
     _drop_own_sites(diagnosis)
-    diagnosis.setdefault("iterations", {})["warmup"] = warmup
+    # The first, ordinary call counts as a warm-up run.
+    diagnosis.setdefault("iterations", {})["warmup"] = max(warmup, 1)
     pyfuncitem.user_properties.append(("leakguard_verdict", diagnosis.get("verdict")))
     if leak_limit is not None:
         sites = _leaking_sites(diagnosis, leak_limit, filter_fn)

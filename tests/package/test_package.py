@@ -55,6 +55,10 @@ class PackageTest(unittest.TestCase):
                                           "extra_ignore=None)",
             leakguard.backref_path: "(obj, predicate=None, max_depth=20, extra_ignore=None)",
             leakguard.backrefs_dot: "(objs, max_depth=3, too_many=10, extra_ignore=None)",
+            leakguard.take_snapshot: "()",
+            leakguard.Snapshot.compare_to: "(self, /, old_snapshot, key_type, cumulative=False)",
+            leakguard.Snapshot.statistics: "(self, /, key_type, cumulative=False)",
+            leakguard.Snapshot.from_tracemalloc: "(snapshot, /)",
             leakguard.show_backrefs: "(objs, max_depth=3, extra_ignore=(), too_many=10, "
                                      "filename=None, output=None)",
             leakguard.__main__.main: "(argv=None)",
