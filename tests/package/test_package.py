@@ -56,6 +56,11 @@ class PackageTest(unittest.TestCase):
             leakguard.backref_path: "(obj, predicate=None, max_depth=20, extra_ignore=None)",
             leakguard.backrefs_dot: "(objs, max_depth=3, too_many=10, extra_ignore=None)",
             leakguard.take_snapshot: "()",
+            leakguard.LeakDetector: "(*, interval=60.0, threshold_bytes=67108864, "
+                                    "fd_threshold=16, thread_threshold=8, traced=True, "
+                                    "frames=1, top=10, min_report_interval=600.0, "
+                                    "callback=None)",
+            leakguard.LeakDetector.start: "(self, /)",
             leakguard.Snapshot.compare_to: "(self, /, old_snapshot, key_type, cumulative=False)",
             leakguard.Snapshot.statistics: "(self, /, key_type, cumulative=False)",
             leakguard.Snapshot.from_tracemalloc: "(snapshot, /)",
