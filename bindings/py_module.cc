@@ -55,23 +55,36 @@ void ClearState(ModuleState* s) {
   Py_CLEAR(s->growth_warning);
 }
 
+int ExecRequestTracker(PyObject* module);  // py_request_tracker.cc
+int ExecCensus(PyObject* module);          // py_census.cc
+int ExecPackagePath(PyObject* module);     // py_package.cc
+int ExecBackrefs(PyObject* module);        // py_backrefs.cc
+int ExecSnapshot(PyObject* module);        // py_snapshot.cc
+int ExecDetector(PyObject* module);        // py_detector.cc
+
 namespace {
 
 int Exec(PyObject* module) {
   ModuleState* state = GetState(module);
   if (ExecLruCache(module, state) < 0 || ExecEventBus(module, state) < 0 ||
-      ExecMemoryGuard(module, state) < 0 || ExecDoctor(module) < 0) {
+      ExecMemoryGuard(module, state) < 0 || ExecDoctor(module) < 0 ||
+      ExecRequestTracker(module) < 0 || ExecCensus(module) < 0 || ExecBackrefs(module) < 0 ||
+      ExecSnapshot(module) < 0 || ExecDetector(module) < 0) {
     return -1;
   }
   if (PyModule_AddStringConstant(module, "__version__", leakguard::Version()) < 0) {
     return -1;
   }
-  PyObject* all = Py_BuildValue("(ssssss)", "lru_cache", "EventBus", "memory_guard",
-                                "MemoryReport", "MemoryGrowthWarning", "diagnose");
+  PyObject* all = Py_BuildValue("(sssssssssssssssssss)", "lru_cache", "EventBus", "memory_guard",
+                                "MemoryReport", "MemoryGrowthWarning", "diagnose",
+                                "RequestTracker", "rss", "typestats", "most_common_types",
+                                "count", "by_type", "growth", "find_backref_chain",
+                                "backref_path", "backrefs_dot", "Snapshot", "take_snapshot",
+                                "LeakDetector");
   if (all == nullptr) return -1;
   const int rc = AddObjectRef(module, "__all__", all);
   Py_DECREF(all);
-  return rc;
+  return rc < 0 ? rc : ExecPackagePath(module);
 }
 
 int Traverse(PyObject* module, visitproc visit, void* arg) {
@@ -97,7 +110,12 @@ const char kDoc[] =
     "lru_cache    functools.lru_cache in C, plus ttl= and weak_self=\n"
     "EventBus     publish/subscribe with weakly held listeners\n"
     "memory_guard measure (and warn about) the memory growth of a scope\n"
-    "diagnose     the leak doctor: why func() leaks, what holds it, the fix";
+    "diagnose     the leak doctor: why func() leaks, what holds it, the fix\n"
+    "RequestTracker, rss  per-request RSS accounting (p50/p99, worst units)\n"
+    "typestats, most_common_types, count, by_type, growth  objgraph's census\n"
+    "find_backref_chain, backref_path, backrefs_dot  who keeps an object alive\n"
+    "take_snapshot, Snapshot  tracemalloc snapshots grouped and compared in C++\n"
+    "LeakDetector the background detector (in interpreters leakguard started)";
 
 PyModuleDef kModule = {
     PyModuleDef_HEAD_INIT,
@@ -121,5 +139,11 @@ absl::Status RegisterModule() {
 }  // namespace leakguard::python
 
 PyMODINIT_FUNC PyInit_leakguard(void) {
+  return PyModuleDef_Init(&leakguard::python::internal::kModule);
+}
+
+// The same module as the extension file of the `leakguard` package
+// (leakguard/_leakguard<EXT_SUFFIX>, re-exported by leakguard/__init__.py).
+PyMODINIT_FUNC PyInit__leakguard(void) {
   return PyModuleDef_Init(&leakguard::python::internal::kModule);
 }

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -51,7 +52,19 @@ constexpr char kUsage[] =
     "\n"
     "exit status: run: the script's own; doctor: 0 no leak (or inconclusive),\n"
     "1 leak; both: 2 for a usage error, a refused or failed output, or a\n"
-    "script that raised; 130 interrupted (SIGINT), 143 terminated (SIGTERM).\n";
+    "script that raised; 130 interrupted (SIGINT), 143 terminated (SIGTERM).\n"
+    "\n"
+    "environment: LEAKGUARD_PYTHON_PROGRAM=PATH starts Python as that python3\n"
+    "(same version as leakguard's), so scripts see its sys.path, e.g. a venv's\n"
+    "bin/python; `python -m leakguard` sets it to its own interpreter.\n";
+
+// The python3 that scripts see the sys.path of: LEAKGUARD_PYTHON_PROGRAM from
+// the environment (a venv's bin/python), else the one leakguard was built with.
+std::string PythonProgram() {
+  const char* program = std::getenv("LEAKGUARD_PYTHON_PROGRAM");
+  return program != nullptr && program[0] != '\0' ? std::string(program)
+                                                   : std::string(LEAKGUARD_PYTHON_PROGRAM);
+}
 
 int Usage(const char* error) {
   if (error != nullptr) std::fprintf(stderr, "leakguard: %s\n", error);
@@ -112,7 +125,7 @@ bool ParseInt(std::string_view text, int low, int high, int* out) {
 
 int Doctor(const std::vector<std::string_view>& args) {
   leakguard::tools::DoctorCommandOptions options;
-  options.python_program = LEAKGUARD_PYTHON_PROGRAM;
+  options.python_program = PythonProgram();
   std::string target;
   for (size_t i = 1; i < args.size(); ++i) {
     std::string_view arg = args[i];
@@ -176,7 +189,7 @@ int main(int argc, char** argv) {
     return Usage(message.c_str());
   }
   leakguard::tools::RunOptions options;
-  options.python_program = LEAKGUARD_PYTHON_PROGRAM;
+  options.python_program = PythonProgram();
   size_t i = 1;
   for (; i < args.size(); ++i) {
     std::string_view arg = args[i];

@@ -8,8 +8,9 @@
 //   auto py = leakguard::Interpreter::Start(options);     // import works
 //
 // Link the CMake target `leakguard::python_module` (static, position-
-// independent). Plain `python3` gets the same module from the extension
-// built next to it (`build/python/leakguard*.so`).
+// independent). Plain `python3` gets the same module from the `leakguard`
+// package (`build/python/leakguard/`, or installed with pip): its
+// `__init__.py` re-exports the extension `leakguard._leakguard`.
 
 #ifndef LEAKGUARD_PYTHON_MODULE_H_
 #define LEAKGUARD_PYTHON_MODULE_H_
@@ -20,6 +21,10 @@
 /// The module's init function (multi-phase): what CPython calls on
 /// `import leakguard`.
 PyMODINIT_FUNC PyInit_leakguard(void);
+
+/// The same module's init function under the package's extension name
+/// (`import leakguard._leakguard`).
+PyMODINIT_FUNC PyInit__leakguard(void);
 
 namespace leakguard::python {
 
