@@ -532,8 +532,12 @@ absl::StatusOr<Diagnosis> DiagnoseTraced(Handle workload, const DoctorOptions& o
   // The weakest cause (growth nothing is found to hold) must last: measured
   // again over twice the iterations before it is called a leak; a warm-up
   // still going on dies away meanwhile.
-  const bool unexplained_only = d.verdict == Verdict::kLeak && d.causes.size() == 1 &&
-                                d.causes[0].rule == "heap.unexplained";
+  // So must native growth (RSS alone: an allocator still settling looks the
+  // same for a while).
+  const bool unexplained_only =
+      d.verdict == Verdict::kLeak && d.causes.size() == 1 &&
+      (d.causes[0].rule == "heap.unexplained" ||
+       (d.causes[0].rule == "native_growth" && !d.causes[0].holder.has_value()));
   if (unexplained_only && budget >= 2 * options.repeat) {
     DoctorOptions again = options;
     again.warmup = 0;

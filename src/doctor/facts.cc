@@ -31,6 +31,18 @@ const HolderEvidence* SteadyHolder(const Investigation& inv) {
   return best;
 }
 
+// The last third of the series grew by less than half of the first third.
+bool DyingAway(const std::vector<int64_t>& steps) {
+  if (steps.size() < 6) return false;
+  const size_t third = steps.size() / 3;
+  int64_t first = 0, last = 0;
+  for (size_t i = 0; i < third; ++i) {
+    first += steps[i];
+    last += steps[steps.size() - 1 - i];
+  }
+  return first > 0 && last * 2 < first;
+}
+
 }  // namespace
 
 bool IsBounded(const HolderEvidence& h, const DoctorOptions& options) {
@@ -82,7 +94,7 @@ Facts DeriveFacts(const Investigation& inv) {
   f.threads_steady = Steady(f.threads, 1);
   f.cycles_pile_up = !inv.gc_automatic && inv.cyclic_garbage >= f.repeat;
   f.native = Steady(f.rss, 4096) && f.total.rss_bytes >= 256 * 1024 &&
-             f.traced_total * 4 < f.total.rss_bytes;
+             f.traced_total * 4 < f.total.rss_bytes && !DyingAway(f.rss);
   f.holder = SteadyHolder(inv);
   if (f.holder != nullptr) {
     f.holder_every_step = true;
@@ -112,15 +124,7 @@ Facts DeriveFacts(const Investigation& inv) {
   f.above_noise_floor =
       !chain_bounded && (f.traced_total >= kUnexplainedFloor * f.repeat || tracked_growth ||
                          f.chain_counts);
-  if (f.traced.size() >= 6 && !f.holder_every_step) {
-    const size_t third = f.traced.size() / 3;
-    int64_t first = 0, last = 0;
-    for (size_t i = 0; i < third; ++i) {
-      first += f.traced[i];
-      last += f.traced[f.traced.size() - 1 - i];
-    }
-    f.settling = f.python_heap && first > 0 && last * 2 < first;
-  }
+  f.settling = f.python_heap && !f.holder_every_step && DyingAway(f.traced);
   f.numpy_dominant = inv.numpy_bytes > 0 && inv.numpy_bytes * 2 > f.traced_total;
 
   for (int64_t b : f.blocks) {

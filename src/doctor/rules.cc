@@ -100,7 +100,9 @@ const Row kRules[] = {
    }},
   {{"native_growth", 4, "cause", CauseId::kNativeMemory, "", 0.85,
     "RSS grows by a page or more in at least 90% of the measured iterations, by 256 KiB in all, "
-    "and the traced heap explains less than a quarter of it", "heap"},
+    "and the traced heap explains less than a quarter of it, and it is not dying away (the last "
+    "third under half the first); with no holder it must last over twice the iterations more",
+    "heap"},
    [](const Facts& f) { return f.native; },
    [](const Facts& f, Cause& c) {
      c.evidence.push_back(Ev(Kind::kRssOutsidePython, f.total.rss_bytes, f.traced_total, f.repeat));
