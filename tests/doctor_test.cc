@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <cctype>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -84,7 +85,9 @@ def check(script, path):
     return "; ".join(problems)
 def target(script):
     want = expected[script]
-    return want.get("target", corpus + "/" + script + ":" + want.get("func", "step"))
+    if "target" in want:
+        return want["target"].replace("{corpus}", corpus)
+    return corpus + "/" + script + ":" + want.get("func", "step")
 scripts = sorted(k for k in expected if not k.startswith("_"))
 )py";
 
@@ -122,7 +125,11 @@ CorpusResult RunCorpus(const std::string& dir, int runs) {
     Ref how = Steal(PyObject_CallFunction(target, "s", script.c_str()));
     const std::string args = how ? PyUnicode_AsUTF8(how.get()) : script + ":step";
     for (int run = 0; run < runs; ++run) {
-      const std::string json = Temp(script + ".json");
+      std::string file = script;
+      for (char& c : file) {
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.') c = '_';
+      }
+      const std::string json = Temp(file + ".json");
       Result r = Shell(Tool() + " doctor " + args + " --json " + json);
       if (r.exit_code != 0 && r.exit_code != 1) {
         out.failures.push_back(script + ": exit " + std::to_string(r.exit_code) + "\n" + r.out);
@@ -260,6 +267,47 @@ TEST(DoctorTest, OwnScanIsNeverASite) {
   text << in.rdbuf();
   EXPECT_THAT(text.str(), Not(HasSubstr("doctor_scan")));
   std::remove(json.c_str());
+}
+
+// --html writes the whole diagnosis as one page (text, the graph, the
+// growth by cause and site); --progress draws the one-line display.
+TEST(DoctorTest, HtmlReportAndProgress) {
+  const std::string html = Temp("report.html");
+  Result r = Shell(Tool() + " doctor --progress " + Corpus() + "/uc_dict_memo.py:step --html " +
+                   html);
+  ASSERT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("leakguard doctor: iteration "));
+  std::ifstream in(html);
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_THAT(text.str(), HasSubstr("<!DOCTYPE html>"));
+  EXPECT_THAT(text.str(), HasSubstr("holder: uc_dict_memo._memo"));
+  EXPECT_THAT(text.str(), HasSubstr("unbounded_cache"));
+  EXPECT_THAT(text.str(), HasSubstr("uc_dict_memo.py"));
+  EXPECT_THAT(text.str(), Not(HasSubstr("src=\"http")));
+  std::remove(html.c_str());
+  // Without --progress and with stderr not a terminal: no display.
+  r = Shell(Tool() + " doctor " + Corpus() + "/uc_dict_memo.py:step");
+  EXPECT_THAT(r.out, Not(HasSubstr("leakguard doctor: iteration")));
+}
+
+TEST(DoctorTest, TargetsAndTheirErrors) {
+  Result r = Shell(Tool() + " doctor --call 'f()' --wsgi app.py:app");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.out, HasSubstr("--call and --wsgi do not go together"));
+  r = Shell(Tool() + " doctor " + Corpus() + "/uc_dict_memo.py");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.out, HasSubstr("doctor needs SCRIPT.py:FUNC"));
+  r = Shell(Tool() + " doctor --max-repeat -1 " + Corpus() + "/uc_dict_memo.py:step");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.out, HasSubstr("--max-repeat needs a number in 0..100000"));
+  r = Shell(Tool() + " doctor " + Corpus() + "/uc_dict_memo.py --call 'nope(1)'");
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("NameError"));
+  // A module by name, from the current directory (as python3 -m finds it).
+  r = Shell("cd " + Corpus() + " && " + Tool() + " doctor uc_dict_memo:step");
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("holder: uc_dict_memo._memo"));
 }
 
 }  // namespace

@@ -20,6 +20,7 @@
 #include "leakguard/counters.h"
 #include "leakguard/doctor.h"
 #include "leakguard/process.h"
+#include "leakguard/profile.h"
 #include "leakguard/python/error.h"
 #include "leakguard/python/interpreter.h"
 #if defined(LEAKGUARD_WITH_PYTHON_MODULE)
@@ -71,6 +72,38 @@ struct Workload {
 };
 Workload* g_workload = nullptr;
 
+// The one-line progress display on a terminal's stderr: iteration, time,
+// the heap's growth so far. Off (fd -1) when stderr is not a terminal.
+struct Progress {
+  int fd = -1;
+  absl::Time started = absl::Now();
+  absl::Time shown = absl::InfinitePast();
+  bool drawn = false;
+
+  void Show(const Workload& w) {
+    if (fd < 0) return;
+    const absl::Time now = absl::Now();
+    if (now - shown < absl::Milliseconds(200)) return;
+    shown = now;
+    std::string heap = "n/a";
+    if (w.first && w.last && w.first->traced_bytes && w.last->traced_bytes) {
+      const int64_t grew = *w.last->traced_bytes - *w.first->traced_bytes;
+      heap = grew >= 0 ? absl::StrCat("+", FormatBytes(grew)) : FormatBytes(grew);
+    }
+    const std::string line =
+        absl::StrFormat("\r\033[K  leakguard doctor: iteration %d, %.1f s, Python heap %s", w.done,
+                        absl::ToDoubleSeconds(now - started), heap);
+    drawn = ::write(fd, line.data(), line.size()) > 0 || drawn;
+  }
+  void Clear() {
+    if (fd < 0 || !drawn) return;
+    constexpr char kClear[] = "\r\033[K";
+    if (::write(fd, kClear, sizeof(kClear) - 1) < 0) return;
+    drawn = false;
+  }
+};
+Progress g_progress;
+
 PyObject* CallWorkload(PyObject* /*self*/, PyObject* /*unused*/) {
   if (g_workload == nullptr || !g_workload->func) {
     PyErr_SetString(PyExc_RuntimeError, "leakguard doctor's workload is over");
@@ -105,6 +138,7 @@ PyObject* CallWorkload(PyObject* /*self*/, PyObject* /*unused*/) {
   }
   ++w.done;
   if (absl::StatusOr<Counters> c = ReadCounters(); c.ok()) w.last = *c;
+  g_progress.Show(w);
   Py_RETURN_NONE;
 }
 
@@ -211,9 +245,142 @@ absl::StatusOr<Ref> LoadScript(const std::string& path, const std::string& stem)
   return module;
 }
 
+
+// Imports `name` with importlib (packages, relative imports and all).
+absl::StatusOr<Ref> ImportByName(const std::string& name) {
+  Ref importlib = Steal(PyImport_ImportModule("importlib"));
+  if (!importlib) return StatusFromPythonError();
+  Ref module = Steal(PyObject_CallMethod(importlib.get(), "import_module", "(s)", name.c_str()));
+  if (!module) return StatusFromPythonError();
+  return module;
+}
+
+// The doctor's drivers of a workload other than FUNC(), compiled under
+// leakguard's own file name so that their frames are never sites.
+constexpr char kDriversSource[] = R"py(
+import io
+import sys
+
+
+def call(expression, namespace):
+    code = compile("lambda: (%s)" % expression, "<leakguard>/call", "eval")
+    return eval(code, namespace)
+
+
+def wsgi(app, method, path):
+    from wsgiref.util import setup_testing_defaults
+    route, _, query = path.partition("?")
+
+    def request():
+        environ = {"REQUEST_METHOD": method, "PATH_INFO": route, "QUERY_STRING": query,
+                   "wsgi.input": io.BytesIO(b""), "wsgi.errors": sys.stderr}
+        setup_testing_defaults(environ)
+        status = []
+
+        def start_response(line, headers, exc_info=None):
+            status.append(line)
+            return lambda data: None
+
+        body = app(environ, start_response)
+        try:
+            for _ in body:
+                pass
+        finally:
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+        if not status:
+            raise RuntimeError("the WSGI application never called start_response")
+        if status[0][:1] == "5":
+            raise RuntimeError("the WSGI application answered %s to %s %s" % (status[0], method, path))
+
+    return request
+)py";
+
+// The callable run once per iteration: FUNC, a `--call` expression
+// evaluated in the module, or one request through a `--wsgi` application.
+absl::StatusOr<Ref> WorkloadOf(PyObject* module, const DoctorCommandOptions& given) {
+  if (given.call.empty() && given.wsgi_app.empty()) {
+    return Steal(PyObject_GetAttrString(module, given.func.c_str()));  // null: no FUNC
+  }
+  Ref globals = Steal(PyDict_New());
+  if (!globals || PyDict_SetItemString(globals.get(), "__builtins__", PyEval_GetBuiltins()) != 0) {
+    return StatusFromPythonError();
+  }
+  Ref code = Steal(Py_CompileString(kDriversSource, "<leakguard>/drivers.py", Py_file_input));
+  if (!code) return StatusFromPythonError();
+  Ref ran = Steal(PyEval_EvalCode(code.get(), globals.get(), globals.get()));
+  if (!ran) return StatusFromPythonError();
+  if (!given.call.empty()) {
+    PyObject* call = PyDict_GetItemString(globals.get(), "call");  // Borrowed.
+    Ref made = Steal(PyObject_CallFunction(call, "sO", given.call.c_str(), PyModule_GetDict(module)));
+    if (!made) return StatusFromPythonError();
+    return made;
+  }
+  Ref app = Steal(PyObject_GetAttrString(module, given.wsgi_app.c_str()));
+  if (!app) return StatusFromPythonError();
+  PyObject* wsgi = PyDict_GetItemString(globals.get(), "wsgi");  // Borrowed.
+  Ref made = Steal(PyObject_CallFunction(wsgi, "Oss", app.get(), given.wsgi_method.c_str(),
+                                         given.wsgi_path.c_str()));
+  if (!made) return StatusFromPythonError();
+  return made;
+}
+
+// The whole diagnosis on one self-contained page: the text report, the
+// back-reference graph (as SVG when Graphviz is installed) and a flame graph
+// of the growth by cause and site.
+std::string HtmlReport(const std::string& title, const std::string& text, const Diagnosis& d) {
+  HtmlReportInput page;
+  page.title = title;
+  page.sections.push_back({"Diagnosis", text});
+  const std::string dot = d.ToDot();
+  page.svg = dot;
+  char path[] = "/tmp/leakguard-dot-XXXXXX";
+  const int fd = ::mkstemp(path);
+  if (fd >= 0) {
+    const bool wrote = ::write(fd, dot.data(), dot.size()) == static_cast<ssize_t>(dot.size());
+    ::close(fd);
+    if (wrote) {
+      if (FILE* svg = ::popen(absl::StrCat("dot -Tsvg ", path, " 2>/dev/null").c_str(), "r")) {
+        std::string out;
+        char buf[4096];
+        size_t n;
+        while ((n = std::fread(buf, 1, sizeof(buf), svg)) > 0) out.append(buf, n);
+        if (::pclose(svg) == 0 && out.find("<svg") != std::string::npos) page.svg = out;
+      }
+    }
+    ::unlink(path);
+  }
+  page.profile.name = "growth by cause and site";
+  page.profile.is_growth = true;
+  for (const Cause& c : d.causes) {
+    for (const Site& site : c.sites) {
+      ProfileSample sample;
+      ProfileFrame cause;
+      cause.function = std::string(CauseIdName(c.id));
+      ProfileFrame where;
+      where.file = site.file;
+      where.line = site.line;
+      sample.stack = {cause, where};
+      sample.bytes = site.bytes_per_iter * d.repeat;
+      sample.alloc_bytes = sample.bytes;
+      if (sample.bytes > 0) page.profile.samples.push_back(std::move(sample));
+    }
+  }
+  return RenderHtmlReport(page);
+}
 }  // namespace
 
-int RunDoctor(const DoctorCommandOptions& options) {
+int RunDoctor(const DoctorCommandOptions& given) {
+  // The target as the messages name it: the script, or the module; FUNC, or
+  // the expression, or the request driven.
+  const bool by_module = given.script.empty();
+  DoctorCommandOptions options = given;
+  if (by_module) options.script = given.module;
+  if (!given.call.empty()) options.func = given.call;
+  if (!given.wsgi_app.empty()) {
+    options.func = absl::StrCat(given.wsgi_app, " (", given.wsgi_method, " ", given.wsgi_path, ")");
+  }
   // Copies of stdout and stderr taken now: a script that closes them does
   // not lose the report.
   ReportStream report(1);
@@ -223,35 +390,63 @@ int RunDoctor(const DoctorCommandOptions& options) {
     ~Forget() { g_errors = nullptr; }
   } forget;
   InstallCrashMessage(kCommand, errors.fd());
-  if (::access(options.script.c_str(), R_OK) != 0) {
-    return Fail(absl::StrCat("cannot open script '", options.script, "': ", std::strerror(errno)));
-  }
-  std::string file = options.script;
+  // What is imported, and how: a plain script from its path under its own
+  // name; a module of a package (a directory with __init__.py) by its
+  // dotted name with the top package's parent on sys.path, so relative
+  // imports work; `pkg.module` by name, with the current directory on
+  // sys.path as `python3 -m` has it.
   std::string dir = ".";
-  if (const size_t slash = file.rfind('/'); slash != std::string::npos) {
-    dir = slash == 0 ? "/" : file.substr(0, slash);
-    file = file.substr(slash + 1);
+  std::string module_name;
+  std::string import_name;  // dotted name to import; empty: load by path
+  std::string script_path;
+  if (!by_module) {
+    if (::access(options.script.c_str(), R_OK) != 0) {
+      return Fail(absl::StrCat("cannot open script '", options.script, "': ", std::strerror(errno)));
+    }
+    std::string file = options.script;
+    if (const size_t slash = file.rfind('/'); slash != std::string::npos) {
+      dir = slash == 0 ? "/" : file.substr(0, slash);
+      file = file.substr(slash + 1);
+    }
+    if (file.size() < 4 || file.substr(file.size() - 3) != ".py") {
+      return Fail(absl::StrCat("'", options.script, "' is not a .py file"));
+    }
+    module_name = file.substr(0, file.size() - 3);
+    char resolved[PATH_MAX];
+    if (::realpath(dir.c_str(), resolved) != nullptr) dir = resolved;
+    std::string dotted = module_name == "__init__" ? "" : module_name;
+    while (::access((dir + "/__init__.py").c_str(), F_OK) == 0 && dir != "/") {
+      const size_t slash = dir.rfind('/');
+      const std::string package = dir.substr(slash + 1);
+      dotted = dotted.empty() ? package : absl::StrCat(package, ".", dotted);
+      dir = slash == 0 ? "/" : dir.substr(0, slash);
+    }
+    if (dotted != module_name) import_name = dotted;
+    script_path = AbsolutePath(options.script);
+  } else {
+    import_name = given.module;
+    char cwd[PATH_MAX];
+    if (::getcwd(cwd, sizeof(cwd)) != nullptr) dir = cwd;
   }
-  if (file.size() < 4 || file.substr(file.size() - 3) != ".py") {
-    return Fail(absl::StrCat("'", options.script, "' is not a .py file"));
-  }
-  const std::string module_name = file.substr(0, file.size() - 3);
   // Checked and made absolute before the script is imported (and can chdir).
   OutputFile json_output{"--json", options.json_path};
   OutputFile dot_output{"--dot", options.dot_path};
+  OutputFile html_output{"--html", options.html_path};
   std::vector<OutputFile*> outputs;
   if (!json_output.path.empty()) outputs.push_back(&json_output);
   if (!dot_output.path.empty()) outputs.push_back(&dot_output);
-  if (absl::Status checked = CheckOutputs(options.script, outputs); !checked.ok()) {
+  if (!html_output.path.empty()) outputs.push_back(&html_output);
+  if (absl::Status checked = CheckOutputs(by_module ? std::string() : options.script, outputs);
+      !checked.ok()) {
     return Fail(std::string(checked.message()));
   }
-  const std::string script_path = AbsolutePath(options.script);
-  char resolved[PATH_MAX];
-  if (::realpath(dir.c_str(), resolved) != nullptr) dir = resolved;
 
+  if (given.progress == 1 || (given.progress == -1 && ::isatty(errors.fd()) == 1)) {
+    g_progress.fd = errors.fd();
+  }
   InterpreterOptions interpreter_options;
   interpreter_options.program_name = options.python_program;
-  interpreter_options.argv = {options.script};
+  interpreter_options.argv = {by_module ? given.module : options.script};
   interpreter_options.extra_sys_path = {dir};
   // SIGPIPE and SIGXFSZ ignored as in python3 (a write fails instead).
   interpreter_options.install_signal_handlers = true;
@@ -294,6 +489,7 @@ int RunDoctor(const DoctorCommandOptions& options) {
     return code;
   };
   auto print_report = [&](const std::string& text, int code) {
+    g_progress.Clear();
     FlushPythonStreams();  // What the script printed comes first.
     std::fflush(stdout);
     if (absl::Status written = report.Write(text); !written.ok()) {
@@ -307,7 +503,8 @@ int RunDoctor(const DoctorCommandOptions& options) {
 
   int exit_code = kExitUsage;
   {
-    absl::StatusOr<Ref> module = LoadScript(script_path, module_name);
+    absl::StatusOr<Ref> module =
+        import_name.empty() ? LoadScript(script_path, module_name) : ImportByName(import_name);
     if (!module.ok()) {
       const std::optional<std::string> type = PythonExceptionType(module.status());
       if (CaughtSignal() != 0 || type == "KeyboardInterrupt") {
@@ -321,7 +518,12 @@ int RunDoctor(const DoctorCommandOptions& options) {
       return finish(FailWithTraceback(absl::StrCat("importing ", options.script, " failed"),
                                       module.status()));
     }
-    Ref func = Steal(PyObject_GetAttrString(module->get(), options.func.c_str()));
+    absl::StatusOr<Ref> chosen = WorkloadOf(module->get(), given);
+    if (!chosen.ok()) {
+      return finish(FailWithTraceback(absl::StrCat(options.script, ": ", chosen.status().message()),
+                                      chosen.status()));
+    }
+    Ref func = *std::move(chosen);
     if (!func) {
       PyErr_Clear();
       return finish(Fail(absl::StrCat(options.script, " has no function '", options.func, "'")));
@@ -385,6 +587,13 @@ int RunDoctor(const DoctorCommandOptions& options) {
     exit_code = print_report(text, diagnosis->verdict == Verdict::kLeak ? 1 : 0);
     // The same diagnosis as the text and the JSON.
     exit_code = write_outputs(diagnosis->ToJson(), diagnosis->ToDot(), exit_code);
+    if (!html_output.path.empty()) {
+      const std::string page = HtmlReport(
+          absl::StrCat("leakguard doctor ", options.script, ":", options.func), text, *diagnosis);
+      if (absl::Status written = WriteOutput(html_output.path, ValidUtf8(page)); !written.ok()) {
+        exit_code = Fail(std::string(written.message()));
+      }
+    }
   }
   return finish(exit_code);
 }

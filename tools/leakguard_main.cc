@@ -19,8 +19,11 @@ namespace {
 constexpr char kUsage[] =
     "usage: leakguard run [--frames N] [--top N] [--detector-interval SECONDS]\n"
     "                     [--threshold SIZE] [--json FILE] SCRIPT.py|DIR|ZIP [ARGS...]\n"
-    "       leakguard doctor SCRIPT.py:FUNC [--warmup N] [--repeat N] [--top N]\n"
-    "                        [--json FILE] [--dot FILE]\n"
+    "       leakguard doctor SCRIPT.py:FUNC|pkg.module:FUNC [--warmup N] [--repeat N]\n"
+    "                        [--top N] [--max-repeat N] [--json FILE] [--dot FILE]\n"
+    "                        [--html FILE] [--progress|--no-progress]\n"
+    "       leakguard doctor SCRIPT.py|pkg.module --call 'func(arg, ...)' [...]\n"
+    "       leakguard doctor --wsgi app.py:application [--path /route] [--method GET] [...]\n"
     "       leakguard --version\n"
     "\n"
     "  run     run SCRIPT.py (or DIR/ZIP's __main__.py) as __main__ in an\n"
@@ -43,7 +46,14 @@ constexpr char kUsage[] =
     "          holds the growth, and how to fix it. --json writes the diagnosis,\n"
     "          --dot the holder's back-reference chain for Graphviz. A FUNC\n"
     "          returning a generator is exhausted, a coroutine is run with\n"
-    "          asyncio.run(), each iteration.\n"
+    "          asyncio.run(), each iteration. A module of a package is imported\n"
+    "          as one (relative imports work). --call evaluates an expression in\n"
+    "          the module per iteration; --wsgi drives one request per iteration\n"
+    "          through a WSGI application in-process (Flask, Django). When the\n"
+    "          answer is ambiguous (a bounded cache still filling, growth dying\n"
+    "          away) it runs up to --max-repeat more iterations (default 1000).\n"
+    "          --html writes the whole diagnosis as one page; a one-line progress\n"
+    "          display goes to stderr when it is a terminal.\n"
     "\n"
     "  Outputs are made absolute at start, refused when they name the script\n"
     "  or each other, and replaced atomically (the old file stays if a write\n"
@@ -127,6 +137,7 @@ int Doctor(const std::vector<std::string_view>& args) {
   leakguard::tools::DoctorCommandOptions options;
   options.python_program = PythonProgram();
   std::string target;
+  std::string wsgi;
   for (size_t i = 1; i < args.size(); ++i) {
     std::string_view arg = args[i];
     const bool has_value = i + 1 < args.size();
@@ -147,25 +158,65 @@ int Doctor(const std::vector<std::string_view>& args) {
         return Usage(message.c_str());
       }
       ++i;
-    } else if ((arg == "--json" || arg == "--dot") && has_value) {
-      (arg == "--json" ? options.json_path : options.dot_path) = std::string(args[i + 1]);
-      options.doctor.want_dot = options.doctor.want_dot || arg == "--dot";
+    } else if (arg == "--max-repeat" && has_value) {
+      using leakguard::DoctorOptions;
+      if (!ParseInt(args[i + 1], DoctorOptions::kMinMaxRepeat, DoctorOptions::kMaxMaxRepeat,
+                    &options.doctor.max_repeat)) {
+        std::string message = "--max-repeat needs a number in " +
+                              std::to_string(DoctorOptions::kMinMaxRepeat) + ".." +
+                              std::to_string(DoctorOptions::kMaxMaxRepeat) + ", got '" +
+                              std::string(args[i + 1]) + "'";
+        return Usage(message.c_str());
+      }
       ++i;
+    } else if ((arg == "--json" || arg == "--dot" || arg == "--html") && has_value) {
+      (arg == "--json"  ? options.json_path
+       : arg == "--dot" ? options.dot_path
+                        : options.html_path) = std::string(args[i + 1]);
+      options.doctor.want_dot = options.doctor.want_dot || arg != "--json";
+      ++i;
+    } else if ((arg == "--call" || arg == "--wsgi" || arg == "--path" || arg == "--method") &&
+               has_value) {
+      (arg == "--call"   ? options.call
+       : arg == "--wsgi" ? wsgi
+       : arg == "--path" ? options.wsgi_path
+                         : options.wsgi_method) = std::string(args[i + 1]);
+      ++i;
+    } else if (arg == "--progress" || arg == "--no-progress") {
+      options.progress = arg == "--progress" ? 1 : 0;
     } else if (!arg.empty() && arg[0] == '-') {
       std::string message = "unknown or incomplete option '" + std::string(arg) + "'";
       return Usage(message.c_str());
     } else if (target.empty()) {
       target = std::string(arg);
     } else {
-      return Usage("doctor takes one SCRIPT.py:FUNC");
+      return Usage("doctor takes one target: SCRIPT.py:FUNC or pkg.module:FUNC");
     }
   }
-  const size_t colon = target.rfind(':');
-  if (target.empty() || colon == std::string::npos || colon == 0 || colon + 1 == target.size()) {
-    return Usage("doctor needs SCRIPT.py:FUNC, e.g. app.py:handle_request");
+  if (!options.call.empty() && !wsgi.empty()) return Usage("--call and --wsgi do not go together");
+  if (!wsgi.empty()) {
+    if (!target.empty()) return Usage("--wsgi APP names the target; give no other");
+    target = wsgi;
   }
-  options.script = target.substr(0, colon);
-  options.func = target.substr(colon + 1);
+  // SCRIPT.py:FUNC, path/to/pkg/mod.py:FUNC, pkg.module:FUNC; with --call
+  // or --wsgi the part after ':' is the expression's module or the app.
+  std::string where = target, what;
+  if (const size_t colon = target.rfind(':'); colon != std::string::npos) {
+    where = target.substr(0, colon);
+    what = target.substr(colon + 1);
+  }
+  if (where.empty() || (what.empty() && options.call.empty())) {
+    return Usage(
+        "doctor needs SCRIPT.py:FUNC or pkg.module:FUNC (or SCRIPT.py --call 'f(1)', or "
+        "--wsgi app.py:application), e.g. app.py:handle_request");
+  }
+  if (!wsgi.empty()) {
+    options.wsgi_app = what;
+  } else {
+    options.func = what;
+  }
+  const bool is_path = where.size() > 3 && where.compare(where.size() - 3, 3, ".py") == 0;
+  (is_path || where.find('/') != std::string::npos ? options.script : options.module) = where;
   return leakguard::tools::RunDoctor(options);
 }
 
