@@ -31,6 +31,7 @@
 #ifndef LEAKGUARD_BOUNDED_CACHE_H_
 #define LEAKGUARD_BOUNDED_CACHE_H_
 
+#include <algorithm>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
@@ -120,15 +121,25 @@ struct CacheStats {
   uint64_t weight = 0;
 };
 
+/// Most shards a ConcurrentBoundedCache accepts (each is a cache line-aligned
+/// allocation with its own mutex; more than this only costs memory).
+inline constexpr std::size_t kMaxCacheShards = std::size_t{1} << 16;
+
 /// Configuration of a BoundedCache or ConcurrentBoundedCache.
 template <typename K, typename V>
 struct BoundedCacheOptions {
   /// Most entries held; 0 for no count bound (then max_weight is required).
   std::size_t max_entries = 0;
   /// Largest total weight held; 0 for no weight bound. Needs `weigher`.
+  /// Any value up to UINT64_MAX works: room is made before an entry's
+  /// weight is added, so the total (Weight(), CacheStats::weight) never
+  /// exceeds max_weight and never wraps.
   uint64_t max_weight = 0;
   /// Weight of one entry, computed once when it is stored. Must not throw,
   /// must not call into the cache. Required exactly when max_weight > 0.
+  /// A weight of 0 counts as 1: every entry weighs at least 1, so a cache
+  /// with only a weight bound still holds at most max_weight entries (a
+  /// weigher returning 0 for everything makes max_weight a count bound).
   std::function<uint64_t(const K&, const V&)> weigher;
   /// Time-to-live of entries stored without one of their own;
   /// absl::InfiniteDuration() (the default) for none. Must be positive.
@@ -143,8 +154,10 @@ struct BoundedCacheOptions {
   /// It may move the value out. Must not throw.
   std::function<void(const K&, V&, EvictionReason)> on_evict;
   /// ConcurrentBoundedCache only: number of shards, a power of two, at most
-  /// max_entries when that is set; 0 picks min(16, max_entries) rounded down
-  /// to a power of two. Ignored by BoundedCache.
+  /// kMaxCacheShards (65536) and at most max_entries (or max_weight) when
+  /// that is set; 0 picks min(16, max_entries) rounded down to a power of
+  /// two. Anything else is InvalidArgument from Create(). Ignored by
+  /// BoundedCache.
   std::size_t shards = 0;
 };
 
@@ -199,7 +212,9 @@ class LruCore {
                    DroppedList* out) {
     uint64_t weight = 1;
     if (max_weight_ > 0) {
-      weight = options_->weigher(key, value);
+      // Every entry weighs at least 1, so a weight bound is also a count
+      // bound (max_weight entries at most), whatever the weigher says.
+      weight = std::max<uint64_t>(options_->weigher(key, value), 1);
       if (weight > max_weight_) {
         out->push_back(Dropped{std::move(key), std::move(value), std::nullopt});
         return absl::InvalidArgumentError(absl::StrCat(
@@ -217,20 +232,26 @@ class LruCore {
     // One lookup: try_emplace leaves `key` and `value` alone if the key is
     // already there.
     auto [it, inserted] =
-        map_.try_emplace(std::move(key), std::move(value), weight, expires);
+        map_.try_emplace(std::move(key), std::move(value), uint64_t{0}, expires);
     Node& node = it->second;
     if (inserted) {
       node.key = &it->first;
       LinkFront(&node);
-      total_weight_ += weight;
     } else {
       out->push_back(Dropped{std::move(key), std::move(node.value), std::nullopt});
       node.value = std::move(value);
-      total_weight_ = total_weight_ - node.weight + weight;
-      node.weight = weight;
+      total_weight_ -= node.weight;
+      node.weight = 0;
       node.expires = expires;
       MoveToFront(&node);
     }
+    // Room for `weight` is made before it is added (the entry itself, now
+    // the most recent and weighing 0, is never the one evicted): the total
+    // never exceeds max_weight_, so it cannot wrap even when max_weight_ is
+    // near UINT64_MAX.
+    if (max_weight_ > 0) EvictUntilRoomFor(weight, out);
+    node.weight = weight;
+    total_weight_ += weight;
     EvictToBounds(out);
     return absl::OkStatus();
   }
@@ -336,19 +357,29 @@ class LruCore {
            (max_weight_ > 0 && total_weight_ > max_weight_);
   }
 
-  void EvictToBounds(DroppedList* out) {
-    while (OverBounds() && head_->prev != head_.get()) {
-      Node* oldest = static_cast<Node*>(head_->prev);
-      const bool expired =
-          oldest->expires != absl::InfiniteFuture() && Now() >= oldest->expires;
-      if (expired) {
-        ++stats_.expirations;
-      } else {
-        ++stats_.evictions;
-      }
-      Remove(map_.find(*oldest->key),
-             expired ? EvictionReason::kExpired : EvictionReason::kCapacity, out);
+  // Evicts least recently used entries until `weight` more fits under
+  // max_weight_ (weight <= max_weight_ is checked by the caller).
+  void EvictUntilRoomFor(uint64_t weight, DroppedList* out) {
+    while (total_weight_ > max_weight_ - weight && head_->prev != head_.get()) {
+      EvictOldest(out);
     }
+  }
+
+  void EvictOldest(DroppedList* out) {
+    Node* oldest = static_cast<Node*>(head_->prev);
+    const bool expired =
+        oldest->expires != absl::InfiniteFuture() && Now() >= oldest->expires;
+    if (expired) {
+      ++stats_.expirations;
+    } else {
+      ++stats_.evictions;
+    }
+    Remove(map_.find(*oldest->key),
+           expired ? EvictionReason::kExpired : EvictionReason::kCapacity, out);
+  }
+
+  void EvictToBounds(DroppedList* out) {
+    while (OverBounds() && head_->prev != head_.get()) EvictOldest(out);
   }
 
   std::size_t max_entries_;
@@ -652,7 +683,8 @@ class ConcurrentBoundedCache {
   using Options = BoundedCacheOptions<K, V>;
 
   /// Makes a cache. InvalidArgument as BoundedCache::Create(), and when
-  /// `shards` is not a power of two or exceeds max_entries.
+  /// `shards` is not a power of two, exceeds kMaxCacheShards, max_entries
+  /// or max_weight. Never throws for any `shards`.
   static absl::StatusOr<std::unique_ptr<ConcurrentBoundedCache>> Create(
       Options options) {
     if (absl::Status valid = internal::ValidateCacheOptions(options);
@@ -665,6 +697,10 @@ class ConcurrentBoundedCache {
       if (options.max_entries > 0 && options.max_entries < shards) {
         shards = std::bit_floor(options.max_entries);
       }
+    } else if (shards > kMaxCacheShards) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "shards (", shards, ") exceeds the most a cache accepts (",
+          kMaxCacheShards, ")"));
     } else if (!std::has_single_bit(shards)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "shards must be a power of two (or 0 for automatic), got ", shards));
