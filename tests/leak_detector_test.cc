@@ -4,7 +4,9 @@
 
 #include "leakguard/leak_detector.h"
 
+#include <atomic>
 #include <chrono>
+#include <memory>
 #include <fstream>
 #include <future>
 #include <string>
@@ -236,6 +238,53 @@ TEST_F(LeakDetectorTest, StartAndStopAThousandTimesFromAnyThread) {
     ASSERT_TRUE((*traced)->Start().ok());
     (*traced)->Stop();
   }
+  EXPECT_FALSE(*tracemalloc::IsTracing());
+}
+
+// Traced detectors started and stopped from four threads at once: each
+// Start makes a detector thread (a new thread state) that starts
+// tracemalloc, each Stop stops it, so without the process-wide
+// serialization one thread's tracemalloc start or stop overlapped another's
+// thread state creation, which crashes inside CPython. One detector shared
+// by the four threads, and one per thread. (Threads the host itself gives a
+// thread state are outside leakguard's lock: a host that creates Python
+// threads while a detector starts tracemalloc meets CPython's race as any
+// program does.)
+TEST_F(LeakDetectorTest, TracedStartAndStopFromFourThreadsAtOnce) {
+  ASSERT_FALSE(*tracemalloc::IsTracing());
+  auto shared = LeakDetector::Create({.interval = absl::Milliseconds(1)});
+  ASSERT_TRUE(shared.ok());
+  constexpr int kThreads = 4;
+  constexpr int kIterations = 100;
+  std::vector<std::unique_ptr<LeakDetector>> own;
+  for (int t = 0; t < kThreads; ++t) {
+    auto d = LeakDetector::Create({.interval = absl::Milliseconds(1)});
+    ASSERT_TRUE(d.ok());
+    own.push_back(*std::move(d));
+  }
+  std::atomic<int> failed_starts{0};
+  std::atomic<int> cycles{0};
+  {
+    GilRelease release;
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < kIterations; ++i) {
+          LeakDetector& d = (i % 2 == 0) ? **shared : *own[t];
+          if (!d.Start().ok()) failed_starts.fetch_add(1);
+          d.Stop();
+          cycles.fetch_add(1);
+        }
+      });
+    }
+    for (std::thread& t : threads) t.join();
+  }
+  EXPECT_EQ(failed_starts.load(), 0);
+  EXPECT_EQ(cycles.load(), kThreads * kIterations);
+  EXPECT_FALSE((*shared)->running());
+  for (const auto& d : own) EXPECT_FALSE(d->running());
+  EXPECT_EQ(Interpreter::WatcherCount(), 0u);
+  // Whoever started tracemalloc stopped it again.
   EXPECT_FALSE(*tracemalloc::IsTracing());
 }
 
