@@ -15,7 +15,12 @@
 //                                      spinlock, consulted on every Lock) is
 //                                      on unless the host turns it off with
 //                                      absl::SetMutexDeadlockDetectionMode;
-//                                      the other cases run with it off.
+//                                      the other cases run with it off. The
+//                                      shards' locks are std::mutex (leaf
+//                                      locks, nothing to detect), so this
+//                                      row shows that a host with the
+//                                      detector on pays nothing for it in
+//                                      the cache.
 //
 // LEAKGUARD_BENCH_SMOKE=1: 2 x 200 operations per threaded iteration.
 

@@ -2,10 +2,17 @@
 // gc-tracked objects, in the same run:
 //
 //   graph/typestats_1m            TakeTypeCensus().Counts()  vs objgraph.typestats()
-//   graph/growth_1m               GrowthTracker::Update()    vs objgraph.growth()
-//                                 (both force a full collection first), and
-//                                 vs gc.collect() alone: the floor of any
-//                                 growth that collects first
+//   graph/growth_1m               GrowthTracker::Update() with its default
+//                                 collection (one gc.collect(1): the young
+//                                 generations, where a workload's fresh
+//                                 garbage is) vs objgraph.growth() (a full
+//                                 gc.collect() every call), and vs a bare
+//                                 gc.collect(). What leakguard's count still
+//                                 includes: cycles that became garbage after
+//                                 reaching the oldest generation, until the
+//                                 interpreter's next full collection
+//   graph/growth_full_collect_1m  the same with CollectDepth::kFull: exactly
+//                                 objgraph.growth's collection and counts
 //   graph/growth_nocollect_1m     the same without the collection (leakguard's
 //                                 option) vs objgraph.growth() with its
 //                                 gc.collect() made a no-op for the call
@@ -15,8 +22,11 @@
 //                                 objgraph.find_backref_chain(), chains of 6 to
 //                                 9 references (leakguard's default: no
 //                                 collection first)
-//   graph/backref_chain_1_collect the same with a full collection first, as
-//                                 objgraph always does
+//   graph/backref_chain_1_collect the same with leakguard's collection first
+//                                 (collect_first; the young generations) vs
+//                                 objgraph, which runs a full collection
+//   graph/backref_chain_1_full_collect  with CollectDepth::kFull: objgraph's
+//                                 own collection, old garbage roots included
 //   graph/backref_chains_100      the chains of 100 different objects: one
 //                                 ReferrerGraph, 100 queries, vs 100 calls
 //
@@ -125,10 +135,11 @@ void TypestatsObjgraph(benchmark::State& state) {
   state.counters["objects"] = static_cast<double>(heap->objects);
 }
 
-void GrowthLeakguard(benchmark::State& state, bool collect) {
+void GrowthLeakguard(benchmark::State& state, bool collect,
+                     leakguard::CollectDepth depth = leakguard::CollectDepth::kYoung) {
   leakguard::GrowthTracker tracker;
   for (auto _ : state) {
-    auto rows = tracker.Update({.collect_first = collect});
+    auto rows = tracker.Update({.collect_first = collect, .collect_depth = depth});
     if (!rows.ok()) return Fail(state, rows.status());
     benchmark::DoNotOptimize(rows->data());
   }
@@ -161,11 +172,12 @@ void GcCollect(benchmark::State& state) {
   }
 }
 
-void ChainLeakguard(benchmark::State& state, bool collect) {
+void ChainLeakguard(benchmark::State& state, bool collect,
+                    leakguard::CollectDepth depth = leakguard::CollectDepth::kYoung) {
   std::size_t k = 0;
   for (auto _ : state) {
     auto chain = leakguard::FindBackrefChain(heap->targets[k++ % 100].handle(), {},
-                                             {.collect_first = collect});
+                                             {.collect_first = collect, .collect_depth = depth});
     if (!chain.ok()) return Fail(state, chain.status());
     benchmark::DoNotOptimize(chain->links.data());
   }
@@ -274,6 +286,10 @@ int main(int argc, char** argv) {
                                   [](benchmark::State& s) { GrowthLeakguard(s, true); }));
   ms(benchmark::RegisterBenchmark("graph/growth_1m/objgraph", GrowthObjgraph));
   ms(benchmark::RegisterBenchmark("graph/growth_1m/gc.collect", GcCollect));
+  ms(benchmark::RegisterBenchmark("graph/growth_full_collect_1m/leakguard", [](benchmark::State& s) {
+    GrowthLeakguard(s, true, leakguard::CollectDepth::kFull);
+  }));
+  ms(benchmark::RegisterBenchmark("graph/growth_full_collect_1m/objgraph", GrowthObjgraph));
   ms(benchmark::RegisterBenchmark("graph/growth_nocollect_1m/leakguard",
                                   [](benchmark::State& s) { GrowthLeakguard(s, false); }));
   ms(benchmark::RegisterBenchmark("graph/growth_nocollect_1m/objgraph_nocollect",
@@ -285,6 +301,11 @@ int main(int argc, char** argv) {
   ms(benchmark::RegisterBenchmark("graph/backref_chain_1_collect/leakguard",
                                   [](benchmark::State& s) { ChainLeakguard(s, true); }));
   ms(benchmark::RegisterBenchmark("graph/backref_chain_1_collect/objgraph", ChainObjgraph));
+  ms(benchmark::RegisterBenchmark("graph/backref_chain_1_full_collect/leakguard",
+                                  [](benchmark::State& s) {
+                                    ChainLeakguard(s, true, leakguard::CollectDepth::kFull);
+                                  }));
+  ms(benchmark::RegisterBenchmark("graph/backref_chain_1_full_collect/objgraph", ChainObjgraph));
   ms(benchmark::RegisterBenchmark("graph/backref_chains_100/leakguard", Chains100Leakguard));
   ms(benchmark::RegisterBenchmark("graph/backref_chains_100/objgraph", Chains100Objgraph));
   const int status = leakguard::bench::RunRegistered(argc, argv);

@@ -5,8 +5,9 @@
 #      installed leakguard with find_package and with pkg-config);
 #   2. builds with clang under AddressSanitizer + UndefinedBehaviorSanitizer
 #      and runs the suite again;
-#   3. runs every benchmark once at a tiny size (a smoke test);
-#   4. runs doxygen over include/ with warnings as errors.
+#   3. runs the libFuzzer targets for a bounded time (scripts/fuzz.sh);
+#   4. runs every benchmark once at a tiny size (a smoke test);
+#   5. runs doxygen over include/ with warnings as errors.
 # Ends with one line: "tests: N passed, N failed".
 # Environment: LEAKGUARD_PYTHON (default /usr/bin/python3), LEAKGUARD_JOBS.
 set -euo pipefail
@@ -35,6 +36,9 @@ export LSAN_OPTIONS=suppressions=$LEAKGUARD_ROOT/scripts/lsan.supp:print_suppres
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 (cd "$asan_dir" && ctest --output-on-failure -j "$LEAKGUARD_JOBS")
 unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS
+
+echo "== libFuzzer targets under ASan + UBSan, 20 s each (scripts/fuzz.sh)"
+scripts/fuzz.sh
 
 echo "== benchmarks, once each at a tiny size (smoke test; no timings asserted)"
 LEAKGUARD_BENCH_BUILD=$gcc_dir benchmarks/run.sh --smoke --no-build

@@ -4,6 +4,8 @@
 #include "leakguard/bounded_cache.h"
 
 #include <atomic>
+#include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <thread>
@@ -175,6 +177,56 @@ TEST(BoundedCacheTest, CountAndWeightBoundsTogether) {
   ASSERT_TRUE(cache.Put("c", "z").ok());  // Count bound, not weight.
   EXPECT_THAT(cache.KeysByRecency(), ElementsAre("c", "b"));
   EXPECT_EQ(cache.Weight(), 2u);
+}
+
+// Room is made before a weight is added: with a bound near UINT64_MAX the
+// total never wraps (it did: UINT64_MAX - 1 plus 5 read as 3, and nothing
+// was evicted).
+TEST(BoundedCacheTest, WeightBoundNearUint64MaxNeverWraps) {
+  constexpr uint64_t kMax = std::numeric_limits<uint64_t>::max();
+  BoundedCache<std::string, uint64_t>::Options options;
+  options.max_weight = kMax;
+  options.weigher = [](const std::string&, const uint64_t& w) { return w; };
+  std::vector<std::string> evicted;
+  options.on_evict = [&](const std::string& key, uint64_t&, EvictionReason) {
+    evicted.push_back(key);
+  };
+  auto cache = BoundedCache<std::string, uint64_t>::Create(options);
+  ASSERT_TRUE(cache.ok()) << cache.status();
+  ASSERT_TRUE(cache->Put("huge", kMax - 1).ok());
+  EXPECT_EQ(cache->Weight(), kMax - 1);
+  ASSERT_TRUE(cache->Put("one", 1).ok());  // Exactly fills the bound.
+  EXPECT_EQ(cache->Weight(), kMax);
+  EXPECT_TRUE(evicted.empty());
+  ASSERT_TRUE(cache->Put("five", 5).ok());  // "huge" has to go.
+  EXPECT_THAT(evicted, ElementsAre("huge"));
+  EXPECT_EQ(cache->Weight(), 6u);
+  EXPECT_THAT(cache->KeysByRecency(), ElementsAre("five", "one"));
+  // Replacing a value with a heavier one: the old weight is given back
+  // first, then room is made for the new one.
+  ASSERT_TRUE(cache->Put("one", kMax - 5).ok());
+  EXPECT_EQ(cache->Weight(), kMax);
+  ASSERT_TRUE(cache->Put("one", kMax).ok());  // "five" goes.
+  EXPECT_THAT(evicted, ElementsAre("huge", "five"));
+  EXPECT_EQ(cache->Weight(), kMax);
+  EXPECT_EQ(cache->Stats().weight, kMax);
+  EXPECT_EQ(cache->Size(), 1u);
+}
+
+// A weigher that returns 0 does not make the cache unbounded: every entry
+// weighs at least 1, so max_weight is then a count bound.
+TEST(BoundedCacheTest, ZeroWeightsStillKeepACountBound) {
+  StringCache::Options options;
+  options.max_weight = 3;
+  options.weigher = [](const std::string&, const std::string&) { return uint64_t{0}; };
+  StringCache cache = MakeCache(options);
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(cache.Put(std::to_string(i), "value").ok());
+  }
+  EXPECT_EQ(cache.Size(), 3u);
+  EXPECT_EQ(cache.Weight(), 3u);
+  EXPECT_EQ(cache.Stats().evictions, 7u);
+  EXPECT_THAT(cache.KeysByRecency(), ElementsAre("9", "8", "7"));
 }
 
 TEST(BoundedCacheTest, TtlExpiresOnTheFakeClock) {
@@ -475,6 +527,50 @@ TEST(ConcurrentBoundedCacheTest, CreateValidatesShards) {
   EXPECT_EQ((*cache)->ShardCount(), 4u);
   options.max_entries = 1000;
   EXPECT_EQ((*Cache::Create(options))->ShardCount(), 16u);
+}
+
+// Shard counts no cache could allocate are refused, never thrown:
+// 1 << 63 shards once escaped Create() as std::length_error.
+TEST(ConcurrentBoundedCacheTest, CreateRefusesHugeShardCountsWithoutThrowing) {
+  using Cache = ConcurrentBoundedCache<int, int>;
+  constexpr std::size_t kHuge = std::size_t{1} << 63;
+  Cache::Options by_count;
+  by_count.max_entries = std::numeric_limits<std::size_t>::max();
+  by_count.shards = kHuge;
+  absl::StatusOr<std::unique_ptr<Cache>> cache = Cache::Create(by_count);
+  EXPECT_EQ(cache.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(cache.status().message(),
+              HasSubstr("shards (9223372036854775808) exceeds the most a cache "
+                        "accepts (65536)"));
+  Cache::Options by_weight;
+  by_weight.max_weight = std::numeric_limits<uint64_t>::max();
+  by_weight.weigher = [](const int&, const int&) { return uint64_t{1}; };
+  by_weight.shards = kHuge;
+  EXPECT_EQ(Cache::Create(by_weight).status().code(), absl::StatusCode::kInvalidArgument);
+  by_weight.shards = kMaxCacheShards * 2;
+  EXPECT_EQ(Cache::Create(by_weight).status().code(), absl::StatusCode::kInvalidArgument);
+  by_weight.shards = 64;
+  cache = Cache::Create(by_weight);
+  ASSERT_TRUE(cache.ok()) << cache.status();
+  EXPECT_EQ((*cache)->ShardCount(), 64u);
+}
+
+// Per-shard weight budgets near UINT64_MAX / shards do not wrap either.
+TEST(ConcurrentBoundedCacheTest, WeightsNearTheShardBudgetNeverWrap) {
+  using Cache = ConcurrentBoundedCache<int, uint64_t>;
+  constexpr uint64_t kMax = std::numeric_limits<uint64_t>::max();
+  Cache::Options options;
+  options.max_weight = kMax;
+  options.shards = 1;
+  options.weigher = [](const int&, const uint64_t& w) { return w; };
+  auto cache = Cache::Create(options);
+  ASSERT_TRUE(cache.ok()) << cache.status();
+  ASSERT_TRUE((*cache)->Put(1, kMax - 2).ok());
+  ASSERT_TRUE((*cache)->Put(2, 3).ok());  // 1 has to go.
+  EXPECT_EQ((*cache)->Get(1), std::nullopt);
+  EXPECT_EQ((*cache)->Get(2), 3u);
+  EXPECT_EQ((*cache)->Stats().weight, 3u);
+  EXPECT_EQ((*cache)->Stats().evictions, 1u);
 }
 
 TEST(ConcurrentBoundedCacheTest, BoundsAreSplitExactlyOverShards) {

@@ -311,6 +311,7 @@ TEST_F(ObjectGraphTest, CensusOfGivenObjectsAndFrozenObjectsLeftOut) {
 
 // ---------------------------------------------------------------- growth
 
+// objgraph.growth collects fully before every census: so does this test.
 TEST_F(ObjectGraphTest, GrowthEqualsObjgraphGrowth) {
   Ref app = Import("graph_app");
   Ref growth = Attr(Import("objgraph"), "growth");
@@ -347,7 +348,7 @@ TEST_F(ObjectGraphTest, GrowthEqualsObjgraphGrowth) {
       EXPECT_EQ(got[i].delta, expected[i].delta) << got[i].name;
     }
   };
-  absl::StatusOr<std::vector<GrowthEntry>> first = tracker.Update({.limit = 0});
+  absl::StatusOr<std::vector<GrowthEntry>> first = tracker.Update({.limit = 0, .collect_depth = CollectDepth::kFull});
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_GT(first->size(), 10u);  // Everything grows from zero.
   compare(*first);
@@ -355,7 +356,7 @@ TEST_F(ObjectGraphTest, GrowthEqualsObjgraphGrowth) {
   Ref done = Steal(PyObject_CallMethod(app.get(), "grow", "ii", 123, 45));
   ASSERT_TRUE(done);
   done.Reset();
-  absl::StatusOr<std::vector<GrowthEntry>> second = tracker.Update({.limit = 0});
+  absl::StatusOr<std::vector<GrowthEntry>> second = tracker.Update({.limit = 0, .collect_depth = CollectDepth::kFull});
   ASSERT_TRUE(second.ok());
   compare(*second);
   ASSERT_GE(second->size(), 3u);
@@ -366,7 +367,7 @@ TEST_F(ObjectGraphTest, GrowthEqualsObjgraphGrowth) {
   EXPECT_EQ((*second)[2].delta, 45);
 
   // Nothing new: no growth. And limits cut the list.
-  absl::StatusOr<std::vector<GrowthEntry>> third = tracker.Update();
+  absl::StatusOr<std::vector<GrowthEntry>> third = tracker.Update({.collect_depth = CollectDepth::kFull});
   ASSERT_TRUE(third.ok());
   compare(*third);
   EXPECT_TRUE(third->empty());
@@ -385,6 +386,87 @@ TEST_F(ObjectGraphTest, GrowthWithoutCollectionCountsGarbageCycles) {
   EXPECT_GE((*no_collect)[0].delta, 50);
   ASSERT_TRUE(gc::SetEnabled(true).ok());
   ASSERT_TRUE(gc::Collect().ok());
+}
+
+// The default collection is the young generations': the garbage a workload
+// just made is not growth, but a cycle that became garbage only after its
+// objects reached the oldest generation counts until a full collection
+// (until this, every Update() paid a full collection).
+TEST_F(ObjectGraphTest, GrowthCollectsTheYoungGenerationsByDefault) {
+  ASSERT_TRUE(gc::SetEnabled(false).ok());  // No automatic collection here.
+  Ref ns = Steal(PyDict_New());
+  PyDict_SetItemString(ns.get(), "__builtins__", PyEval_GetBuiltins());
+  auto run = [&](const char* code) {
+    Ref done = Steal(PyRun_String(code, Py_file_input, ns.get(), ns.get()));
+    ASSERT_TRUE(done) << StatusFromPythonError();
+  };
+  run("import gc\n"
+      "class OldCycle:\n    pass\n"
+      "class YoungCycle:\n    pass\n"
+      "held = []\n"
+      "for _ in range(40):\n    o = OldCycle()\n    o.me = o\n    held.append(o)\n"
+      "del o\n"
+      "gc.collect(1)\n"  // Survivors of generations 0 and 1 move to 2.
+      "assert all(gc.is_tracked(x) for x in held)\n");
+  GrowthTracker tracker;
+  ASSERT_TRUE(tracker.Update({.limit = 0}).ok());
+  // 40 cycles of the oldest generation become garbage; 25 new ones are
+  // garbage at once.
+  run("held.clear()\n"
+      "for _ in range(25):\n    y = YoungCycle()\n    y.me = y\n"
+      "del y\n");
+  absl::StatusOr<std::vector<GrowthEntry>> rows = tracker.Update({.limit = 0});
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  std::map<std::string, int64_t> delta;
+  for (const GrowthEntry& e : *rows) delta[e.name] = e.delta;
+  EXPECT_EQ(delta.count("YoungCycle"), 0u) << "young garbage was collected";
+  EXPECT_EQ(delta.count("OldCycle"), 0u) << "no growth: the 40 were there before";
+  EXPECT_EQ(TakeTypeCensus()->Count("OldCycle"), 40) << "old garbage is still counted";
+  EXPECT_EQ(TakeTypeCensus()->Count("YoungCycle"), 0);
+  // A full collection, asked for, takes the old garbage too.
+  ASSERT_TRUE(tracker.Update({.collect_depth = CollectDepth::kFull}).ok());
+  EXPECT_EQ(TakeTypeCensus()->Count("OldCycle"), 0);
+  ASSERT_TRUE(gc::SetEnabled(true).ok());
+}
+
+// A chain query's collection is the young generations' too: an old garbage
+// cycle can still be a referrer there, and is gone with kFull.
+TEST_F(ObjectGraphTest, ChainCollectionDepth) {
+  ASSERT_TRUE(gc::SetEnabled(false).ok());
+  Ref ns = Steal(PyDict_New());
+  PyDict_SetItemString(ns.get(), "__builtins__", PyEval_GetBuiltins());
+  Ref done = Steal(PyRun_String(
+      "import gc\n"
+      "class Holder:\n    pass\n"
+      "target = ['the target']\n"
+      "h = Holder()\n"
+      "h.me = h\n"
+      "h.kept = target\n"
+      "gc.collect(1)\n"
+      "del h\n",  // Old garbage that refers to the target.
+      Py_file_input, ns.get(), ns.get()));
+  ASSERT_TRUE(done) << StatusFromPythonError();
+  PyObject* target = PyDict_GetItemString(ns.get(), "target");
+  ASSERT_NE(target, nullptr);
+  auto holder_is_root = [](Handle h) {
+    return std::string(Py_TYPE(h.ptr())->tp_name) == "Holder";
+  };
+  absl::StatusOr<BackrefChain> young = FindBackrefChain(
+      Handle(target), {.is_root = holder_is_root}, {.collect_first = true});
+  ASSERT_TRUE(young.ok()) << young.status();
+  ASSERT_FALSE(young->links.empty());
+  EXPECT_EQ(young->links.front().type_name, "Holder");
+  young = absl::NotFoundError("released");  // Its links keep the Holder alive.
+  absl::StatusOr<BackrefChain> full = FindBackrefChain(
+      Handle(target), {.is_root = holder_is_root},
+      {.collect_first = true, .collect_depth = CollectDepth::kFull});
+  ASSERT_TRUE(gc::SetEnabled(true).ok());
+  if (full.ok()) {
+    ASSERT_FALSE(full->links.empty());
+    EXPECT_NE(full->links.front().type_name, "Holder");
+  } else {
+    EXPECT_EQ(full.status().code(), absl::StatusCode::kNotFound) << full.status();
+  }
 }
 
 // ------------------------------------------------------- by type, marks

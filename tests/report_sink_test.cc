@@ -7,6 +7,7 @@
 #include <thread>
 #include <unistd.h>
 
+#include "absl/strings/str_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "leakguard/python/error.h"
@@ -60,6 +61,33 @@ TEST(ReportTest, RendersJson) {
 }
 
 // The JSON parses with Python's json module and round-trips the numbers.
+// Bytes that are not UTF-8 (a Latin-1 file name, an encoded surrogate, an
+// overlong '/', a cut sequence, a code point above U+10FFFF) were copied
+// into the JSON as they were: invalid UTF-8 that strict readers refuse.
+TEST(ReportTest, JsonQuoteAlwaysWritesValidUtf8) {
+  EXPECT_EQ(JsonQuote("/srv/\xe9t\xe9.py"), "\"/srv/\\ufffdt\\ufffd.py\"");
+  EXPECT_EQ(JsonQuote("\xed\xa0\x80"), "\"\\ufffd\\ufffd\\ufffd\"");
+  EXPECT_EQ(JsonQuote("\xc0\xaf"), "\"\\ufffd\\ufffd\"");
+  EXPECT_EQ(JsonQuote("ok \xe2\x82"), "\"ok \\ufffd\\ufffd\"");
+  EXPECT_EQ(JsonQuote("\xf4\x90\x80\x80"), "\"\\ufffd\\ufffd\\ufffd\\ufffd\"");
+  // Well-formed UTF-8 of every length passes through unchanged.
+  EXPECT_EQ(JsonQuote("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\x8d"),
+            "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\x8d\"");
+  // Python's strict UTF-8 decoder reads a whole report with such a name.
+  Report report = Sample();
+  report.top_lines.front().file = "/srv/\xe9t\xe9.py";
+  const std::string json = RenderJson(report);
+  Ref decoded = ::leakguard::testing::Eval(
+      "json.loads(raw.decode('utf-8', 'strict'))['top_lines'][0]['file']",
+      "import json\nraw = " + std::string("bytes.fromhex('") + [&] {
+        std::string hex;
+        for (unsigned char c : json) absl::StrAppendFormat(&hex, "%02x", c);
+        return hex;
+      }() + "')");
+  ASSERT_TRUE(decoded);
+  EXPECT_EQ(PyUnicode_AsUTF8(decoded.get()), std::string("/srv/\xef\xbf\xbdt\xef\xbf\xbd.py"));
+}
+
 TEST(ReportTest, JsonParsesInPython) {
   Ref parsed = testing::Eval("json.loads(text)['top_lines'][0]['size_diff']",
                              "import json\ntext = " + JsonQuote(RenderJson(Sample())));

@@ -3,6 +3,8 @@
 #ifndef LEAKGUARD_TESTS_TEST_UTIL_H_
 #define LEAKGUARD_TESTS_TEST_UTIL_H_
 
+#include <cstddef>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -38,6 +40,20 @@
 #endif
 
 namespace leakguard::testing {
+
+/// Hands `p` to code the compiler cannot see into: it must assume the
+/// memory there is read (and may be written) here. Keeps a measured
+/// allocation, and the writes to it, alive at any optimization level (-O3
+/// may otherwise drop a malloc, memset and free that nothing reads).
+inline void Publish(const void* p) { asm volatile("" : : "r"(p) : "memory"); }
+
+/// Writes `fill` to every byte of the `n` bytes at `p` (so every page is
+/// resident) and publishes them (see Publish()): what a test that measures
+/// RSS growth allocates, made observable.
+inline void TouchEveryPage(void* p, std::size_t n, unsigned char fill) {
+  std::memset(p, fill, n);
+  Publish(p);
+}
 
 /// Evaluates a Python expression in a fresh namespace (with `exec_first`
 /// run before it) and returns the result. Fails the test on error.

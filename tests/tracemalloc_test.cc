@@ -853,6 +853,27 @@ TEST_F(TracemallocTest, DumpLoadAndToPythonRoundTrip) {
   std::remove(path.c_str());
 }
 
+// Found by tests/fuzz/snapshot_load_fuzzer (corpus/snapshot_load/
+// huge_frame.pickle): a 180-byte file whose pickle FRAME declares about
+// 72 PB. pickle.load() of the file asked the reader for that many bytes
+// (MemoryError here; under ASan an abort; with less, gigabytes allocated);
+// read whole and unpickled from memory it is just truncated data.
+TEST_F(TracemallocTest, LoadOfAFileDeclaringAHugePickleFrameIsTruncatedData) {
+  const std::string path =
+      absl::StrCat(::testing::TempDir(), "/tm_frame_", getpid(), ".pickle");
+  Eval("None", "import tracemalloc, pickle\n"
+               "good = pickle.dumps(tracemalloc.Snapshot(((0, 64, (('/srv/a.py', 10),), 1),), 5),"
+               " protocol=5)\n"
+               "assert good[2] == 0x95\n"  // FRAME, then its 8-byte length.
+               "bad = good[:3] + (0xfffffffe0000c7).to_bytes(8, 'little') + good[11:]\n"
+               "with open(" + absl::StrCat("'", path, "'") + ", 'wb') as f: f.write(bad)");
+  absl::StatusOr<Snapshot> loaded = Snapshot::Load(path);
+  std::remove(path.c_str());
+  EXPECT_EQ(loaded.status().code(), absl::StatusCode::kInvalidArgument) << loaded.status();
+  EXPECT_THAT(std::string(loaded.status().message()), HasSubstr("truncated"));
+  EXPECT_EQ(PyErr_Occurred(), nullptr);
+}
+
 TEST_F(TracemallocTest, LoadAndFromPythonRejectBadInput) {
   absl::StatusOr<Snapshot> missing = Snapshot::Load("/nonexistent/snap.pickle");
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);

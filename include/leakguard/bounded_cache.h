@@ -17,9 +17,20 @@
 // PurgeExpired().
 //
 // ConcurrentBoundedCache is the thread-safe variant: the keys are spread over
-// shards, each an independent LRU under its own absl::Mutex, each holding
-// 1/N of the bounds (so recency is exact within a shard, approximate across
-// shards; use one shard for exact global LRU order).
+// shards, each an independent LRU under its own lock, each holding 1/N of
+// the bounds (so recency is exact within a shard, approximate across
+// shards; use one shard for exact global LRU order). A shard's lock is a
+// leaf: nothing else is locked, and no callback, `compute` or Python code
+// runs, while it is held, so it cannot take part in a deadlock. It is a
+// std::mutex, not an absl::Mutex: Abseil built without NDEBUG (Debian's,
+// for one) runs absl::Mutex's deadlock detector unless the host turns it
+// off with absl::SetMutexDeadlockDetectionMode, and that detector, one
+// process-wide graph behind one lock consulted on every Lock(), would make
+// the shards contend on that lock instead of on nothing.
+//
+// Cost of a hit: one bucket of a power-of-two hash table (no division),
+// one node holding key, value and links, and the move to the front; no
+// allocation.
 //
 // Values that hold Python objects (Ref, and the containers of Ref listed
 // under HoldsPythonObjects) are copied and released with the GIL held: the
@@ -31,25 +42,26 @@
 #ifndef LEAKGUARD_BOUNDED_CACHE_H_
 #define LEAKGUARD_BOUNDED_CACHE_H_
 
+#include <algorithm>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <tuple>
 #include <type_traits>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/inlined_vector.h"
+#include "absl/numeric/int128.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "leakguard/python/gil.h"
@@ -120,15 +132,25 @@ struct CacheStats {
   uint64_t weight = 0;
 };
 
+/// Most shards a ConcurrentBoundedCache accepts (each is a cache line-aligned
+/// allocation with its own mutex; more than this only costs memory).
+inline constexpr std::size_t kMaxCacheShards = std::size_t{1} << 16;
+
 /// Configuration of a BoundedCache or ConcurrentBoundedCache.
 template <typename K, typename V>
 struct BoundedCacheOptions {
   /// Most entries held; 0 for no count bound (then max_weight is required).
   std::size_t max_entries = 0;
   /// Largest total weight held; 0 for no weight bound. Needs `weigher`.
+  /// Any value up to UINT64_MAX works: room is made before an entry's
+  /// weight is added, so the total (Weight(), CacheStats::weight) never
+  /// exceeds max_weight and never wraps.
   uint64_t max_weight = 0;
   /// Weight of one entry, computed once when it is stored. Must not throw,
   /// must not call into the cache. Required exactly when max_weight > 0.
+  /// A weight of 0 counts as 1: every entry weighs at least 1, so a cache
+  /// with only a weight bound still holds at most max_weight entries (a
+  /// weigher returning 0 for everything makes max_weight a count bound).
   std::function<uint64_t(const K&, const V&)> weigher;
   /// Time-to-live of entries stored without one of their own;
   /// absl::InfiniteDuration() (the default) for none. Must be positive.
@@ -143,18 +165,27 @@ struct BoundedCacheOptions {
   /// It may move the value out. Must not throw.
   std::function<void(const K&, V&, EvictionReason)> on_evict;
   /// ConcurrentBoundedCache only: number of shards, a power of two, at most
-  /// max_entries when that is set; 0 picks min(16, max_entries) rounded down
-  /// to a power of two. Ignored by BoundedCache.
+  /// kMaxCacheShards (65536) and at most max_entries (or max_weight) when
+  /// that is set; 0 picks min(16, max_entries) rounded down to a power of
+  /// two. Anything else is InvalidArgument from Create(). Ignored by
+  /// BoundedCache.
   std::size_t shards = 0;
 };
 
 namespace internal {
 
-// The unsynchronized LRU behind both caches. Entries live in an
-// unordered_map (whose elements never move) and are threaded on an
-// intrusive recency list: head_->next is the most recent, head_->prev the
-// least. Removals hand the entries to the caller in `out`, which destroys
-// them (and calls on_evict) outside any lock, under the GIL when needed.
+// The unsynchronized LRU behind both caches: one heap node per entry, found
+// through an intrusive chained hash table and threaded on an intrusive
+// recency list (head_.next is the most recent, head_.prev the least).
+//
+// A hit costs what the textbook std::list + std::unordered_map LRU's does,
+// less: the bucket (a power of two, picked from the high bits of a mix of
+// the user's hash: no division), the node, which
+// holds the key, the value and the links together (no second node to
+// reach through an iterator), and the two neighbours the move to the front
+// relinks. No allocation and no lock beyond the caller's. Removals hand the
+// entries to the caller in `out`, which destroys them (and calls on_evict)
+// outside any lock, under the GIL when needed.
 template <typename K, typename V, typename Hash, typename Eq>
 class LruCore {
  public:
@@ -171,35 +202,45 @@ class LruCore {
       : max_entries_(max_entries),
         max_weight_(max_weight),
         options_(options),
-        head_(std::make_unique<Link>()) {
-    head_->prev = head_->next = head_.get();
+        buckets_(new Node*[std::size_t{1} << kInitialBits]()),
+        shift_(64 - kInitialBits) {
+    head_.prev = head_.next = &head_;
+  }
+  // The list points at head_: a core never moves (both caches hold it on
+  // the heap).
+  LruCore(const LruCore&) = delete;
+  LruCore& operator=(const LruCore&) = delete;
+  // The caches Clear() first (under the GIL when V needs it); this only
+  // frees what is left.
+  ~LruCore() {
+    for (Link* l = head_.next; l != &head_;) {
+      Node* node = static_cast<Node*>(l);
+      l = l->next;
+      delete node;
+    }
   }
 
   // The live value for `key` (now the most recent), or null on a miss. An
   // expired entry goes to `out`; on a hit `out` is left untouched.
   V* Get(const K& key, DroppedList* out) {
-    auto it = map_.find(key);
-    if (it == map_.end()) {
+    Node* node = Find(key, Mix(key));
+    if (node == nullptr) [[unlikely]] {
       ++stats_.misses;
       return nullptr;
     }
-    Node& node = it->second;
-    if (node.expires != absl::InfiniteFuture() && Now() >= node.expires) {
-      ++stats_.misses;
-      ++stats_.expirations;
-      Remove(it, EvictionReason::kExpired, out);
-      return nullptr;
-    }
-    MoveToFront(&node);
+    if (node->has_ttl && DropIfExpired(node, out)) [[unlikely]] return nullptr;
+    MoveToFront(node);
     ++stats_.hits;
-    return &node.value;
+    return &node->value;
   }
 
   absl::Status Put(K key, V value, absl::Duration ttl, uint64_t max_weight,
                    DroppedList* out) {
     uint64_t weight = 1;
     if (max_weight_ > 0) {
-      weight = options_->weigher(key, value);
+      // Every entry weighs at least 1, so a weight bound is also a count
+      // bound (max_weight entries at most), whatever the weigher says.
+      weight = std::max<uint64_t>(options_->weigher(key, value), 1);
       if (weight > max_weight_) {
         out->push_back(Dropped{std::move(key), std::move(value), std::nullopt});
         return absl::InvalidArgumentError(absl::StrCat(
@@ -214,150 +255,256 @@ class LruCore {
     const absl::Time expires = ttl == absl::InfiniteDuration()
                                    ? absl::InfiniteFuture()
                                    : Now() + ttl;
-    // One lookup: try_emplace leaves `key` and `value` alone if the key is
-    // already there.
-    auto [it, inserted] =
-        map_.try_emplace(std::move(key), std::move(value), weight, expires);
-    Node& node = it->second;
-    if (inserted) {
-      node.key = &it->first;
-      LinkFront(&node);
-      total_weight_ += weight;
+    const uint64_t hash = Mix(key);
+    Node* node = Find(key, hash);
+    if (node == nullptr) {
+      node = new Node(std::move(key), std::move(value), hash, expires);
+      Chain(node);
+      LinkFront(node);
     } else {
-      out->push_back(Dropped{std::move(key), std::move(node.value), std::nullopt});
-      node.value = std::move(value);
-      total_weight_ = total_weight_ - node.weight + weight;
-      node.weight = weight;
-      node.expires = expires;
-      MoveToFront(&node);
+      out->push_back(Dropped{std::move(key), std::move(node->value), std::nullopt});
+      node->value = std::move(value);
+      total_weight_ -= node->weight;
+      node->weight = 0;
+      node->expires = expires;
+      node->has_ttl = expires != absl::InfiniteFuture();
+      MoveToFront(node);
     }
+    // Room for `weight` is made before it is added (the entry itself, now
+    // the most recent and weighing 0, is never the one evicted): the total
+    // never exceeds max_weight_, so it cannot wrap even when max_weight_ is
+    // near UINT64_MAX.
+    if (max_weight_ > 0) EvictUntilRoomFor(weight, out);
+    node->weight = weight;
+    total_weight_ += weight;
     EvictToBounds(out);
     return absl::OkStatus();
   }
 
   bool Erase(const K& key, DroppedList* out) {
-    auto it = map_.find(key);
-    if (it == map_.end()) return false;
-    Remove(it, std::nullopt, out);
+    Node* node = Find(key, Mix(key));
+    if (node == nullptr) return false;
+    Remove(node, std::nullopt, out);
     return true;
   }
 
   // Least recently used first.
   void Clear(DroppedList* out) {
-    out->reserve(out->size() + map_.size());
-    while (head_->prev != head_.get()) {
-      Remove(map_.find(*static_cast<Node*>(head_->prev)->key), std::nullopt,
-             out);
+    out->reserve(out->size() + size_);
+    while (head_.prev != &head_) {
+      Remove(static_cast<Node*>(head_.prev), std::nullopt, out);
     }
   }
 
+  // Least recently used first.
   std::size_t PurgeExpired(DroppedList* out) {
     std::size_t purged = 0;
     absl::Time now = absl::InfinitePast();
-    for (auto it = map_.begin(); it != map_.end();) {
-      auto next = std::next(it);
-      if (it->second.expires != absl::InfiniteFuture()) {
-        if (now == absl::InfinitePast()) now = Now();
-        if (now >= it->second.expires) {
-          ++stats_.expirations;
-          Remove(it, EvictionReason::kExpired, out);
-          ++purged;
-        }
+    for (Link* l = head_.prev; l != &head_;) {
+      Node* node = static_cast<Node*>(l);
+      l = l->prev;
+      if (node->expires == absl::InfiniteFuture()) continue;
+      if (now == absl::InfinitePast()) now = Now();
+      if (now >= node->expires) {
+        ++stats_.expirations;
+        Remove(node, EvictionReason::kExpired, out);
+        ++purged;
       }
-      it = next;
     }
     return purged;
   }
 
   std::vector<K> KeysByRecency() const {
     std::vector<K> keys;
-    keys.reserve(map_.size());
-    for (const Link* l = head_->next; l != head_.get(); l = l->next) {
-      keys.push_back(*static_cast<const Node*>(l)->key);
+    keys.reserve(size_);
+    for (const Link* l = head_.next; l != &head_; l = l->next) {
+      keys.push_back(static_cast<const Node*>(l)->key);
     }
     return keys;
   }
 
-  std::size_t size() const { return map_.size(); }
+  std::size_t size() const { return size_; }
   uint64_t weight() const { return total_weight_; }
   CacheStats stats() const {
     CacheStats s = stats_;
-    s.entries = map_.size();
+    s.entries = size_;
     s.weight = total_weight_;
     return s;
   }
 
  private:
+  static constexpr int kInitialBits = 4;
+
   struct Link {
     Link* prev = nullptr;
     Link* next = nullptr;
   };
   struct Node : Link {
-    Node(V v, uint64_t w, absl::Time e)
-        : value(std::move(v)), weight(w), expires(e) {}
+    Node(K k, V v, uint64_t h, absl::Time e)
+        : hash(h), key(std::move(k)), value(std::move(v)), expires(e),
+          has_ttl(e != absl::InfiniteFuture()) {}
+    Node* chain = nullptr;  // The next node of the same bucket.
+    uint64_t hash;          // Mix() of the key.
+    K key;
     V value;
-    uint64_t weight;
     absl::Time expires;
-    const K* key = nullptr;  // The map's own key; elements never move.
+    uint64_t weight = 0;
+    bool has_ttl = false;  // expires != absl::InfiniteFuture().
   };
-  using Map = std::unordered_map<K, Node, Hash, Eq>;
+
+  // The user's hash mixed (std::hash of an integer is the identity): both
+  // halves of its 128-bit product with an odd constant, folded, so that
+  // every bit of the result depends on every bit of the hash. The bucket
+  // is the top bits; ConcurrentBoundedCache picks the shard from the top
+  // bits of the plain product, which this does not follow.
+  uint64_t Mix(const K& key) const {
+    const absl::uint128 product =
+        absl::uint128(static_cast<uint64_t>(hash_(key))) * 0xD6E8FEB86659FD93ull;
+    return absl::Uint128High64(product) ^ absl::Uint128Low64(product);
+  }
+  Node** BucketOf(uint64_t hash) const {
+    return &buckets_[static_cast<std::size_t>(hash >> shift_)];
+  }
+
+  Node* Find(const K& key, uint64_t hash) const {
+    for (Node* n = *BucketOf(hash); n != nullptr; n = n->chain) {
+      if (n->hash == hash && eq_(n->key, key)) return n;
+    }
+    return nullptr;
+  }
+
+  // Adds `node` to its bucket, doubling the table first when it holds as
+  // many entries as buckets.
+  void Chain(Node* node) {
+    const int bits = 64 - shift_;
+    if (size_ >= (std::size_t{1} << bits) && bits < 62) {
+      const int new_bits = bits + 1;
+      std::unique_ptr<Node*[]> grown(new Node*[std::size_t{1} << new_bits]());
+      buckets_.swap(grown);
+      shift_ = 64 - new_bits;
+      for (Link* l = head_.next; l != &head_; l = l->next) {
+        Node* n = static_cast<Node*>(l);
+        Node** bucket = BucketOf(n->hash);
+        n->chain = *bucket;
+        *bucket = n;
+      }
+    }
+    Node** bucket = BucketOf(node->hash);
+    node->chain = *bucket;
+    *bucket = node;
+    ++size_;
+  }
+
+  void Unchain(Node* node) {
+    Node** p = BucketOf(node->hash);
+    while (*p != node) p = &(*p)->chain;
+    *p = node->chain;
+    --size_;
+  }
+
+  // Get() of an entry with a time-to-live: drops it (a miss) if expired.
+  [[gnu::noinline]] bool DropIfExpired(Node* node, DroppedList* out) {
+    if (Now() < node->expires) return false;
+    ++stats_.misses;
+    ++stats_.expirations;
+    Remove(node, EvictionReason::kExpired, out);
+    return true;
+  }
 
   absl::Time Now() const {
     return options_->clock ? options_->clock() : absl::Now();
   }
 
   void LinkFront(Link* l) {
-    l->prev = head_.get();
-    l->next = head_->next;
-    head_->next->prev = l;
-    head_->next = l;
+    l->prev = &head_;
+    l->next = head_.next;
+    head_.next->prev = l;
+    head_.next = l;
   }
   static void Unlink(Link* l) {
     l->prev->next = l->next;
     l->next->prev = l->prev;
   }
   void MoveToFront(Link* l) {
-    if (head_->next == l) return;
+    if (head_.next == l) return;
     Unlink(l);
     LinkFront(l);
   }
 
-  void Remove(typename Map::iterator it, std::optional<EvictionReason> reason,
+  void Remove(Node* node, std::optional<EvictionReason> reason,
               DroppedList* out) {
-    Unlink(&it->second);
-    total_weight_ -= it->second.weight;
-    auto handle = map_.extract(it);
-    out->push_back(Dropped{std::move(handle.key()),
-                           std::move(handle.mapped().value), reason});
+    Unlink(node);
+    Unchain(node);
+    total_weight_ -= node->weight;
+    std::unique_ptr<Node> owned(node);
+    out->push_back(Dropped{std::move(node->key), std::move(node->value), reason});
   }
 
   bool OverBounds() const {
-    return (max_entries_ > 0 && map_.size() > max_entries_) ||
+    return (max_entries_ > 0 && size_ > max_entries_) ||
            (max_weight_ > 0 && total_weight_ > max_weight_);
   }
 
-  void EvictToBounds(DroppedList* out) {
-    while (OverBounds() && head_->prev != head_.get()) {
-      Node* oldest = static_cast<Node*>(head_->prev);
-      const bool expired =
-          oldest->expires != absl::InfiniteFuture() && Now() >= oldest->expires;
-      if (expired) {
-        ++stats_.expirations;
-      } else {
-        ++stats_.evictions;
-      }
-      Remove(map_.find(*oldest->key),
-             expired ? EvictionReason::kExpired : EvictionReason::kCapacity, out);
+  // Evicts least recently used entries until `weight` more fits under
+  // max_weight_ (weight <= max_weight_ is checked by the caller).
+  void EvictUntilRoomFor(uint64_t weight, DroppedList* out) {
+    while (total_weight_ > max_weight_ - weight && head_.prev != &head_) {
+      EvictOldest(out);
     }
+  }
+
+  void EvictOldest(DroppedList* out) {
+    Node* oldest = static_cast<Node*>(head_.prev);
+    const bool expired =
+        oldest->expires != absl::InfiniteFuture() && Now() >= oldest->expires;
+    if (expired) {
+      ++stats_.expirations;
+    } else {
+      ++stats_.evictions;
+    }
+    Remove(oldest, expired ? EvictionReason::kExpired : EvictionReason::kCapacity,
+           out);
+  }
+
+  void EvictToBounds(DroppedList* out) {
+    while (OverBounds() && head_.prev != &head_) EvictOldest(out);
   }
 
   std::size_t max_entries_;
   uint64_t max_weight_;
   const BoundedCacheOptions<K, V>* options_;  // Owned by the cache.
-  Map map_;
-  std::unique_ptr<Link> head_;  // Sentinel; on the heap so the core moves.
+  std::unique_ptr<Node*[]> buckets_;
+  int shift_;  // 64 - log2(bucket count).
+  std::size_t size_ = 0;
+  Link head_;  // Sentinel of the recency list.
   uint64_t total_weight_ = 0;
   CacheStats stats_;
+  [[no_unique_address]] Hash hash_;
+  [[no_unique_address]] Eq eq_;
+};
+
+// A shard's lock: a std::mutex (see the file comment for why not an
+// absl::Mutex), annotated for Clang's thread-safety analysis.
+class ABSL_LOCKABLE ShardMutex {
+ public:
+  void Lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() { mu_.lock(); }
+  void Unlock() ABSL_UNLOCK_FUNCTION() { mu_.unlock(); }
+
+ private:
+  std::mutex mu_;
+};
+
+class ABSL_SCOPED_LOCKABLE ShardLock {
+ public:
+  explicit ShardLock(ShardMutex* mu) ABSL_EXCLUSIVE_LOCK_FUNCTION(mu) : mu_(mu) {
+    mu_->Lock();
+  }
+  ~ShardLock() ABSL_UNLOCK_FUNCTION() { mu_->Unlock(); }
+  ShardLock(const ShardLock&) = delete;
+  ShardLock& operator=(const ShardLock&) = delete;
+
+ private:
+  ShardMutex* mu_;
 };
 
 // Destroys dropped entries after reporting evictions to `on_evict`: with the
@@ -633,7 +780,7 @@ class BoundedCache {
 
 /// The thread-safe BoundedCache: keys are spread over shards (by a mix of
 /// Hash), each an LRU with 1/N of max_entries and max_weight under its own
-/// absl::Mutex. Same operations and semantics as BoundedCache, except that
+/// std::mutex (a leaf lock; see the file comment). Same operations and semantics as BoundedCache, except that
 /// recency (and so eviction order) is per shard and an entry must fit in
 /// one shard's weight budget (max_weight / shards).
 ///
@@ -652,7 +799,8 @@ class ConcurrentBoundedCache {
   using Options = BoundedCacheOptions<K, V>;
 
   /// Makes a cache. InvalidArgument as BoundedCache::Create(), and when
-  /// `shards` is not a power of two or exceeds max_entries.
+  /// `shards` is not a power of two, exceeds kMaxCacheShards, max_entries
+  /// or max_weight. Never throws for any `shards`.
   static absl::StatusOr<std::unique_ptr<ConcurrentBoundedCache>> Create(
       Options options) {
     if (absl::Status valid = internal::ValidateCacheOptions(options);
@@ -665,6 +813,10 @@ class ConcurrentBoundedCache {
       if (options.max_entries > 0 && options.max_entries < shards) {
         shards = std::bit_floor(options.max_entries);
       }
+    } else if (shards > kMaxCacheShards) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "shards (", shards, ") exceeds the most a cache accepts (",
+          kMaxCacheShards, ")"));
     } else if (!std::has_single_bit(shards)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "shards must be a power of two (or 0 for automatic), got ", shards));
@@ -698,7 +850,7 @@ class ConcurrentBoundedCache {
     DroppedList dropped;
     Shard& shard = ShardFor(key);
     {
-      absl::MutexLock lock(&shard.mu);
+      internal::ShardLock lock(&shard.mu);
       if (const V* hit = shard.core.Get(key, &dropped)) found.emplace(*hit);
     }
     internal::DisposeDropped(*options_, &dropped);
@@ -716,7 +868,7 @@ class ConcurrentBoundedCache {
         *options_, std::move(key), std::move(value), ttl,
         [&](K&& k, V&& v, DroppedList* dropped) {
           Shard& shard = ShardFor(k);
-          absl::MutexLock lock(&shard.mu);
+          internal::ShardLock lock(&shard.mu);
           return shard.core.Put(std::move(k), std::move(v), ttl, options_->max_weight, dropped);
         });
   }
@@ -736,7 +888,7 @@ class ConcurrentBoundedCache {
     bool erased = false;
     {
       Shard& shard = ShardFor(key);
-      absl::MutexLock lock(&shard.mu);
+      internal::ShardLock lock(&shard.mu);
       erased = shard.core.Erase(key, &dropped);
     }
     internal::DisposeDropped(*options_, &dropped);
@@ -748,7 +900,7 @@ class ConcurrentBoundedCache {
     [[maybe_unused]] internal::MaybeGil<V> gil;
     DroppedList dropped;
     for (std::size_t i = 0; i < shard_count_; ++i) {
-      absl::MutexLock lock(&shards_[i]->mu);
+      internal::ShardLock lock(&shards_[i]->mu);
       shards_[i]->core.Clear(&dropped);
     }
     internal::DisposeDropped(*options_, &dropped);
@@ -760,7 +912,7 @@ class ConcurrentBoundedCache {
     DroppedList dropped;
     std::size_t purged = 0;
     for (std::size_t i = 0; i < shard_count_; ++i) {
-      absl::MutexLock lock(&shards_[i]->mu);
+      internal::ShardLock lock(&shards_[i]->mu);
       purged += shards_[i]->core.PurgeExpired(&dropped);
     }
     internal::DisposeDropped(*options_, &dropped);
@@ -771,7 +923,7 @@ class ConcurrentBoundedCache {
   std::size_t Size() const {
     std::size_t n = 0;
     for (std::size_t i = 0; i < shard_count_; ++i) {
-      absl::MutexLock lock(&shards_[i]->mu);
+      internal::ShardLock lock(&shards_[i]->mu);
       n += shards_[i]->core.size();
     }
     return n;
@@ -781,7 +933,7 @@ class ConcurrentBoundedCache {
   CacheStats Stats() const {
     CacheStats total;
     for (std::size_t i = 0; i < shard_count_; ++i) {
-      absl::MutexLock lock(&shards_[i]->mu);
+      internal::ShardLock lock(&shards_[i]->mu);
       CacheStats s = shards_[i]->core.stats();
       total.hits += s.hits;
       total.misses += s.misses;
@@ -803,7 +955,7 @@ class ConcurrentBoundedCache {
   struct alignas(64) Shard {
     Shard(std::size_t max_entries, uint64_t max_weight, const Options* options)
         : core(max_entries, max_weight, options) {}
-    mutable absl::Mutex mu;
+    mutable internal::ShardMutex mu;
     Core core ABSL_GUARDED_BY(mu);
   };
 
@@ -840,7 +992,7 @@ class ConcurrentBoundedCache {
   std::unique_ptr<Options> options_;
   std::size_t shard_count_;
   int shift_;
-  // Each shard is its own allocation (its own cache lines, and absl::Mutex
+  // Each shard is its own allocation (its own cache lines, and a mutex
   // never moves).
   std::vector<std::unique_ptr<Shard>> shards_;
   Hash hash_;

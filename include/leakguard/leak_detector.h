@@ -28,7 +28,14 @@
 // read tracemalloc; comparing snapshots is pure C++ and runs without it.
 // Warnings are rate-limited: after a report, the next comes only when the
 // growth has risen by another threshold, or after min_report_interval.
-// Thread-safe.
+// Thread-safe: Start() and Stop() may be called from any thread, on one
+// detector or on several at once, with tracing on. The traced part of every
+// round (tracemalloc started, read or stopped, and the detector thread's
+// thread state made and deleted around it) runs under one process-wide lock,
+// so detectors never start or stop tracemalloc while another detector thread
+// is creating its thread state, a race inside CPython itself. (Threads the
+// host gives a thread state itself are outside that lock: start the
+// detector before such threads, or not while they are being created.)
 
 #ifndef LEAKGUARD_LEAK_DETECTOR_H_
 #define LEAKGUARD_LEAK_DETECTOR_H_

@@ -5,7 +5,8 @@
 //   TakeTypeCensus()   gc-tracked objects counted by type (objgraph.typestats,
 //                      most_common_types, count), by name and by type object.
 //   GrowthTracker      peak-based growth since the last call (objgraph.growth),
-//                      with or without a full collection first.
+//                      after a collection of the young generations (or a
+//                      full one, or none; see CollectDepth).
 //   ObjectsByType()    the objects of one type (objgraph.by_type).
 //   ObjectMark         "what is new since this mark" (objgraph.get_new_ids).
 //   ReferrerGraph      a snapshot of who refers to whom, built once from
@@ -119,6 +120,25 @@ class LEAKGUARD_EXPORT TypeCensus {
   std::vector<TypeCensusEntry> by_type_;
 };
 
+/// How much of the heap the collection before a growth census or a graph
+/// snapshot covers (GrowthOptions and GraphOptions, when `collect_first`).
+enum class CollectDepth {
+  /// `gc.collect(1)`: the young generations (0 and 1), where the garbage
+  /// made since the last collection waits. Costs in proportion to the young
+  /// objects, not to the heap: on a heap of a million objects, milliseconds
+  /// instead of the hundreds a full collection takes. What it leaves:
+  /// cycles whose objects had already reached the oldest generation before
+  /// they became garbage; they are counted (and can be referrers) until the
+  /// interpreter's next full collection, which CPython runs by itself once
+  /// the oldest generation has grown by a quarter. On free-threaded builds
+  /// the collector has no generations and this is a full collection.
+  kYoung,
+  /// `gc.collect()`: every generation, as objgraph does before growth() and
+  /// find_backref_chain(): no garbage at all is counted, at the cost of
+  /// visiting every tracked object.
+  kFull,
+};
+
 /// Options of TakeTypeCensus().
 struct CensusOptions {
   /// Run a full collection first so that unreachable cycles are not
@@ -152,10 +172,17 @@ struct GrowthOptions {
   std::size_t limit = 10;
   /// How names are spelled (and so how peaks are keyed).
   TypeNames names = TypeNames::kShort;
-  /// Force a full collection first, as objgraph.growth always does, so that
-  /// garbage awaiting collection is not reported as growth. Off: cheaper,
-  /// and the heap is left exactly as it was; unreachable cycles count.
+  /// Collect first (to `collect_depth`), so that garbage awaiting
+  /// collection is not reported as growth. Off: cheaper, and the heap is
+  /// left exactly as it was; unreachable cycles count.
   bool collect_first = true;
+  /// How deep that collection goes. kYoung (the default): one collection of
+  /// the young generations, so the garbage a workload just made is not
+  /// growth, without the full collection objgraph.growth pays on every call
+  /// (cycles that turned into garbage only after reaching the oldest
+  /// generation count until the interpreter's next full collection; see
+  /// CollectDepth). kFull: objgraph.growth's exact counts.
+  CollectDepth collect_depth = CollectDepth::kYoung;
 };
 
 /// objgraph.growth's semantics with the peaks kept in this object instead of
@@ -285,13 +312,18 @@ struct LEAKGUARD_EXPORT BackrefChain {
 
 /// Options of ReferrerGraph::Build().
 struct GraphOptions {
-  /// Run a full collection before the snapshot (objgraph does before every
-  /// chain query). Off by default: garbage cannot lie on a chain from a
-  /// live root (a proper module), so chain lengths to such roots are the
-  /// same, and the heap is left as it was. Turn it on to match objgraph
-  /// exactly with roots that may themselves be garbage (classes, modules
-  /// out of sys.modules, frames, a custom `is_root`).
+  /// Collect (to `collect_depth`) before the snapshot (objgraph runs a full
+  /// collection before every chain query). Off by default: garbage cannot
+  /// lie on a chain from a live root (a proper module), so chain lengths to
+  /// such roots are the same, and the heap is left as it was. Turn it on
+  /// when roots may themselves be garbage (classes, modules out of
+  /// sys.modules, frames, a custom `is_root`).
   bool collect_first = false;
+  /// How deep that collection goes: kYoung (the default) drops the garbage
+  /// made since the last collection, in milliseconds; kFull matches
+  /// objgraph exactly, old garbage roots included, at the cost of a full
+  /// collection (see CollectDepth).
+  CollectDepth collect_depth = CollectDepth::kYoung;
 };
 
 /// Options of ReferrerGraph::BackrefsDot().

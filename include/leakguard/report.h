@@ -85,8 +85,11 @@ LEAKGUARD_EXPORT std::string RenderText(const Report& report);
 /// count_diff, size}) and notes (array of strings).
 LEAKGUARD_EXPORT std::string RenderJson(const Report& report);
 
-/// `text` as a JSON string literal, quotes included (UTF-8 passed through,
-/// control characters escaped).
+/// `text` as a JSON string literal, quotes included: well-formed UTF-8 is
+/// passed through, control characters are escaped, and every byte that is
+/// not part of a well-formed UTF-8 sequence (a Latin-1 or surrogate-escaped
+/// file name, an overlong form, an encoded surrogate, a cut sequence)
+/// becomes `\ufffd`, so the result is always valid UTF-8 JSON.
 LEAKGUARD_EXPORT std::string JsonQuote(const std::string& text);
 
 }  // namespace leakguard

@@ -426,7 +426,10 @@ class LEAKGUARD_EXPORT Snapshot {
   static absl::StatusOr<Snapshot> FromPython(Handle snapshot);
 
   /// Loads a file written by `tracemalloc.Snapshot.dump()` (through Python's
-  /// pickle module: load only files you trust). NotFound when the file is
+  /// pickle module: load only files you trust). The file is read whole, then
+  /// unpickled from memory, so a damaged frame length reads as truncated
+  /// data (pickle itself still allocates a bytes object of the size its
+  /// opcode declares before reading it). NotFound when the file is
   /// missing; InvalidArgument when it does not hold a snapshot.
   /// REQUIRES: the GIL is held.
   static absl::StatusOr<Snapshot> Load(const std::string& path);

@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "probes/growth.h"
 #include "leakguard/python/gil.h"
@@ -17,6 +18,21 @@ namespace leakguard {
 namespace {
 
 constexpr size_t kHistory = 64;
+
+// One lock, process-wide, for what races inside CPython when detectors start
+// and stop from several threads with tracing on: tracemalloc being started
+// or stopped (it swaps the allocators and frees its tables) while another
+// thread creates or deletes its thread state (PyGILState_Ensure on a thread
+// without one allocates through those allocators). Every detector thread
+// holds it for the whole of each GIL section of a traced round (thread
+// state created, tracemalloc read, started or stopped, thread state
+// deleted), so no two such sections overlap. Taken only without the GIL,
+// the GIL after it: Start() and Stop() release the GIL before anything
+// else, so nothing waits for this lock while holding the GIL.
+absl::Mutex& TracingSerialMutex() {
+  static absl::Mutex* const mu = new absl::Mutex();  // Never destroyed.
+  return *mu;
+}
 
 std::string Signed(int64_t v) {
   return v >= 0 ? absl::StrCat("+", FormatBytes(v)) : FormatBytes(v);
@@ -150,6 +166,7 @@ void LeakDetector::Loop() {
   // Give back what the thread holds, under the GIL, before it ends.
   base_snapshot_.reset();
   if (tracing_.has_value()) {
+    absl::MutexLock serial(&TracingSerialMutex());
     GilAcquire gil;
     if (gil.ok()) tracing_->End().IgnoreError();
     tracing_.reset();
@@ -163,6 +180,9 @@ bool LeakDetector::Round(bool baseline) {
   std::optional<tracemalloc::Snapshot> snapshot;
   std::string error;
   if (options_.traced) {
+    // Declared before the GIL, so the thread state is gone before it is
+    // unlocked (see TracingSerialMutex).
+    absl::MutexLock serial(&TracingSerialMutex());
     GilAcquire gil;  // Held only for the readings.
     if (!gil.ok()) return false;
     absl::Status read = [&]() -> absl::Status {

@@ -114,6 +114,16 @@ absl::StatusOr<Ref> CallGc(const char* name) {
 // gc.collect(): works whether or not automatic collection is enabled.
 absl::Status CollectFull() { return CallGc("collect").status(); }
 
+// gc.collect(1) or gc.collect(); see CollectDepth.
+absl::Status Collect(CollectDepth depth) {
+  if (depth == CollectDepth::kFull) return CollectFull();
+  Ref gc = Steal(PyImport_ImportModule("gc"));
+  if (!gc) return StatusFromPythonError();
+  Ref result = Steal(PyObject_CallMethod(gc.get(), "collect", "i", 1));
+  if (!result) return StatusFromPythonError();
+  return absl::OkStatus();
+}
+
 // True where PyUnstable_GC_VisitObjects visits exactly the objects (and in
 // the order) that gc.get_objects() returns.
 absl::StatusOr<bool> CanVisitObjects() {
@@ -454,8 +464,11 @@ absl::StatusOr<TypeCensus> CensusOf(const std::vector<Ref>& objects) {
 
 absl::StatusOr<std::vector<GrowthEntry>> GrowthTracker::Update(
     const GrowthOptions& options) {
-  absl::StatusOr<TypeCensus> census =
-      TakeTypeCensus(CensusOptions{.collect_first = options.collect_first});
+  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  if (options.collect_first) {
+    if (absl::Status s = internal::Collect(options.collect_depth); !s.ok()) return s;
+  }
+  absl::StatusOr<TypeCensus> census = TakeTypeCensus(CensusOptions{.collect_first = false});
   if (!census.ok()) return census.status();
   std::vector<GrowthEntry> deltas;
   for (TypeCount& row : census->Counts(options.names)) {
@@ -815,7 +828,7 @@ std::size_t ReferrerGraph::edge_count() const noexcept {
 absl::StatusOr<ReferrerGraph> ReferrerGraph::Build(const GraphOptions& options) {
   if (absl::Status s = CheckGil(); !s.ok()) return s;
   if (options.collect_first) {
-    if (absl::Status s = internal::CollectFull(); !s.ok()) return s;
+    if (absl::Status s = internal::Collect(options.collect_depth); !s.ok()) return s;
   }
   Snapshot snapshot;
   if (absl::Status s = TakeSnapshot(&snapshot); !s.ok()) return s;
@@ -1092,7 +1105,7 @@ absl::StatusOr<BackrefChain> FindBackrefChain(Handle target,
   if (absl::Status s = CheckGil(); !s.ok()) return s;
   if (absl::Status s = CheckChainArguments(target, options); !s.ok()) return s;
   if (graph_options.collect_first) {
-    if (absl::Status s = internal::CollectFull(); !s.ok()) return s;
+    if (absl::Status s = internal::Collect(graph_options.collect_depth); !s.ok()) return s;
   }
   // One query needs no index: the same breadth-first search, a level at a
   // time, finds the referrers of a whole level in one sequential pass over

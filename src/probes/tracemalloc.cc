@@ -476,11 +476,20 @@ absl::StatusOr<Snapshot> Snapshot::Load(const std::string& path) {
   if (!name) return StatusFromPythonError();
   Ref file = Steal(PyObject_CallMethod(io->get(), "open", "Os", name.get(), "rb"));
   if (!file) return StatusFromPythonError();
-  Ref loaded = Steal(PyObject_CallMethod(pickle->get(), "load", "O", file.get()));
+  // The whole file first, then pickle.loads() of the bytes: a frame length
+  // in a damaged or hostile file (a few bytes can declare petabytes) then
+  // reads as truncated data instead of making the reader allocate what it
+  // declares, as pickle.load() of the file does.
+  Ref data = Steal(PyObject_CallMethod(file.get(), "read", nullptr));
   absl::Status load_error;
-  if (!loaded) load_error = StatusFromPythonError();
+  if (!data) load_error = StatusFromPythonError();
   Ref closed = Steal(PyObject_CallMethod(file.get(), "close", nullptr));
   if (!closed) PyErr_Clear();
+  Ref loaded;
+  if (data) {
+    loaded = Steal(PyObject_CallMethod(pickle->get(), "loads", "O", data.get()));
+    if (!loaded) load_error = StatusFromPythonError();
+  }
   if (!load_error.ok()) {
     return absl::Status(
         load_error.code() == absl::StatusCode::kUnknown
