@@ -1,4 +1,4 @@
-// MemoryGuard on the guide's leak causes (tests/scripts/cause_*.py): the
+// MemoryGuard on leakguard's leak causes (tests/scripts/cause_*.py): the
 // report names the line marked "# leak: <cause>", or the right process
 // counter; no report on a steady workload; state restored on every path.
 

@@ -2,7 +2,7 @@
 //
 // BoundedCache: a least-recently-used cache that cannot grow without bound,
 // the leak-proof replacement for a map used as a memo ("unbounded_cache" is
-// the most common leak cause in the guide).
+// the most common leak cause of all).
 //
 //   BoundedCacheOptions<std::string, Ref> options;
 //   options.max_entries = 1000;

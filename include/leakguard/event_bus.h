@@ -1,6 +1,6 @@
 // leakguard/event_bus.h
 //
-// EventBus: publish/subscribe whose listeners cannot leak. The guide's
+// EventBus: publish/subscribe whose listeners cannot leak. The
 // "listener_accumulation" cause is a bus that keeps every handler (and
 // everything the handler reaches) alive forever; here a listener is held
 // only as long as the object that owns it.

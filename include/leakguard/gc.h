@@ -12,8 +12,8 @@
 //               takes out of `gc.garbage` exactly what it put there.
 //   PauseScope  disables automatic collection *with a plan*: collect every N
 //               milliseconds and/or every N allocations, and once more on
-//               exit; restores the previous enabled state. The guide's "never
-//               disable the GC without a plan", as a type.
+//               exit; restores the previous enabled state. "Never disable the
+//               GC without a plan", as a type.
 //   CollectionRecorder
 //               a callback in `gc.callbacks` that records every collection
 //               (generation, pause, collected, uncollectable) and summarises
