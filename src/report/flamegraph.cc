@@ -14,54 +14,32 @@
 #include "absl/strings/str_format.h"
 #include "leakguard/process.h"
 #include "leakguard/profile.h"
+#include "leakguard/report.h"
 #include "leakguard/version.h"
 
 namespace leakguard {
 namespace {
 
-// A JSON string literal that is also safe inside an HTML <script> element:
-// '<', '>' and '&' are \u escapes, as are U+2028 / U+2029 (line breaks to
-// JavaScript).
+// A JSON string literal (JsonQuote: valid UTF-8, control characters
+// escaped) that is also safe inside an HTML <script> element: '<', '>' and
+// '&' become \u escapes, as do U+2028 / U+2029 (line breaks to JavaScript).
 std::string JsonString(const std::string& text) {
-  std::string out = "\"";
-  for (size_t i = 0; i < text.size(); ++i) {
-    const unsigned char c = static_cast<unsigned char>(text[i]);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '<':
-      case '>':
-      case '&':
-        out += absl::StrFormat("\\u%04x", c);
-        break;
-      default:
-        if (c < 0x20) {
-          out += absl::StrFormat("\\u%04x", c);
-        } else if (c == 0xE2 && i + 2 < text.size() &&
-                   static_cast<unsigned char>(text[i + 1]) == 0x80 &&
-                   (static_cast<unsigned char>(text[i + 2]) == 0xA8 ||
-                    static_cast<unsigned char>(text[i + 2]) == 0xA9)) {
-          out += static_cast<unsigned char>(text[i + 2]) == 0xA8 ? "\\u2028" : "\\u2029";
-          i += 2;
-        } else {
-          out += static_cast<char>(c);
-        }
+  const std::string json = JsonQuote(text);
+  std::string out;
+  out.reserve(json.size());
+  for (size_t i = 0; i < json.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(json[i]);
+    if (c == '<' || c == '>' || c == '&') {
+      out += absl::StrFormat("\\u%04x", c);
+    } else if (c == 0xE2 && i + 2 < json.size() && static_cast<unsigned char>(json[i + 1]) == 0x80 &&
+               (static_cast<unsigned char>(json[i + 2]) == 0xA8 ||
+                static_cast<unsigned char>(json[i + 2]) == 0xA9)) {
+      out += static_cast<unsigned char>(json[i + 2]) == 0xA8 ? "\\u2028" : "\\u2029";
+      i += 2;
+    } else {
+      out += static_cast<char>(c);
     }
   }
-  out += '"';
   return out;
 }
 
