@@ -538,35 +538,33 @@ absl::StatusOr<Diagnosis> DiagnoseTraced(Handle workload, const DoctorOptions& o
       d.verdict == Verdict::kLeak && d.causes.size() == 1 &&
       (d.causes[0].rule == "heap.unexplained" ||
        (d.causes[0].rule == "native_growth" && !d.causes[0].holder.has_value()));
-  if (unexplained_only && budget >= 2 * options.repeat) {
+  // One more measured run of `repeat` iterations (no warm-up: the workload
+  // is warm), decided on its own, and the remark that says so.
+  auto measure_again = [&](int repeat, Evidence::Kind said) -> absl::Status {
     DoctorOptions again = options;
     again.warmup = 0;
-    again.repeat = std::min(2 * options.repeat, DoctorOptions::kMaxRepeat);
-    LEAKGUARD_ASSIGN_OR_RETURN(Investigation confirm,
+    again.repeat = repeat;
+    LEAKGUARD_ASSIGN_OR_RETURN(Investigation more,
                                Investigate(workload, again, namespace_module));
-    d = Decide(confirm);
-    extra += again.repeat;
-    budget -= again.repeat;
+    d = Decide(more);
+    extra += repeat;
+    budget -= repeat;
     Evidence e;
-    e.kind = Evidence::Kind::kConfirmed;
-    e.amount = again.repeat;
+    e.kind = said;
+    e.amount = repeat;
     ran.push_back(std::move(e));
+    return absl::OkStatus();
+  };
+  if (unexplained_only && budget >= 2 * options.repeat) {
+    LEAKGUARD_RETURN_IF_ERROR(measure_again(
+        std::min(2 * options.repeat, DoctorOptions::kMaxRepeat), Evidence::Kind::kConfirmed));
   }
   for (int pass = 0; pass < 3 && d.verdict == Verdict::kInconclusive &&
                      budget >= 2 * options.repeat;
        ++pass) {
-    DoctorOptions again = options;
-    again.warmup = 0;
-    again.repeat = std::min({budget, options.repeat * 4, DoctorOptions::kMaxRepeat});
-    LEAKGUARD_ASSIGN_OR_RETURN(Investigation longer,
-                               Investigate(workload, again, namespace_module));
-    d = Decide(longer);
-    extra += again.repeat;
-    budget -= again.repeat;
-    Evidence e;
-    e.kind = Evidence::Kind::kRanLonger;
-    e.amount = again.repeat;
-    ran.push_back(std::move(e));
+    LEAKGUARD_RETURN_IF_ERROR(
+        measure_again(std::min({budget, options.repeat * 4, DoctorOptions::kMaxRepeat}),
+                      Evidence::Kind::kRanLonger));
   }
   if (extra > 0) {
     d.extra_iterations = options.warmup + options.repeat + extra;
