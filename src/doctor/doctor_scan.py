@@ -331,6 +331,31 @@ def gc_automatic():
     return gc.isenabled() and gc.get_threshold()[0] > 0
 
 
+_frozen = [False]
+
+
+def freeze_heap():
+    """Moves every tracked object to the permanent generation (gc.freeze()),
+    so that the collections of the measured iterations walk only what the
+    workload made since, not the whole heap. Only when nothing else froze
+    objects (a host that froze its heap before forking keeps it frozen):
+    returns whether the heap is frozen by the doctor."""
+    if not _frozen[0] and gc.get_freeze_count():
+        return False
+    gc.freeze()
+    _frozen[0] = True
+    return True
+
+
+def thaw_heap():
+    """Undoes freeze_heap(): the frozen objects go back to the oldest
+    generation, where the census, the object mark and gc.get_objects() see
+    them again."""
+    if _frozen[0]:
+        gc.unfreeze()
+        _frozen[0] = False
+
+
 def saveall_collect():
     """Collects with DEBUG_SAVEALL: what only the cycle collector frees.
     Returns (count, [(type name, count), ...] most first); removes what it

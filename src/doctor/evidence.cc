@@ -71,7 +71,8 @@ constexpr uint32_t kNumpyDomain = 389047;
 // The functions of doctor_scan.py, loaded into a private namespace.
 struct Helpers {
   Ref globals;
-  Ref scan, thread_locals, gc_automatic, saveall_collect, bounded_internals;
+  Ref scan, thread_locals, gc_automatic, saveall_collect, bounded_internals, freeze_heap,
+      thaw_heap;
 };
 
 absl::StatusOr<Helpers> LoadHelpers() {
@@ -95,8 +96,10 @@ absl::StatusOr<Helpers> LoadHelpers() {
   h.gc_automatic = get("gc_automatic");
   h.saveall_collect = get("saveall_collect");
   h.bounded_internals = get("bounded_internals");
+  h.freeze_heap = get("freeze_heap");
+  h.thaw_heap = get("thaw_heap");
   if (!h.scan || !h.thread_locals || !h.gc_automatic || !h.saveall_collect ||
-      !h.bounded_internals) {
+      !h.bounded_internals || !h.freeze_heap || !h.thaw_heap) {
     return absl::InternalError("the doctor's scan helpers did not load");
   }
   return h;
@@ -172,9 +175,18 @@ class Investigator {
     // Iterations that only run the workload (a bounded container filling
     // before the measured span starts).
     for (int i = 0; i < bare_; ++i) LEAKGUARD_RETURN_IF_ERROR(CallWorkload());
-    LEAKGUARD_RETURN_IF_ERROR(WarmUp());
-    LEAKGUARD_RETURN_IF_ERROR(TakeBaseline());
-    LEAKGUARD_RETURN_IF_ERROR(Measure());
+    {
+      // The heap as it stands before each run is frozen (see FreezeHeap):
+      // thawed for the baseline's walks, and whatever happens, before the
+      // gathering below walks it.
+      struct Thaw {
+        const Investigator* self;
+        ~Thaw() { self->ThawHeap(); }
+      } thaw{this};
+      LEAKGUARD_RETURN_IF_ERROR(WarmUp());
+      LEAKGUARD_RETURN_IF_ERROR(TakeBaseline());
+      LEAKGUARD_RETURN_IF_ERROR(Measure());
+    }
     // The end of the measured span: the snapshot comes before anything
     // below allocates.
     LEAKGUARD_ASSIGN_OR_RETURN(tracemalloc::Snapshot last, tracemalloc::Snapshot::Take());
@@ -242,11 +254,37 @@ class Investigator {
     return absl::OkStatus();
   }
 
+  // With automatic collection on, every reading below starts with a full
+  // collection, and on a big heap that walk of every tracked object is most
+  // of the doctor's cost. Right after a full collection everything tracked
+  // is alive (or is garbage no later collection frees either), so the doctor
+  // freezes it (gc.freeze()): the collections that follow walk only what the
+  // workload made since, and free exactly the garbage a full collection
+  // would have freed of it. (An object frozen alive that the workload then
+  // drops into a cycle stays until the heap is thawed; the SAVEALL
+  // collection at the end, after the thaw, still sees it.)
+  absl::Status FreezeHeap() {
+    Ref r = Steal(PyObject_CallNoArgs(helpers_.freeze_heap.get()));
+    if (!r) return StatusFromPythonError();
+    return absl::OkStatus();
+  }
+
+  // Undoes FreezeHeap() (no-op when nothing is frozen by the doctor). Keeps
+  // a pending Python error as it was.
+  void ThawHeap() const {
+    PyObject *type = nullptr, *value = nullptr, *traceback = nullptr;
+    PyErr_Fetch(&type, &value, &traceback);
+    Ref r = Steal(PyObject_CallNoArgs(helpers_.thaw_heap.get()));
+    if (!r) PyErr_Clear();
+    PyErr_Restore(type, value, traceback);
+  }
+
   // Warm-up: imports, caches filling. Measured like the rest (the verdict
   // reads the first iteration) but never part of the growth.
   absl::Status WarmUp() {
     LEAKGUARD_ASSIGN_OR_RETURN(const bool automatic, GcAutomatic());
     LEAKGUARD_ASSIGN_OR_RETURN(base_, ReadCounters({.collect = automatic}));
+    if (automatic) LEAKGUARD_RETURN_IF_ERROR(FreezeHeap());
     for (int i = 0; i < options().warmup; ++i) {
       LEAKGUARD_RETURN_IF_ERROR(Iterate(automatic));
     }
@@ -260,6 +298,7 @@ class Investigator {
   // object mark, the first namespace scan and the counters.
   absl::Status TakeBaseline() {
     LEAKGUARD_ASSIGN_OR_RETURN(inv_.gc_automatic, GcAutomatic());
+    ThawHeap();  // the census and the mark walk every generation
     LEAKGUARD_RETURN_IF_ERROR(internal::CollectGarbage().status());
     LEAKGUARD_ASSIGN_OR_RETURN(tracemalloc::Snapshot first, tracemalloc::Snapshot::Take());
     first_.emplace(std::move(first));
@@ -272,6 +311,7 @@ class Investigator {
     LEAKGUARD_ASSIGN_OR_RETURN(Scan scan, RunScan());
     scans_.push_back(std::move(scan));
     LEAKGUARD_ASSIGN_OR_RETURN(base_, ReadCounters({.collect = inv_.gc_automatic}));
+    if (inv_.gc_automatic) LEAKGUARD_RETURN_IF_ERROR(FreezeHeap());
     return absl::OkStatus();
   }
 

@@ -53,7 +53,11 @@ class DetectorTest(unittest.TestCase):
         top = report["top_lines"][0]
         self.assertEqual((os.path.basename(top["file"]), top["line"]),
                          ("test_detector.py", GROW_LINE))
-        self.assertGreaterEqual(top["size_diff"], 10000 * 1000)
+        # The detector may sample while grow() is still running (it takes
+        # the GIL between bytecodes), so only the threshold it crossed is
+        # certain; the line holds nearly all of it (list storage included).
+        self.assertGreaterEqual(top["size_diff"], 3 << 20)
+        self.assertLessEqual(top["size_diff"], 10000 * 1100)
         self.assertGreaterEqual(detector.reports, 1)
         self.assertEqual(len(kept), 10000)
 

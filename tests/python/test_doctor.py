@@ -40,6 +40,30 @@ class DiagnoseTest(unittest.TestCase):
         self.assertEqual(d["verdict"], "no_leak")
         self.assertEqual(d["causes"], [])
 
+    def test_heap_is_frozen_while_measuring_and_thawed_after(self):
+        import gc
+        self.assertEqual(gc.get_freeze_count(), 0)
+        seen = []
+        d = leakguard.diagnose(lambda: seen.append(gc.get_freeze_count()), warmup=2, repeat=6)
+        self.assertEqual(d["verdict"], "no_leak")
+        # The measured calls see the heap alive after the baseline in the
+        # permanent generation.
+        self.assertGreater(min(seen[-6:]), 1000)
+        self.assertEqual(gc.get_freeze_count(), 0)
+
+    def test_a_heap_the_caller_froze_stays_frozen(self):
+        import gc
+        gc.freeze()
+        try:
+            frozen = gc.get_freeze_count()
+            self.assertGreater(frozen, 1000)
+            seen = []
+            leakguard.diagnose(lambda: seen.append(gc.get_freeze_count()), repeat=4)
+            self.assertTrue(all(n >= frozen * 0.9 for n in seen), (frozen, seen))
+            self.assertGreaterEqual(gc.get_freeze_count(), frozen * 0.9)
+        finally:
+            gc.unfreeze()
+
     def test_bad_input(self):
         with self.assertRaises(TypeError):
             leakguard.diagnose(42)
