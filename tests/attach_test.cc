@@ -161,7 +161,7 @@ int ExitWithoutFinalize() {
 
 // The child: Attach() from a sub-interpreter is refused, without crashing.
 // (Its own process: creating a sub-interpreter turns PyGILState_Check() off
-// for the rest of the process on CPython before 3.12.)
+// for the rest of the process.)
 int SubInterpreter() {
   HostInitialize();
   PyThreadState* main_state = PyThreadState_Get();

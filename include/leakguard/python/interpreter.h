@@ -50,11 +50,10 @@
 // from a sub-interpreter it returns FailedPrecondition (watcher threads take
 // the GIL of the main interpreter with PyGILState_Ensure, which is
 // undefined for sub-interpreters, including 3.12+ per-interpreter GILs).
-// Before CPython 3.12, creating any sub-interpreter turns PyGILState_Check()
-// off for the rest of the process, so leakguard can no longer tell whether
-// a thread holds the GIL: hosts that use sub-interpreters should attach and
-// run watchers only on 3.12+, or not create sub-interpreters while watchers
-// run.
+// Creating a sub-interpreter turns PyGILState_Check() off for the rest of
+// the process (seen on CPython 3.11), after which leakguard can no longer
+// tell whether a thread holds the GIL: do not create sub-interpreters in a
+// process whose watchers run.
 // Guards and probes that run on the calling thread (MemoryGuard,
 // RunLeakCheck) do not need an Interpreter handle at all.
 
