@@ -70,6 +70,44 @@ TEST(InterpreterTest, AppliesOptions) {
   EXPECT_FALSE(py->owns());
 }
 
+TEST(InterpreterTest, ConfigureEditsThePyConfigAfterLeakguardFilledIt) {
+  InterpreterOptions options = Defaults();
+  options.argv = {"host-app"};
+  std::string program_seen;
+  options.configure = [&program_seen](PyConfig* config) -> absl::Status {
+    if (config->program_name != nullptr) {
+      for (const wchar_t* c = config->program_name; *c != 0; ++c) {
+        program_seen.push_back(static_cast<char>(*c));
+      }
+    }
+    config->optimization_level = 2;  // sys.flags.optimize
+    PyStatus status = PyConfig_SetBytesString(config, &config->pycache_prefix,
+                                              "/tmp/leakguard-host-pycache");
+    if (PyStatus_Exception(status)) return absl::InternalError("pycache_prefix");
+    return absl::OkStatus();
+  };
+  absl::StatusOr<Interpreter> py = Interpreter::Start(options);
+  ASSERT_TRUE(py.ok()) << py.status();
+  EXPECT_EQ(program_seen, std::string(LEAKGUARD_PYTHON_EXECUTABLE));
+  EXPECT_EQ(EvalStr("__import__('sys').flags.optimize"), "2");
+  EXPECT_EQ(EvalStr("__import__('sys').pycache_prefix"), "/tmp/leakguard-host-pycache");
+  EXPECT_EQ(EvalStr("__import__('sys').argv"), "['host-app']");
+  EXPECT_TRUE(py->Finalize().ok());
+}
+
+TEST(InterpreterTest, ConfigureErrorAbortsStart) {
+  InterpreterOptions options = Defaults();
+  options.configure = [](PyConfig*) { return absl::InvalidArgumentError("host says no"); };
+  absl::StatusOr<Interpreter> py = Interpreter::Start(options);
+  EXPECT_EQ(py.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(py.status().message(), HasSubstr("host says no"));
+  EXPECT_FALSE(Interpreter::IsRunning());
+  // Nothing stayed reserved: a plain start works.
+  absl::StatusOr<Interpreter> again = Interpreter::Start(Defaults());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->Finalize().ok());
+}
+
 TEST(InterpreterTest, IsolatedConfiguration) {
   InterpreterOptions options = Defaults();
   options.isolated = true;

@@ -4,6 +4,9 @@
 
 #include "leakguard/leak_detector.h"
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -306,6 +309,55 @@ TEST_F(LeakDetectorTest, TracedStartAndStopFromFourThreadsAtOnce) {
   EXPECT_EQ(Interpreter::WatcherCount(), 0u);
   // Whoever started tracemalloc stopped it again.
   EXPECT_FALSE(*tracemalloc::IsTracing());
+}
+
+TEST_F(LeakDetectorTest, ReportNowAndItsSignalAndFileTriggersNameTheGrowingLine) {
+  Call("detector_workloads", "steady");
+  RecordingSink sink;
+  const std::string trigger =
+      absl::StrCat(::testing::TempDir(), "/leakguard-report-now-", getpid());
+  unlink(trigger.c_str());
+  // Rounds an hour apart and thresholds never passed: every report below
+  // is on demand.
+  auto detector = LeakDetector::Create({.interval = absl::Hours(1),
+                                        .threshold_bytes = int64_t{1} << 40,
+                                        .fd_threshold = 0,
+                                        .thread_threshold = 0,
+                                        .sink = &sink,
+                                        .report_signal = SIGUSR2,
+                                        .trigger_file = trigger,
+                                        .trigger_poll = absl::Milliseconds(10)});
+  ASSERT_TRUE(detector.ok());
+  EXPECT_EQ((*detector)->ReportNow().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE((*detector)->Start().ok());
+  Call("detector_workloads", "grow");
+  Call("detector_workloads", "grow");
+
+  RecordingSink direct;
+  ASSERT_TRUE((*detector)->ReportNow(&direct).ok());
+  ASSERT_EQ(direct.size(), 1u);
+  EXPECT_EQ(sink.size(), 0u);
+  auto check = [](const Report& report) {
+    EXPECT_EQ(report.source, "leak_detector");
+    EXPECT_EQ(report.label, "on_demand");
+    ASSERT_FALSE(report.top_lines.empty());
+    EXPECT_THAT(report.top_lines[0].file, HasSubstr("detector_workloads.py"));
+    EXPECT_EQ(report.top_lines[0].line, MarkedLine());
+    EXPECT_GE(report.top_lines[0].size_diff, 1 << 20);
+  };
+  check(direct.last());
+
+  ASSERT_EQ(raise(SIGUSR2), 0);  // kill -USR2 <pid>
+  ASSERT_TRUE(WaitFor([&] { return sink.size() >= 1; }));
+  check(sink.last());
+
+  { std::ofstream touch(trigger); }  // touch <file>
+  ASSERT_TRUE(WaitFor([&] { return sink.size() >= 2; }));
+  check(sink.last());
+  EXPECT_TRUE(WaitFor([&] { return access(trigger.c_str(), F_OK) != 0; }));
+  EXPECT_EQ((*detector)->reports(), 0);  // Threshold reports: none.
+  (*detector)->Stop();
+  EXPECT_EQ(sink.size(), 2u);
 }
 
 }  // namespace

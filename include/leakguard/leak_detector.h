@@ -85,6 +85,17 @@ struct LeakDetectorOptions {
   /// Where reports go (not owned; must outlive the detector). Null:
   /// DefaultSink().
   Sink* sink = nullptr;
+  /// Opt-in trigger: on this signal (e.g. SIGUSR2) the detector writes an
+  /// on-demand report (see ReportNow) to its sink. The handler only sets a
+  /// flag; the detector thread does the work with the GIL, within
+  /// `trigger_poll`. Installed by Start(), the previous handler restored by
+  /// Stop(). 0: none. SIGKILL, SIGSTOP or out of range: InvalidArgument.
+  int report_signal = 0;
+  /// Opt-in trigger: when this file exists, the detector writes an
+  /// on-demand report to its sink and deletes the file. Empty: none.
+  std::string trigger_file;
+  /// How often the detector thread checks the triggers; 1 ms or more.
+  absl::Duration trigger_poll = absl::Milliseconds(250);
 };
 
 /// What one round saw, relative to the baseline.
@@ -153,12 +164,25 @@ class LEAKGUARD_EXPORT LeakDetector : public Watcher {
   /// Reports held back by the rate limit since the last Start().
   int64_t suppressed() const ABSL_LOCKS_EXCLUDED(mu_);
 
+  /// Writes the current evidence to `sink` (null: the detector's sink) now,
+  /// whatever the thresholds: growth since the baseline (RSS, Python heap,
+  /// descriptors, threads), the lines that grew most since the baseline,
+  /// and the recent rounds. The report has source "leak_detector" and label
+  /// "on_demand". The detector thread makes it (with the GIL); this call
+  /// waits for it, releasing the GIL if the caller holds it.
+  /// FailedPrecondition when the detector is not running.
+  absl::Status ReportNow(Sink* sink = nullptr) ABSL_LOCKS_EXCLUDED(mu_);
+
   /// Watcher: Stop().
   void StopBeforeFinalize() noexcept override;
 
  private:
   explicit LeakDetector(LeakDetectorOptions options);
   void Loop();
+  // Writes the on-demand report to each of `sinks` (detector thread).
+  void OnDemand(const std::vector<Sink*>& sinks);
+  // Whether a trigger (signal, file) fired since the last check.
+  bool TriggerFired();
   // One round; returns false when the interpreter is gone.
   bool Round(bool baseline);
 
@@ -175,6 +199,13 @@ class LEAKGUARD_EXPORT LeakDetector : public Watcher {
   int64_t reports_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t suppressed_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<DetectorRound> history_ ABSL_GUARDED_BY(mu_);
+  // ReportNow() requests, and how many were served.
+  std::vector<Sink*> on_demand_ ABSL_GUARDED_BY(mu_);
+  int64_t on_demand_asked_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t on_demand_done_ ABSL_GUARDED_BY(mu_) = 0;
+  // Signal deliveries already answered (detector thread).
+  int signals_seen_ = 0;
+  bool signal_installed_ ABSL_GUARDED_BY(lifecycle_mu_) = false;
   std::thread thread_ ABSL_GUARDED_BY(lifecycle_mu_);
 
   // Owned by the detector thread while it runs (no lock needed).

@@ -1,6 +1,10 @@
 #include "leakguard/leak_detector.h"
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
 #include <optional>
 #include <string>
 #include <utility>
@@ -18,6 +22,15 @@ namespace leakguard {
 namespace {
 
 constexpr size_t kHistory = 64;
+
+// Signal deliveries, counted by the handler (async-signal-safe: a lock-free
+// atomic), per signal number; read by the detector threads.
+std::atomic<int> g_signal_count[65];
+struct sigaction g_previous[65];
+
+void CountSignal(int signo) {
+  if (signo > 0 && signo < 65) g_signal_count[signo].fetch_add(1, std::memory_order_relaxed);
+}
 
 // One lock, process-wide, for what races inside CPython when detectors start
 // and stop from several threads with tracing on: tracemalloc being started
@@ -60,6 +73,14 @@ absl::StatusOr<std::unique_ptr<LeakDetector>> LeakDetector::Create(
   if (options.top < 0 || options.top > 1000) {
     return absl::InvalidArgumentError(absl::StrCat("top must be in 0..1000, got ", options.top));
   }
+  if (options.report_signal < 0 || options.report_signal > 64 ||
+      options.report_signal == SIGKILL || options.report_signal == SIGSTOP) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("report_signal must be 0 or a catchable signal, got ", options.report_signal));
+  }
+  if (options.trigger_poll < absl::Milliseconds(1)) {
+    return absl::InvalidArgumentError("trigger_poll must be at least 1 ms");
+  }
   if (options.min_report_interval < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("min_report_interval must be >= 0");
   }
@@ -98,6 +119,14 @@ absl::Status LeakDetector::Start() {
   last_bytes_ = last_fds_ = last_threads_ = 0;
   last_report_time_ = absl::InfinitePast();
   detector_resident_ = 0;
+  if (const int signo = options_.report_signal; signo != 0) {
+    signals_seen_ = g_signal_count[signo].load();
+    struct sigaction action = {};
+    action.sa_handler = CountSignal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    signal_installed_ = sigaction(signo, &action, &g_previous[signo]) == 0;
+  }
   thread_ = std::thread([this] { Loop(); });
   // Wait (without the GIL, released above) for the baseline.
   absl::MutexLock lock(&mu_);
@@ -117,9 +146,15 @@ void LeakDetector::Stop() {
     stop_requested_ = true;
   }
   if (thread_.joinable()) thread_.join();
+  if (signal_installed_) {
+    sigaction(options_.report_signal, &g_previous[options_.report_signal], nullptr);
+    signal_installed_ = false;
+  }
   {
     absl::MutexLock lock(&mu_);
     running_ = false;
+    on_demand_done_ = on_demand_asked_;  // Nobody waits for a stopped one.
+    on_demand_.clear();
   }
   Interpreter::UnregisterWatcher(this);
 }
@@ -151,17 +186,88 @@ std::vector<DetectorRound> LeakDetector::History() const {
   return history_;
 }
 
+absl::Status LeakDetector::ReportNow(Sink* sink) {
+  GilRelease no_gil;  // The detector thread needs the GIL to make it.
+  absl::MutexLock lock(&mu_);
+  if (!running_ || stop_requested_) {
+    return absl::FailedPreconditionError("ReportNow: the detector is not running");
+  }
+  on_demand_.push_back(sink != nullptr ? sink : sink_);
+  const int64_t mine = ++on_demand_asked_;
+  struct Waiter {
+    const LeakDetector* d;
+    int64_t mine;
+    bool Done() const ABSL_NO_THREAD_SAFETY_ANALYSIS { return d->on_demand_done_ >= mine; }
+  };
+  const Waiter waiter{this, mine};
+  mu_.Await(absl::Condition(&waiter, &Waiter::Done));
+  return absl::OkStatus();
+}
+
+bool LeakDetector::TriggerFired() {
+  bool fired = false;
+  if (const int signo = options_.report_signal; signo != 0) {
+    const int count = g_signal_count[signo].load(std::memory_order_relaxed);
+    if (count != signals_seen_) {
+      signals_seen_ = count;
+      fired = true;
+    }
+  }
+  if (!options_.trigger_file.empty() && access(options_.trigger_file.c_str(), F_OK) == 0) {
+    unlink(options_.trigger_file.c_str());
+    fired = true;
+  }
+  return fired;
+}
+
 void LeakDetector::Loop() {
   bool baseline = true;
+  const bool triggers = options_.report_signal != 0 || !options_.trigger_file.empty();
   while (true) {
     const bool alive = Round(baseline);
-    absl::MutexLock lock(&mu_);
-    if (baseline) baseline_done_ = true;
-    baseline = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (baseline) baseline_done_ = true;
+      baseline = false;
+    }
     if (!alive) break;
-    // Sleeps without the GIL; wakes early only for Stop().
-    mu_.AwaitWithTimeout(absl::Condition(&stop_requested_), options_.interval);
-    if (stop_requested_) break;
+    const absl::Time next_round = absl::Now() + options_.interval;
+    bool stop = false;
+    while (true) {
+      std::vector<Sink*> sinks;
+      int64_t asked = 0;
+      {
+        absl::MutexLock lock(&mu_);
+        // Sleeps without the GIL; wakes early for Stop() and ReportNow().
+        const absl::Duration left = next_round - absl::Now();
+        mu_.AwaitWithTimeout(
+            absl::Condition(
+                +[](LeakDetector* d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(d->mu_) {
+                  return d->stop_requested_ || !d->on_demand_.empty();
+                },
+                this),
+            triggers ? std::min(left, options_.trigger_poll) : left);
+        if (stop_requested_) {
+          stop = true;
+          break;
+        }
+        sinks.swap(on_demand_);
+        asked = on_demand_asked_;
+      }
+      if (TriggerFired()) sinks.push_back(sink_);
+      if (!sinks.empty()) OnDemand(sinks);
+      if (asked > 0) {
+        absl::MutexLock lock(&mu_);
+        on_demand_done_ = std::max(on_demand_done_, asked);
+      }
+      if (absl::Now() >= next_round) break;
+    }
+    if (stop) break;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    on_demand_done_ = on_demand_asked_;  // Nobody waits for an ended thread.
+    on_demand_.clear();
   }
   // Give back what the thread holds, under the GIL, before it ends.
   base_snapshot_.reset();
@@ -171,6 +277,62 @@ void LeakDetector::Loop() {
     if (gil.ok()) tracing_->End().IgnoreError();
     tracing_.reset();
   }
+}
+
+void LeakDetector::OnDemand(const std::vector<Sink*>& sinks) {
+  absl::StatusOr<ProcessSample> sample = SampleProcess();
+  std::optional<int64_t> traced;
+  std::vector<LineGrowth> lines;
+  std::string error;
+  if (options_.traced && base_snapshot_) {
+    absl::MutexLock serial(&TracingSerialMutex());
+    GilAcquire gil;
+    if (!gil.ok()) return;
+    absl::StatusOr<tracemalloc::TracedMemory> memory = tracemalloc::GetTracedMemory();
+    absl::StatusOr<tracemalloc::Snapshot> snap = tracemalloc::Snapshot::Take();
+    if (memory.ok()) traced = static_cast<int64_t>(memory->current);
+    if (snap.ok() && options_.top > 0) {
+      absl::StatusOr<std::vector<LineGrowth>> grown = internal::GrownLines(
+          *base_snapshot_, *snap, tracemalloc::GroupBy::kLineno, options_.top);
+      if (grown.ok()) lines = *std::move(grown);
+    } else if (!snap.ok()) {
+      error = std::string(snap.status().message());
+    }
+  }
+  Report report;
+  report.source = "leak_detector";
+  report.label = "on_demand";
+  report.severity = Severity::kInfo;
+  report.time = absl::Now();
+  const ProcessDelta delta = sample.ok() ? *sample - base_process_ : ProcessDelta{};
+  report.elapsed = delta.elapsed;
+  const int64_t py = traced && base_traced_ ? *traced - *base_traced_ : 0;
+  report.summary = absl::StrCat("on demand: growth since the detector started: RSS ",
+                                Signed(delta.rss_bytes));
+  if (traced && base_traced_) absl::StrAppend(&report.summary, ", Python heap ", Signed(py));
+  absl::StrAppend(&report.summary, ", descriptors ", delta.open_fds >= 0 ? "+" : "",
+                  delta.open_fds, ", threads ", delta.threads >= 0 ? "+" : "", delta.threads);
+  report.metrics = {{"rss_bytes", delta.rss_bytes},
+                    {"traced_bytes", py},
+                    {"fds", delta.open_fds},
+                    {"threads", delta.threads}};
+  report.top_lines = std::move(lines);
+  {
+    absl::MutexLock lock(&mu_);
+    report.metrics.emplace_back("rounds", rounds_);
+    report.metrics.emplace_back("reports", reports_);
+    const size_t from = history_.size() > 5 ? history_.size() - 5 : 0;
+    for (size_t i = from; i < history_.size(); ++i) {
+      const DetectorRound& r = history_[i];
+      report.notes.push_back(absl::StrCat(
+          "round ", r.round, ": RSS ", Signed(r.process.rss_bytes), ", Python heap ",
+          r.traced_bytes ? Signed(*r.traced_bytes) : std::string("(not traced)"),
+          r.kinds.empty() ? std::string() : absl::StrCat(", ", absl::StrJoin(r.kinds, ",")),
+          r.reported ? ", reported" : ""));
+    }
+  }
+  if (!error.empty()) report.notes.push_back(absl::StrCat("tracemalloc: ", error));
+  for (Sink* sink : sinks) sink->Write(report);
 }
 
 bool LeakDetector::Round(bool baseline) {

@@ -1,6 +1,7 @@
 #include "leakguard/python/interpreter.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cwchar>
 #include <string>
 #include <utility>
@@ -14,6 +15,7 @@
 #include "leakguard/python/error.h"
 #include "leakguard/python/python.h"
 #include "leakguard/python/ref.h"
+#include "python/status_macros.h"
 
 namespace leakguard {
 namespace {
@@ -26,12 +28,97 @@ struct Registry {
   absl::Mutex mu;
   State state ABSL_GUARDED_BY(mu) = State::kNone;
   bool finalized_before ABSL_GUARDED_BY(mu) = false;
+  // The running handle came from Attach(): the host finalizes Python.
+  bool attached ABSL_GUARDED_BY(mu) = false;
+  // Bumped whenever a handle starts or ends; a handle whose session is not
+  // the current one is inert (the host finalized under it).
+  unsigned long long session ABSL_GUARDED_BY(mu) = 0;
+  bool exit_hook_installed ABSL_GUARDED_BY(mu) = false;
   std::vector<Watcher*> watchers ABSL_GUARDED_BY(mu);
 };
 
 Registry& GetRegistry() {
   static Registry* registry = new Registry();  // Never destroyed: watchers
   return *registry;                            // may unregister at exit.
+}
+
+// Stops watchers one at a time, without the registry lock (a watcher
+// unregisters itself while stopping) and without the GIL (its thread may be
+// waiting for the GIL to finish its last round; it must not deadlock
+// against us). Releases the GIL only if this thread holds it.
+void StopAllWatchers() noexcept {
+  Registry& registry = GetRegistry();
+  PyThreadState* saved = nullptr;
+  if (Py_IsInitialized() && PyGILState_Check()) saved = PyEval_SaveThread();
+  while (true) {
+    Watcher* next = nullptr;
+    {
+      absl::MutexLock lock(&registry.mu);
+      if (registry.watchers.empty()) break;
+      next = registry.watchers.back();
+      registry.watchers.pop_back();
+    }
+    next->StopBeforeFinalize();
+  }
+  if (saved != nullptr) PyEval_RestoreThread(saved);
+}
+
+// Python `atexit` callback: runs at the start of Py_FinalizeEx, holding the
+// GIL, with the runtime intact.
+PyObject* StopWatchersAtFinalize(PyObject* /*self*/, PyObject* /*unused*/) {
+  Registry& registry = GetRegistry();
+  {
+    absl::MutexLock lock(&registry.mu);
+    if (registry.state == State::kRunning) registry.state = State::kFinalizing;
+  }
+  StopAllWatchers();
+  {
+    absl::MutexLock lock(&registry.mu);
+    if (registry.attached && registry.state == State::kFinalizing) {
+      // The host is finalizing its interpreter: the attached handle is done.
+      registry.state = State::kNone;
+      registry.attached = false;
+      ++registry.session;
+    }
+  }
+  Py_RETURN_NONE;
+}
+
+PyMethodDef kStopWatchersDef = {
+    "_leakguard_stop_watchers", StopWatchersAtFinalize, METH_NOARGS,
+    "Stops leakguard's watchers before the interpreter finalizes."};
+
+// REQUIRES: the GIL.
+absl::Status RegisterPythonAtExit() {
+  Ref atexit = Steal(PyImport_ImportModule("atexit"));
+  if (!atexit) return StatusFromPythonError();
+  Ref callback = Steal(PyCFunction_New(&kStopWatchersDef, nullptr));
+  if (!callback) return StatusFromPythonError();
+  Ref result = Steal(
+      PyObject_CallMethod(atexit.get(), "register", "O", callback.get()));
+  if (!result) return StatusFromPythonError();
+  return absl::OkStatus();
+}
+
+// C `atexit` handler: a process that exits without finalizing Python
+// (std::exit, return from main) stops its watchers before static
+// destruction, so no watcher thread outlives the objects it uses.
+void StopWatchersAtProcessExit() {
+  Registry& registry = GetRegistry();
+  {
+    absl::MutexLock lock(&registry.mu);
+    if (registry.watchers.empty()) return;
+    if (registry.state == State::kRunning) registry.state = State::kFinalizing;
+  }
+  StopAllWatchers();
+}
+
+void InstallProcessExitHook() {
+  Registry& registry = GetRegistry();
+  absl::MutexLock lock(&registry.mu);
+  if (registry.exit_hook_installed) return;
+  registry.exit_hook_installed = true;
+  std::atexit(StopWatchersAtProcessExit);
 }
 
 absl::Status FromPyStatus(const PyStatus& status, const char* what) {
@@ -129,6 +216,9 @@ absl::StatusOr<Interpreter> Interpreter::Start(
     PyConfig_InitPythonConfig(&config);
   }
   absl::Status configured = Configure(options, &config);
+  if (configured.ok() && options.configure) {
+    configured = options.configure(&config);
+  }
   if (!configured.ok()) {
     PyConfig_Clear(&config);
     unreserve();
@@ -146,10 +236,67 @@ absl::StatusOr<Interpreter> Interpreter::Start(
     unreserve();
     return path;
   }
+  if (absl::Status hook = RegisterPythonAtExit(); !hook.ok()) {
+    Py_FinalizeEx();
+    unreserve();
+    return hook;
+  }
+  InstallProcessExitHook();
   Interpreter interpreter;
   interpreter.owns_ = true;
+  {
+    absl::MutexLock lock(&registry.mu);
+    registry.attached = false;
+    interpreter.session_ = ++registry.session;
+  }
   return interpreter;
 }
+
+absl::StatusOr<Interpreter> Interpreter::Attach() {
+  if (!Py_IsInitialized()) {
+    return absl::FailedPreconditionError(
+        "Interpreter::Attach: Python is not initialized; start it first (or "
+        "use Interpreter::Start)");
+  }
+  if (!PyGILState_Check()) {
+    return absl::FailedPreconditionError(
+        "Interpreter::Attach: the calling thread must hold the GIL of the "
+        "main interpreter");
+  }
+  if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
+    return absl::FailedPreconditionError(
+        "Interpreter::Attach: called from a sub-interpreter; leakguard's "
+        "watchers run only in the main interpreter (their threads take the "
+        "GIL with PyGILState_Ensure, which does not support "
+        "sub-interpreters)");
+  }
+  Registry& registry = GetRegistry();
+  {
+    absl::MutexLock lock(&registry.mu);
+    if (registry.state != State::kNone) {
+      return absl::FailedPreconditionError(
+          "Interpreter::Attach: a leakguard::Interpreter (started or "
+          "attached) already exists; only one may exist at a time");
+    }
+  }
+  LEAKGUARD_RETURN_IF_ERROR(RegisterPythonAtExit());
+  InstallProcessExitHook();
+  Interpreter interpreter;
+  absl::MutexLock lock(&registry.mu);
+  if (registry.state != State::kNone) {
+    return absl::FailedPreconditionError(
+        "Interpreter::Attach: another leakguard::Interpreter appeared "
+        "concurrently");
+  }
+  registry.state = State::kRunning;
+  registry.attached = true;
+  interpreter.session_ = ++registry.session;
+  interpreter.owns_ = true;
+  interpreter.attached_ = true;
+  return interpreter;
+}
+
+void Shutdown() noexcept { StopAllWatchers(); }
 
 bool Interpreter::IsRunning() noexcept { return Py_IsInitialized() != 0; }
 
@@ -184,12 +331,16 @@ std::size_t Interpreter::WatcherCount() noexcept {
 }
 
 Interpreter::Interpreter(Interpreter&& other) noexcept
-    : owns_(std::exchange(other.owns_, false)) {}
+    : owns_(std::exchange(other.owns_, false)),
+      attached_(std::exchange(other.attached_, false)),
+      session_(std::exchange(other.session_, 0)) {}
 
 Interpreter& Interpreter::operator=(Interpreter&& other) noexcept {
   if (this != &other) {
     Finalize().IgnoreError();
     owns_ = std::exchange(other.owns_, false);
+    attached_ = std::exchange(other.attached_, false);
+    session_ = std::exchange(other.session_, 0);
   }
   return *this;
 }
@@ -202,31 +353,25 @@ absl::Status Interpreter::Finalize() {
   Registry& registry = GetRegistry();
   {
     absl::MutexLock lock(&registry.mu);
+    if (registry.session != session_) {
+      return absl::OkStatus();  // The host finalized under an attached handle.
+    }
     registry.state = State::kFinalizing;  // No new watchers from here on.
   }
-  // Stop watchers one at a time, without the registry lock (a watcher
-  // unregisters itself while stopping) and without the GIL (its thread may
-  // be waiting for the GIL to finish its last round; it must not deadlock
-  // against us).
-  {
-    PyThreadState* saved = PyEval_SaveThread();
-    while (true) {
-      Watcher* next = nullptr;
-      {
-        absl::MutexLock lock(&registry.mu);
-        if (registry.watchers.empty()) break;
-        next = registry.watchers.back();
-        registry.watchers.pop_back();
-      }
-      next->StopBeforeFinalize();
-    }
-    PyEval_RestoreThread(saved);
+  StopAllWatchers();
+  if (attached_) {
+    absl::MutexLock lock(&registry.mu);
+    registry.state = State::kNone;
+    registry.attached = false;
+    ++registry.session;
+    return absl::OkStatus();  // The host's interpreter keeps running.
   }
   const int rc = Py_FinalizeEx();
   {
     absl::MutexLock lock(&registry.mu);
     registry.state = State::kNone;
     registry.finalized_before = true;
+    ++registry.session;
   }
   if (rc != 0) {
     return absl::InternalError(

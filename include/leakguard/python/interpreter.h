@@ -23,17 +23,52 @@
 // One Interpreter may exist at a time. Start() while one runs (or while a
 // host started Python by other means) returns FailedPrecondition. After
 // Finalize() (or destruction) a new one may be started.
+//
+// Hosts that start Python themselves (pybind11's py::scoped_interpreter,
+// Boost.Python, their own Py_InitializeFromConfig) attach instead; the
+// handle never finalizes the host's interpreter:
+//
+//   // BAD: Start() refuses, the host already initialized Python, and
+//   // LeakDetector::Start() then fails with FailedPrecondition.
+//   py::scoped_interpreter guard;
+//   auto py = leakguard::Interpreter::Start({});
+//
+//   // GOOD: attach to the host's interpreter (holding the GIL).
+//   py::scoped_interpreter guard;
+//   auto py = leakguard::Interpreter::Attach();  // Never finalizes.
+//   auto detector = leakguard::LeakDetector::Create({});
+//   (*detector)->Start();
+//
+// Watchers are stopped before the interpreter goes away, whoever ends it:
+// Attach() and Start() register a Python `atexit` callback, which runs at
+// the start of Py_FinalizeEx with the runtime intact, so a host that
+// finalizes with a detector mid-round needs no extra call; Shutdown() stops
+// every watcher on request; and a process that exits without finalizing
+// (std::exit, return from main) stops them from a C `atexit` handler.
+//
+// Sub-interpreters: Attach() works only from the main interpreter; called
+// from a sub-interpreter it returns FailedPrecondition (watcher threads take
+// the GIL of the main interpreter with PyGILState_Ensure, which is
+// undefined for sub-interpreters, including 3.12+ per-interpreter GILs).
+// Creating a sub-interpreter turns PyGILState_Check() off for the rest of
+// the process (seen on CPython 3.11), after which leakguard can no longer
+// tell whether a thread holds the GIL: do not create sub-interpreters in a
+// process whose watchers run.
+// Guards and probes that run on the calling thread (MemoryGuard,
+// RunLeakCheck) do not need an Interpreter handle at all.
 
 #ifndef LEAKGUARD_PYTHON_INTERPRETER_H_
 #define LEAKGUARD_PYTHON_INTERPRETER_H_
 
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "leakguard/export.h"
+#include "leakguard/python/python.h"  // PyConfig, for `configure`.
 
 namespace leakguard {
 
@@ -58,6 +93,12 @@ struct InterpreterOptions {
   /// Let Python install its signal handlers (SIGINT -> KeyboardInterrupt).
   /// Hosts usually own their signals, so the default is off.
   bool install_signal_handlers = false;
+  /// The host's own configuration: called with the PyConfig after leakguard
+  /// filled it from the fields above and before Py_InitializeFromConfig, so
+  /// it may set any PyConfig field (module_search_paths, safe_path, home,
+  /// ...) with the PyConfig_Set* functions. A non-OK Status aborts Start()
+  /// and is returned as is (nothing stays initialized). Empty: not called.
+  std::function<absl::Status(PyConfig* config)> configure;
 };
 
 /// A background component that holds Python references or takes the GIL
@@ -84,6 +125,18 @@ class LEAKGUARD_EXPORT Interpreter {
   /// start-up fails (nothing stays initialized then).
   static absl::StatusOr<Interpreter> Start(const InterpreterOptions& options);
 
+  /// Attaches to an interpreter the host started by other means. The handle
+  /// registers watchers like a started one, but Finalize() (and the
+  /// destructor) only stops the watchers; it never finalizes Python. When the
+  /// host finalizes first, an `atexit` callback stops the watchers and the
+  /// handle becomes inert.
+  /// Errors: FailedPrecondition if Python is not initialized, if the caller
+  /// does not hold the GIL, if called from a sub-interpreter, or if a
+  /// leakguard Interpreter (started or attached) already exists; Internal if
+  /// the `atexit` callback cannot be registered.
+  /// REQUIRES: the calling thread holds the GIL.
+  static absl::StatusOr<Interpreter> Attach();
+
   /// True while an interpreter (leakguard's or the host's) is initialized.
   /// Thread-safe.
   static bool IsRunning() noexcept;
@@ -107,19 +160,31 @@ class LEAKGUARD_EXPORT Interpreter {
   ~Interpreter();
 
   /// Stops every registered watcher (with the GIL released), then finalizes
-  /// the interpreter. Idempotent: a second call returns OK.
+  /// the interpreter; an attached handle only stops the watchers and gives
+  /// the interpreter back to the host. Idempotent: a second call returns OK.
   /// Returns Internal if Py_FinalizeEx reports an error (for example when
   /// flushing sys.stdout failed); the interpreter is finalized all the same.
-  /// REQUIRES: called from the thread that called Start(), holding the GIL.
+  /// REQUIRES: called from the thread that called Start(), holding the GIL
+  /// (an attached handle: any thread, with or without the GIL).
   absl::Status Finalize();
 
   /// True until Finalize() (or a move) gives up the interpreter.
   bool owns() const noexcept { return owns_; }
+  /// True for a handle made by Attach() (it never finalizes Python).
+  bool attached() const noexcept { return attached_; }
 
  private:
   Interpreter() = default;
   bool owns_ = false;
+  bool attached_ = false;
+  unsigned long long session_ = 0;
 };
+
+/// Stops every registered watcher (LeakDetector, samplers) and joins their
+/// threads, releasing the GIL while it waits if the caller holds it. The
+/// Interpreter stays usable and watchers may be started again. Thread-safe;
+/// never fails.
+LEAKGUARD_EXPORT void Shutdown() noexcept;
 
 }  // namespace leakguard
 
