@@ -96,12 +96,18 @@ LEAKGUARD_EXPORT std::optional<Note> ParseNote(std::string_view name) noexcept;
 /// The bounds below are the only place they are written: the command, the
 /// Python module and Investigate() all check them through Validate().
 struct LEAKGUARD_EXPORT DoctorOptions {
-  /// Bounds of `warmup`.
-  static constexpr int kMinWarmup = 0, kMaxWarmup = 1000;
-  /// Bounds of `repeat`.
-  static constexpr int kMinRepeat = 2, kMaxRepeat = 10000;
-  /// Bounds of `top`.
-  static constexpr int kMinTop = 1, kMaxTop = 100;
+  /// Smallest `warmup`.
+  static constexpr int kMinWarmup = 0;
+  /// Largest `warmup`.
+  static constexpr int kMaxWarmup = 1000;
+  /// Smallest `repeat`.
+  static constexpr int kMinRepeat = 2;
+  /// Largest `repeat`.
+  static constexpr int kMaxRepeat = 10000;
+  /// Smallest `top`.
+  static constexpr int kMinTop = 1;
+  /// Largest `top`.
+  static constexpr int kMaxTop = 100;
 
   /// Iterations run before measuring (imports, caches filling).
   int warmup = 3;
@@ -111,8 +117,10 @@ struct LEAKGUARD_EXPORT DoctorOptions {
   int top = 5;
   /// Build the back-reference graph of a sample of the growth as Graphviz DOT.
   bool want_dot = false;
-  /// Bounds of `max_repeat`.
-  static constexpr int kMinMaxRepeat = 0, kMaxMaxRepeat = 100000;
+  /// Smallest `max_repeat`.
+  static constexpr int kMinMaxRepeat = 0;
+  /// Largest `max_repeat`.
+  static constexpr int kMaxMaxRepeat = 100000;
   /// Diagnose() only: when the first run is ambiguous (a container with a
   /// stated limit still filling, growth too irregular to call), it runs up
   /// to this many iterations more and decides on them; 0 never does.
