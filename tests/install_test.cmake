@@ -50,4 +50,33 @@ if(NOT last_output MATCHES "consumer: leakguard 0\\.1\\.0, Python 3\\.[0-9]+, 6 
   message(FATAL_ERROR "unexpected consumer output (pkg-config): ${last_output}")
 endif()
 message(STATUS "pkg-config consumer: ${last_output}")
+
+# 3. The embedding examples, each a project of its own against the prefix:
+# a pybind11 host and a Py_InitializeFromConfig host. Each must see the
+# detector name its plugin's leaking line.
+function(example name)
+  run(${CMAKE_COMMAND} -S "${LEAKGUARD_EXAMPLES_DIR}/${name}" -B "${work}/${name}"
+      "-DCMAKE_PREFIX_PATH=${prefix}" "-DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER}"
+      "-DPython3_EXECUTABLE=${Python3_EXECUTABLE}")
+  run(${CMAKE_COMMAND} --build "${work}/${name}")
+  run("${work}/${name}/${name}")
+  foreach(pattern IN LISTS ARGN)
+    if(NOT last_output MATCHES "${pattern}")
+      message(FATAL_ERROR "${name}: output does not match '${pattern}':\n${last_output}")
+    endif()
+  endforeach()
+  message(STATUS "${name}:\n${last_output}")
+endfunction()
+if(LEAKGUARD_EXAMPLES_DIR)
+  example(pybind11_host
+    "10000 plugin runs under guards"
+    "detector: growth since the detector started: .*Python heap \\+[0-9.]+ MiB"
+    "detector's top line: plugin\\.py:10 [0-9.]+ MiB")
+  example(pyconfig_host
+    "10000 requests handled"
+    "detector's top line: plugin\\.py:13 [0-9.]+ MiB"
+    "ReportNow: on demand: growth since the detector started"
+    "ReportNow's top line: plugin\\.py:13 [0-9.]+ MiB"
+    "finalized with the detector running \\(yes\\): ok, detector stopped: yes")
+endif()
 file(REMOVE_RECURSE "${work}")
