@@ -34,6 +34,8 @@ namespace leakguard {
 namespace {
 
 using ::leakguard::testing::RecordingSink;
+using ::leakguard::testing::SleepWithoutGil;
+using ::leakguard::testing::WaitFor;
 using ::testing::HasSubstr;
 
 // Starts Python the way a host does: its own PyConfig, no leakguard.
@@ -58,24 +60,9 @@ void Call(const char* module, const char* func) {
   ASSERT_TRUE(r) << StatusFromPythonError();
 }
 
-template <typename F>
-bool WaitFor(F done, absl::Duration deadline = absl::Seconds(60)) {
-  const absl::Time end = absl::Now() + deadline;
-  while (!done()) {
-    if (absl::Now() >= end) return false;
-    GilRelease release;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return true;
-}
-
 int MarkedLine() {
-  std::ifstream in(std::string(LEAKGUARD_TEST_SCRIPTS_DIR) + "/detector_workloads.py");
-  std::string line;
-  for (int n = 1; std::getline(in, line); ++n) {
-    if (line.find("# leak: ") != std::string::npos) return n;
-  }
-  return -1;
+  return testing::MarkedLine(std::string(LEAKGUARD_TEST_SCRIPTS_DIR) + "/detector_workloads.py",
+                             "# leak: ");
 }
 
 TEST(AttachTest, RefusesWithoutPython) {

@@ -32,6 +32,8 @@ namespace {
 using ::testing::HasSubstr;
 
 using ::leakguard::testing::RecordingSink;
+using ::leakguard::testing::SleepWithoutGil;
+using ::leakguard::testing::WaitFor;
 
 void Call(const char* module, const char* func) {
   Ref m = Steal(PyImport_ImportModule(module));
@@ -40,32 +42,9 @@ void Call(const char* module, const char* func) {
   ASSERT_TRUE(r) << StatusFromPythonError();
 }
 
-// Sleeps without the GIL so the detector's rounds can run.
-void SleepWithoutGil(absl::Duration d) {
-  GilRelease release;
-  std::this_thread::sleep_for(absl::ToChronoMilliseconds(d));
-}
-
-// Waits (without the GIL) until `done()` holds, checking every 5 ms, for at
-// most `deadline` (generous: a loaded machine is slow, not wrong). Returns
-// whether it held.
-template <typename F>
-bool WaitFor(F done, absl::Duration deadline = absl::Seconds(60)) {
-  const absl::Time end = absl::Now() + deadline;
-  while (!done()) {
-    if (absl::Now() >= end) return false;
-    SleepWithoutGil(absl::Milliseconds(5));
-  }
-  return true;
-}
-
 int MarkedLine() {
-  std::ifstream in(std::string(LEAKGUARD_TEST_SCRIPTS_DIR) + "/detector_workloads.py");
-  std::string line;
-  for (int n = 1; std::getline(in, line); ++n) {
-    if (line.find("# leak: ") != std::string::npos) return n;
-  }
-  return -1;
+  return testing::MarkedLine(std::string(LEAKGUARD_TEST_SCRIPTS_DIR) + "/detector_workloads.py",
+                             "# leak: ");
 }
 
 // The rounds as text, for failure messages.

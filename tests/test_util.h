@@ -3,15 +3,21 @@
 #ifndef LEAKGUARD_TESTS_TEST_UTIL_H_
 #define LEAKGUARD_TESTS_TEST_UTIL_H_
 
+#include <chrono>
 #include <cstddef>
 #include <cstring>
+#include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 
 #include "gtest/gtest.h"
 #include "leakguard/python/error.h"
+#include "leakguard/python/gil.h"
 #include "leakguard/python/python.h"
 #include "leakguard/python/ref.h"
 #include "leakguard/sink.h"
@@ -40,6 +46,37 @@
 #endif
 
 namespace leakguard::testing {
+
+/// Sleeps without the GIL (released if this thread holds it), so that
+/// watcher threads can take it meanwhile.
+inline void SleepWithoutGil(absl::Duration d) {
+  GilRelease release;
+  std::this_thread::sleep_for(absl::ToChronoMilliseconds(d));
+}
+
+/// Waits (without the GIL) until `done()` holds, checking every 5 ms, for at
+/// most `deadline` (generous: a loaded machine is slow, not wrong). Returns
+/// whether it held.
+template <typename F>
+bool WaitFor(F done, absl::Duration deadline = absl::Seconds(60)) {
+  const absl::Time end = absl::Now() + deadline;
+  while (!done()) {
+    if (absl::Now() >= end) return false;
+    SleepWithoutGil(absl::Milliseconds(5));
+  }
+  return true;
+}
+
+/// The 1-based number of the first line of `path` that contains `marker`,
+/// or -1: how a test names the line a script's comment marks.
+inline int MarkedLine(const std::string& path, const std::string& marker) {
+  std::ifstream in(path);
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    if (line.find(marker) != std::string::npos) return n;
+  }
+  return -1;
+}
 
 /// Hands `p` to code the compiler cannot see into: it must assume the
 /// memory there is read (and may be written) here. Keeps a measured
