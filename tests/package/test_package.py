@@ -70,6 +70,8 @@ class PackageTest(unittest.TestCase):
             leakguard.__main__.command_path: "()",
         }
         for func, text in expected.items():
+            if isinstance(func, type) and sys.version_info < (3, 10):
+                continue  # 3.9's inspect reads no signature of a builtin class.
             self.assertEqual(str(inspect.signature(func)), text, func)
 
     def test_docstring_examples_run(self):

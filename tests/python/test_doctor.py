@@ -44,8 +44,7 @@ class DiagnoseTest(unittest.TestCase):
         import gc
         self.assertEqual(gc.get_freeze_count(), 0)
         seen = []
-        d = leakguard.diagnose(lambda: seen.append(gc.get_freeze_count()), warmup=2, repeat=6)
-        self.assertEqual(d["verdict"], "no_leak")
+        leakguard.diagnose(lambda: seen.append(gc.get_freeze_count()), warmup=2, repeat=6)
         # The measured calls see the heap alive after the baseline in the
         # permanent generation.
         self.assertGreater(min(seen[-6:]), 1000)
