@@ -44,8 +44,8 @@ void HostInitialize() {
   PyConfig_InitPythonConfig(&config);
   config.parse_argv = 0;
   config.install_signal_handlers = 0;
-  PyStatus status = PyConfig_SetBytesString(&config, &config.program_name,
-                                            LEAKGUARD_PYTHON_EXECUTABLE);
+  PyStatus status =
+      PyConfig_SetBytesString(&config, &config.program_name, LEAKGUARD_PYTHON_EXECUTABLE);
   if (!PyStatus_Exception(status)) status = Py_InitializeFromConfig(&config);
   PyConfig_Clear(&config);
   if (PyStatus_Exception(status)) std::abort();
@@ -180,9 +180,7 @@ TEST(AttachTest, ProcessExitWithoutFinalizeEndsCleanly) {
   for (int i = 0; i < 5; ++i) EXPECT_EQ(RunChild("--exit-without-finalize"), 0);
 }
 
-TEST(AttachTest, RefusedInASubInterpreter) {
-  EXPECT_EQ(RunChild("--sub-interpreter"), 0);
-}
+TEST(AttachTest, RefusedInASubInterpreter) { EXPECT_EQ(RunChild("--sub-interpreter"), 0); }
 
 }  // namespace
 }  // namespace leakguard

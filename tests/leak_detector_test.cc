@@ -9,9 +9,9 @@
 
 #include <atomic>
 #include <chrono>
-#include <memory>
 #include <fstream>
 #include <future>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -21,10 +21,10 @@
 #include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "test_util.h"
 #include "leakguard/python/error.h"
 #include "leakguard/python/gil.h"
 #include "leakguard/tracemalloc.h"
+#include "test_util.h"
 
 namespace leakguard {
 namespace {
@@ -104,8 +104,7 @@ TEST_F(LeakDetectorTest, CatchesASlowLeakWithinThreeIntervalsAndNamesTheLine) {
   // The round running when it was passed may have read the heap before;
   // the next one cannot have: caught within three rounds of the growth.
   EXPECT_GT(first_reported, passed_at) << Rounds(history);
-  EXPECT_LE(first_reported - passed_at, 3) << "caught within three intervals\n"
-                                           << Rounds(history);
+  EXPECT_LE(first_reported - passed_at, 3) << "caught within three intervals\n" << Rounds(history);
   Report report = sink.reports().front();
   EXPECT_EQ(report.source, "leak_detector");
   EXPECT_THAT(report.label, HasSubstr("python_heap")) << Rounds(history);
@@ -150,7 +149,8 @@ TEST_F(LeakDetectorTest, ItsOwnSnapshotsOfABigTracedHeapAreNotNativeGrowth) {
   EXPECT_TRUE(WaitFor([&] {
     Call("detector_workloads", "steady");
     return (*detector)->rounds() >= 5;
-  })) << "rounds done: " << (*detector)->rounds();
+  })) << "rounds done: "
+      << (*detector)->rounds();
   (*detector)->Stop();
   EXPECT_GE((*detector)->rounds(), 5);
   EXPECT_EQ((*detector)->reports(), 0) << Rounds((*detector)->History());
@@ -166,7 +166,8 @@ TEST_F(LeakDetectorTest, QuietOnASteadyWorkload) {
   EXPECT_TRUE(WaitFor([&] {
     Call("detector_workloads", "steady");
     return (*detector)->rounds() >= 5;
-  })) << "rounds done: " << (*detector)->rounds();
+  })) << "rounds done: "
+      << (*detector)->rounds();
   (*detector)->Stop();
   EXPECT_GE((*detector)->rounds(), 5);
   EXPECT_EQ((*detector)->reports(), 0) << Rounds((*detector)->History());

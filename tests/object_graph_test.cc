@@ -63,8 +63,8 @@ Ref CallVector(PyObject* func, std::vector<PyObject*> args,
       args.push_back(kwargs[i].second);
     }
   }
-  Ref result = Steal(PyObject_Vectorcall(
-      func, args.data(), args.size() - kwargs.size(), kwnames.get()));
+  Ref result =
+      Steal(PyObject_Vectorcall(func, args.data(), args.size() - kwargs.size(), kwnames.get()));
   if (!result) ADD_FAILURE() << StatusFromPythonError();
   return result;
 }
@@ -129,20 +129,16 @@ class ObjectGraphTest : public ::testing::Test {
     delete targets_;
     targets_ = nullptr;
   }
-  static Handle Target(const std::string& name) {
-    return (*targets_)[name].handle();
-  }
+  static Handle Target(const std::string& name) { return (*targets_)[name].handle(); }
 
   // objgraph.find_backref_chain(target, predicate, max_depth=...)
-  static std::vector<PyObject*> ObjgraphChain(Handle target,
-                                              const char* predicate_expr,
+  static std::vector<PyObject*> ObjgraphChain(Handle target, const char* predicate_expr,
                                               int max_depth = 20) {
     Ref objgraph = Import("objgraph");
     Ref predicate = testing::Eval(predicate_expr, "import objgraph, inspect, types");
     Ref depth = Steal(PyLong_FromLong(max_depth));
     Ref chain = CallVector(Attr(objgraph, "find_backref_chain").get(),
-                           {target.ptr(), predicate.get()},
-                           {{"max_depth", depth.get()}});
+                           {target.ptr(), predicate.get()}, {{"max_depth", depth.get()}});
     std::vector<PyObject*> out;
     for (Py_ssize_t i = 0; chain && i < PyList_GET_SIZE(chain.get()); ++i) {
       out.push_back(PyList_GET_ITEM(chain.get(), i));  // Alive: they chain.
@@ -151,15 +147,12 @@ class ObjectGraphTest : public ::testing::Test {
   }
 
   // Ours and objgraph's chain are the same objects in the same order.
-  static void ExpectSameChainAsObjgraph(const BackrefChain& ours,
-                                        Handle target,
-                                        const char* predicate_expr,
-                                        int max_depth = 20) {
+  static void ExpectSameChainAsObjgraph(const BackrefChain& ours, Handle target,
+                                        const char* predicate_expr, int max_depth = 20) {
     std::vector<PyObject*> theirs = ObjgraphChain(target, predicate_expr, max_depth);
     ASSERT_EQ(ours.links.size(), theirs.size()) << ours.Path();
     for (std::size_t i = 0; i < theirs.size(); ++i) {
-      EXPECT_EQ(ours.links[i].object.get(), theirs[i])
-          << "link " << i << " of " << ours.Path();
+      EXPECT_EQ(ours.links[i].object.get(), theirs[i]) << "link " << i << " of " << ours.Path();
     }
   }
 
@@ -189,8 +182,7 @@ TEST_F(ObjectGraphTest, CensusEqualsObjgraphTypestats) {
     std::map<std::string, int64_t> expected = DictToMap(theirs.get());
     std::map<std::string, int64_t> ours = ToMap(census->Counts(names));
     EXPECT_EQ(ours, expected) << Differences(ours, expected);
-    const std::string payload =
-        names == TypeNames::kShort ? "Payload" : "graph_app.Payload";
+    const std::string payload = names == TypeNames::kShort ? "Payload" : "graph_app.Payload";
     EXPECT_GE(census->Count(payload), 2500);
     EXPECT_EQ(census->Count(payload), expected[payload]);
   }
@@ -236,14 +228,12 @@ def _make_generations():
   if (compat::kFreeThreaded) return;
   std::vector<std::string> made;
   for (const std::string& name : our_order) {
-    if ((name.rfind("Old", 0) == 0 || name.rfind("Young", 0) == 0) &&
-        name.size() <= 6) {
+    if ((name.rfind("Old", 0) == 0 || name.rfind("Young", 0) == 0) && name.size() <= 6) {
       made.push_back(name);
     }
   }
-  EXPECT_EQ(made, (std::vector<std::string>{"Young0", "Young1", "Young2",
-                                            "Young3", "Young4", "Old0", "Old1",
-                                            "Old2", "Old3", "Old4"}));
+  EXPECT_EQ(made, (std::vector<std::string>{"Young0", "Young1", "Young2", "Young3", "Young4",
+                                            "Old0", "Old1", "Old2", "Old3", "Old4"}));
   EXPECT_EQ(census->Count("Young4"), 1);
 }
 
@@ -251,8 +241,7 @@ TEST_F(ObjectGraphTest, MostCommonEqualsObjgraphIncludingTieOrder) {
   absl::StatusOr<TypeCensus> census = TakeTypeCensus();
   ASSERT_TRUE(census.ok());
   Ref limit = Steal(PyLong_FromLong(15));
-  Ref theirs = CallVector(Attr(Import("objgraph"), "most_common_types").get(),
-                          {limit.get()});
+  Ref theirs = CallVector(Attr(Import("objgraph"), "most_common_types").get(), {limit.get()});
   std::vector<TypeCount> ours = census->MostCommon(15);
   ASSERT_EQ(ours.size(), static_cast<std::size_t>(PyList_GET_SIZE(theirs.get())));
   for (std::size_t i = 0; i < ours.size(); ++i) {
@@ -322,8 +311,7 @@ TEST_F(ObjectGraphTest, GrowthEqualsObjgraphGrowth) {
     ++round;
     // Ours first, objgraph second: objgraph's result list is then not yet
     // there to be counted by us.
-    Ref theirs = CallVector(growth.get(), {}, {{"limit", Py_None},
-                                               {"peak_stats", peaks.get()}});
+    Ref theirs = CallVector(growth.get(), {}, {{"limit", Py_None}, {"peak_stats", peaks.get()}});
     std::vector<GrowthEntry> expected;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(theirs.get()); ++i) {
       PyObject* row = PyList_GET_ITEM(theirs.get(), i);
@@ -348,7 +336,8 @@ TEST_F(ObjectGraphTest, GrowthEqualsObjgraphGrowth) {
       EXPECT_EQ(got[i].delta, expected[i].delta) << got[i].name;
     }
   };
-  absl::StatusOr<std::vector<GrowthEntry>> first = tracker.Update({.limit = 0, .collect_depth = CollectDepth::kFull});
+  absl::StatusOr<std::vector<GrowthEntry>> first =
+      tracker.Update({.limit = 0, .collect_depth = CollectDepth::kFull});
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_GT(first->size(), 10u);  // Everything grows from zero.
   compare(*first);
@@ -356,7 +345,8 @@ TEST_F(ObjectGraphTest, GrowthEqualsObjgraphGrowth) {
   Ref done = Steal(PyObject_CallMethod(app.get(), "grow", "ii", 123, 45));
   ASSERT_TRUE(done);
   done.Reset();
-  absl::StatusOr<std::vector<GrowthEntry>> second = tracker.Update({.limit = 0, .collect_depth = CollectDepth::kFull});
+  absl::StatusOr<std::vector<GrowthEntry>> second =
+      tracker.Update({.limit = 0, .collect_depth = CollectDepth::kFull});
   ASSERT_TRUE(second.ok());
   compare(*second);
   ASSERT_GE(second->size(), 3u);
@@ -367,7 +357,8 @@ TEST_F(ObjectGraphTest, GrowthEqualsObjgraphGrowth) {
   EXPECT_EQ((*second)[2].delta, 45);
 
   // Nothing new: no growth. And limits cut the list.
-  absl::StatusOr<std::vector<GrowthEntry>> third = tracker.Update({.collect_depth = CollectDepth::kFull});
+  absl::StatusOr<std::vector<GrowthEntry>> third =
+      tracker.Update({.collect_depth = CollectDepth::kFull});
   ASSERT_TRUE(third.ok());
   compare(*third);
   EXPECT_TRUE(third->empty());
@@ -443,31 +434,29 @@ TEST_F(ObjectGraphTest, ChainCollectionDepth) {
   ASSERT_TRUE(gc::SetEnabled(false).ok());
   Ref ns = Steal(PyDict_New());
   PyDict_SetItemString(ns.get(), "__builtins__", PyEval_GetBuiltins());
-  Ref done = Steal(PyRun_String(
-      "import gc\n"
-      "class Holder:\n    pass\n"
-      "target = ['the target']\n"
-      "h = Holder()\n"
-      "h.me = h\n"
-      "h.kept = target\n"
-      "gc.collect(1)\n"
-      "del h\n",  // Old garbage that refers to the target.
-      Py_file_input, ns.get(), ns.get()));
+  Ref done =
+      Steal(PyRun_String("import gc\n"
+                         "class Holder:\n    pass\n"
+                         "target = ['the target']\n"
+                         "h = Holder()\n"
+                         "h.me = h\n"
+                         "h.kept = target\n"
+                         "gc.collect(1)\n"
+                         "del h\n",  // Old garbage that refers to the target.
+                         Py_file_input, ns.get(), ns.get()));
   ASSERT_TRUE(done) << StatusFromPythonError();
   PyObject* target = PyDict_GetItemString(ns.get(), "target");
   ASSERT_NE(target, nullptr);
-  auto holder_is_root = [](Handle h) {
-    return std::string(Py_TYPE(h.ptr())->tp_name) == "Holder";
-  };
-  absl::StatusOr<BackrefChain> young = FindBackrefChain(
-      Handle(target), {.is_root = holder_is_root}, {.collect_first = true});
+  auto holder_is_root = [](Handle h) { return std::string(Py_TYPE(h.ptr())->tp_name) == "Holder"; };
+  absl::StatusOr<BackrefChain> young =
+      FindBackrefChain(Handle(target), {.is_root = holder_is_root}, {.collect_first = true});
   ASSERT_TRUE(young.ok()) << young.status();
   ASSERT_FALSE(young->links.empty());
   EXPECT_EQ(young->links.front().type_name, "Holder");
   young = absl::NotFoundError("released");  // Its links keep the Holder alive.
-  absl::StatusOr<BackrefChain> full = FindBackrefChain(
-      Handle(target), {.is_root = holder_is_root},
-      {.collect_first = true, .collect_depth = CollectDepth::kFull});
+  absl::StatusOr<BackrefChain> full =
+      FindBackrefChain(Handle(target), {.is_root = holder_is_root},
+                       {.collect_first = true, .collect_depth = CollectDepth::kFull});
   ASSERT_TRUE(gc::SetEnabled(true).ok());
   if (full.ok()) {
     ASSERT_FALSE(full->links.empty());
@@ -484,8 +473,7 @@ TEST_F(ObjectGraphTest, ObjectsByTypeEqualsObjgraphByType) {
     absl::StatusOr<std::vector<Ref>> ours = ObjectsByType(name);
     ASSERT_TRUE(ours.ok()) << ours.status();
     Ref type_name = Steal(PyUnicode_FromString(name));
-    Ref theirs = CallVector(Attr(Import("objgraph"), "by_type").get(),
-                            {type_name.get()});
+    Ref theirs = CallVector(Attr(Import("objgraph"), "by_type").get(), {type_name.get()});
     std::set<PyObject*> a, b;
     for (const Ref& r : *ours) a.insert(r.get());
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(theirs.get()); ++i) {
@@ -636,8 +624,7 @@ TEST_F(ObjectGraphTest, UntrackedContainersAreNotReferrersAsInObjgraph) {
   absl::StatusOr<BackrefChain> chain = FindBackrefChain(Target("hidden"));
   EXPECT_EQ(chain.status().code(), absl::StatusCode::kNotFound);
   // objgraph's "not found" is the object alone.
-  std::vector<PyObject*> theirs =
-      ObjgraphChain(Target("hidden"), "objgraph.is_proper_module");
+  std::vector<PyObject*> theirs = ObjgraphChain(Target("hidden"), "objgraph.is_proper_module");
   ASSERT_EQ(theirs.size(), 1u);
   EXPECT_EQ(theirs[0], Target("hidden").ptr());
 }
@@ -674,8 +661,7 @@ TEST_F(ObjectGraphTest, DeepChainsWithinMaxDepthAndWithoutRecursion) {
   options.max_depth = 302;
   EXPECT_TRUE(graph->FindChain(Target("deep"), options).ok());
   options.max_depth = 301;
-  EXPECT_EQ(graph->FindChain(Target("deep"), options).status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(graph->FindChain(Target("deep"), options).status().code(), absl::StatusCode::kNotFound);
   // The one-shot search goes past 12 levels by building the index.
   options.max_depth = 400;
   absl::StatusOr<BackrefChain> one = FindBackrefChain(Target("deep"), options);
@@ -708,8 +694,7 @@ TEST_F(ObjectGraphTest, AHundredThousandDeepChain) {
     ASSERT_TRUE(chain.ok()) << chain.status();
     EXPECT_EQ(chain->links.size(), 100003u);
     EXPECT_EQ(chain->depth(), 100002u);
-    EXPECT_THAT(chain->Path(),
-                StartsWith("module graph_app .__dict__['very_deep'] -> list[0]"));
+    EXPECT_THAT(chain->Path(), StartsWith("module graph_app .__dict__['very_deep'] -> list[0]"));
     EXPECT_EQ(chain->links[100001].edge, "[0]");
   }
   ASSERT_EQ(PyObject_DelAttrString(app.get(), "very_deep"), 0);
@@ -767,9 +752,8 @@ TEST_F(ObjectGraphTest, ManyChainsOnOneGraphEqualObjgraph) {
     PyObject* inner = PyTuple_GET_ITEM(PyList_GET_ITEM(items, 1), 1);
     absl::StatusOr<BackrefChain> chain = graph->FindChain(Handle(inner));
     ASSERT_TRUE(chain.ok()) << chain.status();
-    EXPECT_EQ(chain->Path(),
-              absl::StrCat("module graph_app .__dict__['census_heap'] -> list[", i,
-                           "] -> dict['items'] -> list[1] -> tuple[1]"));
+    EXPECT_EQ(chain->Path(), absl::StrCat("module graph_app .__dict__['census_heap'] -> list[", i,
+                                          "] -> dict['items'] -> list[1] -> tuple[1]"));
     ExpectSameChainAsObjgraph(*chain, Handle(inner), "objgraph.is_proper_module");
   }
 }
@@ -801,8 +785,8 @@ TEST_F(ObjectGraphTest, ReferrersEqualGcGetReferrers) {
 std::set<std::string> DotEdges(const std::string& dot) {
   std::set<std::string> edges;
   static const std::regex edge(R"((o\d+) -> (o\d+))");
-  for (auto it = std::sregex_iterator(dot.begin(), dot.end(), edge);
-       it != std::sregex_iterator(); ++it) {
+  for (auto it = std::sregex_iterator(dot.begin(), dot.end(), edge); it != std::sregex_iterator();
+       ++it) {
     edges.insert((*it)[1].str() + "->" + (*it)[2].str());
   }
   return edges;
@@ -852,18 +836,15 @@ TEST_F(ObjectGraphTest, ChainDotIsValidGraphviz) {
 }
 
 TEST_F(ObjectGraphTest, BadInputAndMissingGil) {
-  EXPECT_EQ(FindBackrefChain(Handle()).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(FindBackrefChain(Handle()).status().code(), absl::StatusCode::kInvalidArgument);
   ChainOptions negative;
   negative.max_depth = -1;
   EXPECT_EQ(FindBackrefChain(Target("cache"), negative).status().code(),
             absl::StatusCode::kInvalidArgument);
   absl::StatusOr<ReferrerGraph> graph = ReferrerGraph::Build();
   ASSERT_TRUE(graph.ok());
-  EXPECT_EQ(graph->Referrers(Handle()).status().code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(graph->BackrefsDot({Handle()}).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(graph->Referrers(Handle()).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(graph->BackrefsDot({Handle()}).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(graph->BackrefsDot({Target("dot")}, {.max_depth = -1}).status().code(),
             absl::StatusCode::kInvalidArgument);
   absl::StatusOr<ObjectMark> mark = ObjectMark::Take(false);

@@ -98,15 +98,13 @@ inline Ref Eval(const std::string& expr, const std::string& exec_first = "") {
   Ref globals = Steal(PyDict_New());
   PyDict_SetItemString(globals.get(), "__builtins__", PyEval_GetBuiltins());
   if (!exec_first.empty()) {
-    Ref done = Steal(PyRun_String(exec_first.c_str(), Py_file_input,
-                                  globals.get(), globals.get()));
+    Ref done = Steal(PyRun_String(exec_first.c_str(), Py_file_input, globals.get(), globals.get()));
     if (!done) {
       ADD_FAILURE() << StatusFromPythonError();
       return Ref();
     }
   }
-  Ref result = Steal(
-      PyRun_String(expr.c_str(), Py_eval_input, globals.get(), globals.get()));
+  Ref result = Steal(PyRun_String(expr.c_str(), Py_eval_input, globals.get(), globals.get()));
   if (!result) ADD_FAILURE() << StatusFromPythonError();
   return result;
 }

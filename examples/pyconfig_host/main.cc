@@ -46,8 +46,7 @@ void PrintTop(const char* what, const leakguard::Report& report) {
   }
   const leakguard::LineGrowth& top = report.top_lines.front();
   std::printf("%s: %s\n%s's top line: %s:%d %s\n", what, report.summary.c_str(), what,
-              Basename(top.file).c_str(), top.line,
-              leakguard::FormatBytes(top.size_diff).c_str());
+              Basename(top.file).c_str(), top.line, leakguard::FormatBytes(top.size_diff).c_str());
 }
 
 }  // namespace
@@ -88,8 +87,9 @@ int main(int argc, char** argv) {
   {  // The Python objects the host holds, released before it finalizes.
     PyRun_SimpleString("import sys; sys.path.insert(0, '" PLUGIN_DIR "')");
     leakguard::Ref module = leakguard::Steal(PyImport_ImportModule("plugin"));
-    leakguard::Ref handle =
-        module ? leakguard::Steal(PyObject_GetAttrString(module.get(), "handle")) : leakguard::Ref();
+    leakguard::Ref handle = module
+                                ? leakguard::Steal(PyObject_GetAttrString(module.get(), "handle"))
+                                : leakguard::Ref();
     for (int i = 0; handle && i < requests; ++i) {
       leakguard::Ref result = leakguard::Steal(PyObject_CallFunction(handle.get(), "i", i));
       if (!result) break;
@@ -117,8 +117,14 @@ int main(int argc, char** argv) {
   int rc = 0;
   {
     std::lock_guard<std::mutex> lock(mu);
-    if (warning) PrintTop("detector", *warning); else rc = 1;
-    if (on_demand) PrintTop("ReportNow", *on_demand); else rc = 1;
+    if (warning)
+      PrintTop("detector", *warning);
+    else
+      rc = 1;
+    if (on_demand)
+      PrintTop("ReportNow", *on_demand);
+    else
+      rc = 1;
   }
   // The detector is still running: Py_FinalizeEx's atexit callbacks stop
   // it before the runtime goes away.

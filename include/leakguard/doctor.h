@@ -56,16 +56,16 @@ enum class Verdict {
 
 /// Why a leak grows: leakguard's fixed cause ids.
 enum class CauseId {
-  kUnboundedCache,         ///< "unbounded_cache"
-  kGlobalState,            ///< "global_state"
-  kReferenceCycles,        ///< "reference_cycles"
-  kClosureCapture,         ///< "closure_capture"
-  kUnclosedResources,      ///< "unclosed_resources"
-  kNativeMemory,           ///< "native_memory"
-  kListenerAccumulation,   ///< "listener_accumulation"
-  kThreadLocal,            ///< "thread_local"
-  kArrayCopies,            ///< "array_copies"
-  kLoggingBuffer,          ///< "logging_buffer"
+  kUnboundedCache,        ///< "unbounded_cache"
+  kGlobalState,           ///< "global_state"
+  kReferenceCycles,       ///< "reference_cycles"
+  kClosureCapture,        ///< "closure_capture"
+  kUnclosedResources,     ///< "unclosed_resources"
+  kNativeMemory,          ///< "native_memory"
+  kListenerAccumulation,  ///< "listener_accumulation"
+  kThreadLocal,           ///< "thread_local"
+  kArrayCopies,           ///< "array_copies"
+  kLoggingBuffer,         ///< "logging_buffer"
 };
 
 /// What a no_leak verdict's growth was.
@@ -359,9 +359,9 @@ struct LEAKGUARD_EXPORT Diagnosis {
 /// and comes back as a Status. InvalidArgument for options out of range or a
 /// non-callable; FailedPrecondition without the GIL.
 /// REQUIRES: the GIL is held.
-LEAKGUARD_EXPORT absl::StatusOr<Investigation> Investigate(
-    Handle workload, const DoctorOptions& options = {},
-    Handle namespace_module = Handle());
+LEAKGUARD_EXPORT absl::StatusOr<Investigation> Investigate(Handle workload,
+                                                           const DoctorOptions& options = {},
+                                                           Handle namespace_module = Handle());
 
 /// One row of the doctor's rule table.
 struct DoctorRule {
@@ -394,9 +394,9 @@ LEAKGUARD_EXPORT Diagnosis Decide(const Investigation& evidence);
 
 /// Investigate() then Decide().
 /// REQUIRES: the GIL is held.
-LEAKGUARD_EXPORT absl::StatusOr<Diagnosis> Diagnose(
-    Handle workload, const DoctorOptions& options = {},
-    Handle namespace_module = Handle());
+LEAKGUARD_EXPORT absl::StatusOr<Diagnosis> Diagnose(Handle workload,
+                                                    const DoctorOptions& options = {},
+                                                    Handle namespace_module = Handle());
 
 }  // namespace leakguard
 

@@ -34,12 +34,12 @@ namespace leakguard {
 absl::Status DoctorOptions::Validate() const {
   std::vector<std::string> wrong;
   if (warmup < kMinWarmup || warmup > kMaxWarmup) {
-    wrong.push_back(absl::StrCat("warmup must be within ", kMinWarmup, "..", kMaxWarmup,
-                                 ", got ", warmup));
+    wrong.push_back(
+        absl::StrCat("warmup must be within ", kMinWarmup, "..", kMaxWarmup, ", got ", warmup));
   }
   if (repeat < kMinRepeat || repeat > kMaxRepeat) {
-    wrong.push_back(absl::StrCat("repeat must be within ", kMinRepeat, "..", kMaxRepeat,
-                                 ", got ", repeat));
+    wrong.push_back(
+        absl::StrCat("repeat must be within ", kMinRepeat, "..", kMaxRepeat, ", got ", repeat));
   }
   if (top < kMinTop || top > kMaxTop) {
     wrong.push_back(absl::StrCat("top must be within ", kMinTop, "..", kMaxTop, ", got ", top));
@@ -71,8 +71,7 @@ constexpr uint32_t kNumpyDomain = 389047;
 // The functions of doctor_scan.py, loaded into a private namespace.
 struct Helpers {
   Ref globals;
-  Ref scan, thread_locals, gc_automatic, saveall_collect, bounded_internals, freeze_heap,
-      thaw_heap;
+  Ref scan, thread_locals, gc_automatic, saveall_collect, bounded_internals, freeze_heap, thaw_heap;
 };
 
 absl::StatusOr<Helpers> LoadHelpers() {
@@ -214,7 +213,8 @@ class Investigator {
     Scan scan;
     PyObject* module = module_ ? module_.ptr() : Py_None;
     PyObject* internals = internals_ ? internals_.get() : Py_None;
-    Ref result = Steal(PyObject_CallFunctionObjArgs(helpers_.scan.get(), module, internals, nullptr));
+    Ref result =
+        Steal(PyObject_CallFunctionObjArgs(helpers_.scan.get(), module, internals, nullptr));
     if (!result) return StatusFromPythonError();
     PyObject* key = nullptr;
     PyObject* value = nullptr;
@@ -359,8 +359,9 @@ class Investigator {
         inv_.types.push_back({t.name, static_cast<double>(grew) / options().repeat});
       }
     }
-    std::stable_sort(inv_.types.begin(), inv_.types.end(),
-                     [](const TypeGrowth& a, const TypeGrowth& b) { return a.per_iter > b.per_iter; });
+    std::stable_sort(
+        inv_.types.begin(), inv_.types.end(),
+        [](const TypeGrowth& a, const TypeGrowth& b) { return a.per_iter > b.per_iter; });
     if (inv_.types.size() > static_cast<size_t>(options().top)) inv_.types.resize(options().top);
     return absl::OkStatus();
   }
@@ -472,7 +473,6 @@ class Investigator {
   Ref internals_;  // bounded_internals(), found once at the baseline
 };
 
-
 absl::StatusOr<Investigation> InvestigateAfter(Handle workload, const DoctorOptions& options,
                                                Handle namespace_module, int bare) {
   LEAKGUARD_RETURN_IF_ERROR(CheckGil());
@@ -524,8 +524,7 @@ namespace {
 // growth is too irregular to call.
 absl::StatusOr<Diagnosis> DiagnoseTraced(Handle workload, const DoctorOptions& options,
                                          Handle namespace_module) {
-  LEAKGUARD_ASSIGN_OR_RETURN(Investigation inv,
-                             Investigate(workload, options, namespace_module));
+  LEAKGUARD_ASSIGN_OR_RETURN(Investigation inv, Investigate(workload, options, namespace_module));
   Diagnosis d = Decide(inv);
   int budget = options.max_repeat;
   int extra = 0;
@@ -584,8 +583,7 @@ absl::StatusOr<Diagnosis> DiagnoseTraced(Handle workload, const DoctorOptions& o
     DoctorOptions again = options;
     again.warmup = 0;
     again.repeat = repeat;
-    LEAKGUARD_ASSIGN_OR_RETURN(Investigation more,
-                               Investigate(workload, again, namespace_module));
+    LEAKGUARD_ASSIGN_OR_RETURN(Investigation more, Investigate(workload, again, namespace_module));
     d = Decide(more);
     extra += repeat;
     budget -= repeat;
@@ -596,12 +594,11 @@ absl::StatusOr<Diagnosis> DiagnoseTraced(Handle workload, const DoctorOptions& o
     return absl::OkStatus();
   };
   if (unexplained_only && budget >= 2 * options.repeat) {
-    LEAKGUARD_RETURN_IF_ERROR(measure_again(
-        std::min(2 * options.repeat, DoctorOptions::kMaxRepeat), Evidence::Kind::kConfirmed));
+    LEAKGUARD_RETURN_IF_ERROR(measure_again(std::min(2 * options.repeat, DoctorOptions::kMaxRepeat),
+                                            Evidence::Kind::kConfirmed));
   }
-  for (int pass = 0; pass < 3 && d.verdict == Verdict::kInconclusive &&
-                     budget >= 2 * options.repeat;
-       ++pass) {
+  for (int pass = 0;
+       pass < 3 && d.verdict == Verdict::kInconclusive && budget >= 2 * options.repeat; ++pass) {
     LEAKGUARD_RETURN_IF_ERROR(
         measure_again(std::min({budget, options.repeat * 4, DoctorOptions::kMaxRepeat}),
                       Evidence::Kind::kRanLonger));
