@@ -25,6 +25,7 @@
 #include "leakguard/python/ref.h"
 #include "leakguard/report.h"
 #include "leakguard/request_tracker.h"
+#include "leakguard/sampler.h"
 #include "leakguard/sink.h"
 #include "leakguard/tracemalloc.h"
 #include "leakguard/version.h"

@@ -38,19 +38,22 @@
 namespace leakguard {
 namespace internal {
 
-std::shared_ptr<const SnapshotTables> TablesBuilder::Finish() {
-  const std::size_t n = tables_.filenames.size();
+std::shared_ptr<const SnapshotTables> FinishTables(SnapshotTables tables) {
+  const std::size_t n = tables.filenames.size();
   std::vector<std::uint32_t> by_name(n);
   for (std::size_t i = 0; i < n; ++i) by_name[i] = static_cast<std::uint32_t>(i);
-  std::sort(by_name.begin(), by_name.end(),
-            [this](std::uint32_t a, std::uint32_t b) {
-              return tables_.filenames[a] < tables_.filenames[b];
-            });
-  tables_.filename_rank.assign(n, 0);
+  std::sort(by_name.begin(), by_name.end(), [&tables](std::uint32_t a, std::uint32_t b) {
+    return tables.filenames[a] < tables.filenames[b];
+  });
+  tables.filename_rank.assign(n, 0);
   for (std::size_t r = 0; r < n; ++r) {
-    tables_.filename_rank[by_name[r]] = static_cast<std::uint32_t>(r);
+    tables.filename_rank[by_name[r]] = static_cast<std::uint32_t>(r);
   }
-  return std::make_shared<const SnapshotTables>(std::move(tables_));
+  return std::make_shared<const SnapshotTables>(std::move(tables));
+}
+
+std::shared_ptr<const SnapshotTables> TablesBuilder::Finish() {
+  return FinishTables(std::move(tables_));
 }
 
 }  // namespace internal
@@ -63,9 +66,7 @@ using internal::SnapshotTables;
 using internal::SnapshotTrace;
 using Kind = Traceback::Kind;
 
-absl::string_view AbslView(std::string_view s) {
-  return absl::string_view(s.data(), s.size());
-}
+absl::string_view AbslView(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 // ---------------------------------------------------------------- formatting
 
@@ -86,16 +87,12 @@ std::string FormatSize(double size, bool sign) {
   return std::string();  // Not reached: unit 4 always returns.
 }
 
-std::string Signed(std::int64_t v) {
-  return v >= 0 ? absl::StrCat("+", v) : absl::StrCat(v);
-}
+std::string Signed(std::int64_t v) { return v >= 0 ? absl::StrCat("+", v) : absl::StrCat(v); }
 
 std::string AverageSuffix(std::int64_t size, std::int64_t count) {
   if (count == 0) return std::string();
-  return absl::StrCat(
-      ", average=",
-      FormatSize(static_cast<double>(size) / static_cast<double>(count),
-                 false));
+  return absl::StrCat(", average=",
+                      FormatSize(static_cast<double>(size) / static_cast<double>(count), false));
 }
 
 // ------------------------------------------------------------ ranked keys
@@ -107,16 +104,13 @@ struct RankedKey {
   Kind kind;
   std::uint32_t id;
 
-  std::uint32_t size() const {
-    return kind == Kind::kStack ? tables->stack_size(id) : 1;
-  }
+  std::uint32_t size() const { return kind == Kind::kStack ? tables->stack_size(id) : 1; }
   // Frame i, oldest first, as (filename rank, lineno).
   std::pair<std::uint32_t, std::int64_t> At(std::uint32_t i) const {
     switch (kind) {
       case Kind::kStack: {
         const std::uint32_t n = tables->stack_size(id);
-        const SnapshotFrame& f =
-            tables->frames[tables->stack_begin(id)[n - 1 - i]];
+        const SnapshotFrame& f = tables->frames[tables->stack_begin(id)[n - 1 - i]];
         return {rank[f.filename], f.lineno};
       }
       case Kind::kFrame: {
@@ -160,8 +154,8 @@ struct Sum {
 
 // Adds `add` to the group of key (kind, id), creating it (in insertion order)
 // through `slot`, a dense index from id to group position (-1: none yet).
-inline void AddTo(std::vector<Group>& groups, std::int32_t& slot, Kind kind,
-                  std::uint32_t id, const Sum& add) {
+inline void AddTo(std::vector<Group>& groups, std::int32_t& slot, Kind kind, std::uint32_t id,
+                  const Sum& add) {
   if (slot < 0) {
     slot = static_cast<std::int32_t>(groups.size());
     groups.push_back(Group{kind, id, 0, 0});
@@ -186,9 +180,9 @@ absl::Status CheckGroupBy(GroupBy group_by, bool cumulative) {
 }
 
 // Snapshot._group_by(): the groups in Python's insertion order.
-absl::StatusOr<std::vector<Group>> GroupTraces(
-    const SnapshotTables& t, const std::vector<SnapshotTrace>& traces,
-    GroupBy group_by, bool cumulative) {
+absl::StatusOr<std::vector<Group>> GroupTraces(const SnapshotTables& t,
+                                               const std::vector<SnapshotTrace>& traces,
+                                               GroupBy group_by, bool cumulative) {
   if (absl::Status s = CheckGroupBy(group_by, cumulative); !s.ok()) return s;
   // Per traceback first: the traces of one traceback always land in the
   // same groups, and the order in which tracebacks first appear gives the
@@ -210,8 +204,7 @@ absl::StatusOr<std::vector<Group>> GroupTraces(
     return groups;
   }
   const bool by_file = group_by == GroupBy::kFilename;
-  std::vector<std::int32_t> slots(by_file ? t.filenames.size() : t.frames.size(),
-                                  -1);
+  std::vector<std::int32_t> slots(by_file ? t.filenames.size() : t.frames.size(), -1);
   std::int32_t empty_slot = -1;
   for (std::uint32_t s : order) {
     const std::uint32_t n = t.stack_size(s);
@@ -221,10 +214,10 @@ absl::StatusOr<std::vector<Group>> GroupTraces(
       if (by_file) {
         std::size_t index = 0;
         while (traces[index].stack != s) ++index;
-        return absl::InvalidArgumentError(absl::StrCat(
-            "trace ", index,
-            " has an empty traceback: it has no file to group by (Python's "
-            "statistics('filename') raises IndexError)"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("trace ", index,
+                         " has an empty traceback: it has no file to group by (Python's "
+                         "statistics('filename') raises IndexError)"));
       }
       AddTo(groups, empty_slot, Kind::kStack, s, sums[s]);
       continue;
@@ -250,8 +243,7 @@ absl::StatusOr<std::vector<Group>> GroupTraces(
 // (a Filter on an empty traceback raises only where Python evaluates it).
 class CompiledFilter {
  public:
-  static absl::StatusOr<CompiledFilter> Make(const TraceFilter& filter,
-                                             const SnapshotTables& t) {
+  static absl::StatusOr<CompiledFilter> Make(const TraceFilter& filter, const SnapshotTables& t) {
     CompiledFilter c;
     c.tables_ = &t;
     if (const auto* d = std::get_if<DomainFilter>(&filter)) {
@@ -265,12 +257,10 @@ class CompiledFilter {
     c.lineno_ = f.lineno;
     c.all_frames_ = f.all_frames;
     c.domain_ = f.domain;
-    absl::StatusOr<std::vector<bool>> m =
-        internal::MatchFilenames(f.filename_pattern, t.filenames);
+    absl::StatusOr<std::vector<bool>> m = internal::MatchFilenames(f.filename_pattern, t.filenames);
     if (!m.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("filter pattern '", AbslView(f.filename_pattern),
-                       "': ", m.status().message()));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "filter pattern '", AbslView(f.filename_pattern), "': ", m.status().message()));
     }
     c.file_match_ = *std::move(m);
     c.stack_match_.assign(t.stack_count(), kUnknown);
@@ -292,8 +282,7 @@ class CompiledFilter {
     }
     const bool res = cached == 1;
     if (domain_.has_value()) {
-      return inclusive_ ? (res && trace.domain == *domain_)
-                        : (res || trace.domain != *domain_);
+      return inclusive_ ? (res && trace.domain == *domain_) : (res || trace.domain != *domain_);
     }
     return res;
   }
@@ -317,10 +306,10 @@ class CompiledFilter {
       return !inclusive_;
     }
     if (n == 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "trace ", index,
-          " has an empty traceback, which a Filter without all_frames cannot "
-          "look at (Python raises IndexError)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("trace ", index,
+                       " has an empty traceback, which a Filter without all_frames cannot "
+                       "look at (Python raises IndexError)"));
     }
     return MatchFrameImpl(ids[0]) != !inclusive_;
   }
@@ -339,9 +328,7 @@ class CompiledFilter {
 
 // ------------------------------------------------------------- small types
 
-std::string Frame::ToString() const {
-  return absl::StrCat(AbslView(filename), ":", lineno);
-}
+std::string Frame::ToString() const { return absl::StrCat(AbslView(filename), ":", lineno); }
 
 std::size_t Traceback::size() const noexcept {
   if (tables_ == nullptr) return 0;
@@ -352,8 +339,7 @@ Frame Traceback::operator[](std::size_t i) const noexcept {
   switch (kind_) {
     case Kind::kStack: {
       const std::uint32_t n = tables_->stack_size(id_);
-      const SnapshotFrame& f =
-          tables_->frames[tables_->stack_begin(id_)[n - 1 - i]];
+      const SnapshotFrame& f = tables_->frames[tables_->stack_begin(id_)[n - 1 - i]];
       return Frame{tables_->filenames[f.filename], f.lineno};
     }
     case Kind::kFrame: {
@@ -373,12 +359,9 @@ std::vector<Frame> Traceback::frames() const {
   return out;
 }
 
-std::string Traceback::ToString() const {
-  return empty() ? std::string() : (*this)[0].ToString();
-}
+std::string Traceback::ToString() const { return empty() ? std::string() : (*this)[0].ToString(); }
 
-std::vector<std::string> Traceback::Format(std::optional<int> limit,
-                                           bool most_recent_first) const {
+std::vector<std::string> Traceback::Format(std::optional<int> limit, bool most_recent_first) const {
   const std::int64_t n = static_cast<std::int64_t>(size());
   std::int64_t begin = 0;
   std::int64_t end = n;
@@ -394,8 +377,7 @@ std::vector<std::string> Traceback::Format(std::optional<int> limit,
   for (std::int64_t k = 0; k < end - begin; ++k) {
     const std::int64_t i = most_recent_first ? end - 1 - k : begin + k;
     const Frame f = (*this)[static_cast<std::size_t>(i)];
-    lines.push_back(
-        absl::StrCat("  File \"", AbslView(f.filename), "\", line ", f.lineno));
+    lines.push_back(absl::StrCat("  File \"", AbslView(f.filename), "\", line ", f.lineno));
   }
   return lines;
 }
@@ -419,25 +401,22 @@ bool operator<(const Traceback& a, const Traceback& b) noexcept {
 }
 
 std::string Statistic::ToString() const {
-  return absl::StrCat(traceback.ToString(),
-                      ": size=", FormatSize(static_cast<double>(size), false),
+  return absl::StrCat(traceback.ToString(), ": size=", FormatSize(static_cast<double>(size), false),
                       ", count=", count, AverageSuffix(size, count));
 }
 
 std::string StatisticDiff::ToString() const {
-  return absl::StrCat(
-      traceback.ToString(), ": size=", FormatSize(static_cast<double>(size), false),
-      " (", FormatSize(static_cast<double>(size_diff), true), "), count=", count,
-      " (", Signed(count_diff), ")", AverageSuffix(size, count));
+  return absl::StrCat(traceback.ToString(), ": size=", FormatSize(static_cast<double>(size), false),
+                      " (", FormatSize(static_cast<double>(size_diff), true), "), count=", count,
+                      " (", Signed(count_diff), ")", AverageSuffix(size, count));
 }
 
 absl::StatusOr<GroupBy> ParseGroupBy(std::string_view name) {
   if (name == "lineno") return GroupBy::kLineno;
   if (name == "filename") return GroupBy::kFilename;
   if (name == "traceback") return GroupBy::kTraceback;
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown group_by '", AbslView(name),
-                   "': use 'lineno', 'filename' or 'traceback'"));
+  return absl::InvalidArgumentError(absl::StrCat("unknown group_by '", AbslView(name),
+                                                 "': use 'lineno', 'filename' or 'traceback'"));
 }
 
 std::string_view GroupByName(GroupBy group_by) noexcept {
@@ -457,22 +436,18 @@ std::string_view GroupByName(GroupBy group_by) noexcept {
 namespace {
 std::shared_ptr<const SnapshotTables> EmptyTables() {
   static const auto* empty =
-      new std::shared_ptr<const SnapshotTables>(
-          std::make_shared<const SnapshotTables>());
+      new std::shared_ptr<const SnapshotTables>(std::make_shared<const SnapshotTables>());
   return *empty;
 }
 }  // namespace
 
 Snapshot::Snapshot()
-    : tables_(EmptyTables()),
-      traces_(std::make_shared<const std::vector<SnapshotTrace>>()) {}
+    : tables_(EmptyTables()), traces_(std::make_shared<const std::vector<SnapshotTrace>>()) {}
 
 Snapshot::Snapshot(std::shared_ptr<const SnapshotTables> tables,
                    std::shared_ptr<const std::vector<SnapshotTrace>> traces,
                    int traceback_limit) noexcept
-    : tables_(std::move(tables)),
-      traces_(std::move(traces)),
-      traceback_limit_(traceback_limit) {}
+    : tables_(std::move(tables)), traces_(std::move(traces)), traceback_limit_(traceback_limit) {}
 
 std::size_t Snapshot::trace_count() const noexcept { return traces_->size(); }
 
@@ -494,18 +469,11 @@ std::uint64_t Snapshot::total_size() const noexcept {
   return total;
 }
 
-std::size_t Snapshot::filename_count() const noexcept {
-  return tables_->filenames.size();
-}
-std::size_t Snapshot::frame_count() const noexcept {
-  return tables_->frames.size();
-}
-std::size_t Snapshot::traceback_count() const noexcept {
-  return tables_->stack_count();
-}
+std::size_t Snapshot::filename_count() const noexcept { return tables_->filenames.size(); }
+std::size_t Snapshot::frame_count() const noexcept { return tables_->frames.size(); }
+std::size_t Snapshot::traceback_count() const noexcept { return tables_->stack_count(); }
 
-absl::StatusOr<Snapshot> Snapshot::FilterTraces(
-    const std::vector<TraceFilter>& filters) const {
+absl::StatusOr<Snapshot> Snapshot::FilterTraces(const std::vector<TraceFilter>& filters) const {
   if (filters.empty()) return *this;  // Python copies; ours is immutable.
   std::vector<CompiledFilter> include;
   std::vector<CompiledFilter> exclude;
@@ -544,8 +512,7 @@ absl::StatusOr<Snapshot> Snapshot::FilterTraces(
   return Snapshot(tables_, std::move(kept), traceback_limit_);
 }
 
-absl::StatusOr<StatisticList> Snapshot::Statistics(GroupBy group_by,
-                                                   bool cumulative) const {
+absl::StatusOr<StatisticList> Snapshot::Statistics(GroupBy group_by, bool cumulative) const {
   absl::StatusOr<std::vector<Group>> grouped =
       GroupTraces(*tables_, *traces_, group_by, cumulative);
   if (!grouped.ok()) return grouped.status();
@@ -553,13 +520,11 @@ absl::StatusOr<StatisticList> Snapshot::Statistics(GroupBy group_by,
   const SnapshotTables* t = tables_.get();
   const std::uint32_t* rank = t->filename_rank.data();
   // Statistic._sort_key = (size, count, traceback), reverse=True.
-  std::stable_sort(groups.begin(), groups.end(),
-                   [t, rank](const Group& a, const Group& b) {
-                     if (a.size != b.size) return a.size > b.size;
-                     if (a.count != b.count) return a.count > b.count;
-                     return CompareKeys(RankedKey{t, rank, a.kind, a.id},
-                                        RankedKey{t, rank, b.kind, b.id}) > 0;
-                   });
+  std::stable_sort(groups.begin(), groups.end(), [t, rank](const Group& a, const Group& b) {
+    if (a.size != b.size) return a.size > b.size;
+    if (a.count != b.count) return a.count > b.count;
+    return CompareKeys(RankedKey{t, rank, a.kind, a.id}, RankedKey{t, rank, b.kind, b.id}) > 0;
+  });
   std::vector<Statistic> out;
   out.reserve(groups.size());
   for (const Group& g : groups) {
@@ -576,8 +541,7 @@ constexpr std::uint32_t kMissing = 0xFFFFFFFFu;
 // the file names of both in one code point order.
 class KeyMapper {
  public:
-  KeyMapper(const SnapshotTables& nt, const SnapshotTables& ot,
-            GroupBy group_by)
+  KeyMapper(const SnapshotTables& nt, const SnapshotTables& ot, GroupBy group_by)
       : new_(nt), old_(ot), same_(&nt == &ot) {
     if (same_) return;
     absl::flat_hash_map<absl::string_view, std::uint32_t> names;
@@ -616,8 +580,7 @@ class KeyMapper {
     if (group_by != GroupBy::kFilename) {
       new_frames_.reserve(nt.frames.size());
       for (std::uint32_t i = 0; i < nt.frames.size(); ++i) {
-        new_frames_.emplace(
-            std::make_pair(nt.frames[i].filename, nt.frames[i].lineno), i);
+        new_frames_.emplace(std::make_pair(nt.frames[i].filename, nt.frames[i].lineno), i);
       }
     }
   }
@@ -630,9 +593,7 @@ class KeyMapper {
   }
   bool same() const { return same_; }
 
-  std::uint32_t File(std::uint32_t old_id) const {
-    return same_ ? old_id : file_[old_id];
-  }
+  std::uint32_t File(std::uint32_t old_id) const { return same_ ? old_id : file_[old_id]; }
   std::uint32_t FrameId(std::uint32_t old_id) const {
     if (same_) return old_id;
     const SnapshotFrame& f = old_.frames[old_id];
@@ -649,8 +610,7 @@ class KeyMapper {
   std::vector<std::uint32_t> file_;
   std::vector<std::uint32_t> new_rank_;
   std::vector<std::uint32_t> old_rank_;
-  absl::flat_hash_map<std::pair<std::uint32_t, std::int64_t>, std::uint32_t>
-      new_frames_;
+  absl::flat_hash_map<std::pair<std::uint32_t, std::int64_t>, std::uint32_t> new_frames_;
 };
 
 struct DiffEntry {
@@ -668,8 +628,7 @@ std::int64_t Abs(std::int64_t v) { return v < 0 ? -v : v; }
 
 }  // namespace
 
-absl::StatusOr<StatisticDiffList> Snapshot::CompareTo(const Snapshot& older,
-                                                      GroupBy group_by,
+absl::StatusOr<StatisticDiffList> Snapshot::CompareTo(const Snapshot& older, GroupBy group_by,
                                                       bool cumulative) const {
   // Python groups the newer snapshot first, then the older one.
   absl::StatusOr<std::vector<Group>> new_grouped =
@@ -685,11 +644,10 @@ absl::StatusOr<StatisticDiffList> Snapshot::CompareTo(const Snapshot& older,
   const KeyMapper mapper(nt, ot, group_by);
 
   // Where each key of the newer snapshot sits in new_groups.
-  std::vector<std::int32_t> new_slot(
-      group_by == GroupBy::kFilename ? nt.filenames.size()
-      : group_by == GroupBy::kLineno ? nt.frames.size()
-                                     : nt.stack_count(),
-      -1);
+  std::vector<std::int32_t> new_slot(group_by == GroupBy::kFilename ? nt.filenames.size()
+                                     : group_by == GroupBy::kLineno ? nt.frames.size()
+                                                                    : nt.stack_count(),
+                                     -1);
   std::int32_t new_empty_slot = -1;  // lineno key of an empty traceback
   for (std::size_t i = 0; i < new_groups.size(); ++i) {
     const Group& g = new_groups[i];
@@ -757,37 +715,33 @@ absl::StatusOr<StatisticDiffList> Snapshot::CompareTo(const Snapshot& older,
       old_size = o.size;
       old_count = o.count;
     }
-    entries.push_back(DiffEntry{&nt, new_rank, g.kind, g.id, g.size,
-                                g.size - old_size, g.count,
+    entries.push_back(DiffEntry{&nt, new_rank, g.kind, g.id, g.size, g.size - old_size, g.count,
                                 g.count - old_count});
   }
   for (std::size_t j = 0; j < old_groups.size(); ++j) {
     if (old_matched[j]) continue;
     const Group& g = old_groups[j];
-    entries.push_back(
-        DiffEntry{&ot, old_rank, g.kind, g.id, 0, -g.size, 0, -g.count});
+    entries.push_back(DiffEntry{&ot, old_rank, g.kind, g.id, 0, -g.size, 0, -g.count});
   }
   // StatisticDiff._sort_key = (abs(size_diff), size, abs(count_diff), count,
   // traceback), reverse=True.
-  std::stable_sort(entries.begin(), entries.end(),
-                   [](const DiffEntry& a, const DiffEntry& b) {
-                     if (Abs(a.size_diff) != Abs(b.size_diff)) {
-                       return Abs(a.size_diff) > Abs(b.size_diff);
-                     }
-                     if (a.size != b.size) return a.size > b.size;
-                     if (Abs(a.count_diff) != Abs(b.count_diff)) {
-                       return Abs(a.count_diff) > Abs(b.count_diff);
-                     }
-                     if (a.count != b.count) return a.count > b.count;
-                     return CompareKeys(
-                                RankedKey{a.tables, a.rank, a.kind, a.id},
-                                RankedKey{b.tables, b.rank, b.kind, b.id}) > 0;
-                   });
+  std::stable_sort(entries.begin(), entries.end(), [](const DiffEntry& a, const DiffEntry& b) {
+    if (Abs(a.size_diff) != Abs(b.size_diff)) {
+      return Abs(a.size_diff) > Abs(b.size_diff);
+    }
+    if (a.size != b.size) return a.size > b.size;
+    if (Abs(a.count_diff) != Abs(b.count_diff)) {
+      return Abs(a.count_diff) > Abs(b.count_diff);
+    }
+    if (a.count != b.count) return a.count > b.count;
+    return CompareKeys(RankedKey{a.tables, a.rank, a.kind, a.id},
+                       RankedKey{b.tables, b.rank, b.kind, b.id}) > 0;
+  });
   std::vector<StatisticDiff> out;
   out.reserve(entries.size());
   for (const DiffEntry& e : entries) {
-    out.push_back(StatisticDiff{Traceback(e.tables, e.kind, e.id), e.size,
-                                e.size_diff, e.count, e.count_diff});
+    out.push_back(StatisticDiff{Traceback(e.tables, e.kind, e.id), e.size, e.size_diff, e.count,
+                                e.count_diff});
   }
   std::vector<std::shared_ptr<const SnapshotTables>> owners{tables_};
   if (!mapper.same()) owners.push_back(older.tables_);

@@ -1,0 +1,857 @@
+// The sampling allocation tracker (leakguard/sampler.h).
+//
+// Layout of the work, from the hottest path to the coldest:
+//   - the hooks (HookMalloc, ...): a thread-local countdown for allocations,
+//     one load of the address filter for frees; both fall through to the
+//     allocator below with a tail call;
+//   - Sample(): the block that reached the countdown: the Python stack read
+//     in place (frame_walk.c), then, under the state's lock, interned and
+//     recorded;
+//   - Forget(): a free whose filter counter is non-zero: under the lock,
+//     the block is looked up and, when sampled, removed;
+//   - the readers (TakeSnapshot, LiveByLine, ...): under the lock, a copy.
+//
+// The state behind the hooks is process-wide and never freed: a hook that
+// another thread entered just before Stop() unhooked it still finds it.
+
+#include "leakguard/sampler.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "leakguard/python/gil.h"
+#include "leakguard/python/python.h"
+#include "probes/frame_walk.h"
+#include "probes/tracemalloc_internal.h"
+
+namespace leakguard {
+namespace {
+
+// ------------------------------------------------------------ the filter
+
+// One byte per hashed address: how many live samples hash there (sticky at
+// 255: such a slot always leads to the table). 1 MiB of zeroed static
+// storage; the pages nobody touched are never made resident.
+constexpr int kFilterBits = 20;
+constexpr std::size_t kFilterSlots = std::size_t{1} << kFilterBits;
+constexpr std::size_t kFilterPage = 4096;
+std::atomic<uint8_t> g_filter[kFilterSlots];
+
+inline std::size_t FilterSlot(const void* p) {
+  // Blocks are 16-byte aligned; the multiplier spreads neighbours apart.
+  const uint64_t x = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(p)) >> 4;
+  return static_cast<std::size_t>((x * 0x9E3779B97F4A7C15ULL) >> (64 - kFilterBits));
+}
+
+// ------------------------------------------------------- per-thread state
+
+// Trivially constructed, so the hooks read it without an initialization
+// guard; initial-exec so that a read is one %fs-relative load, not a call
+// to __tls_get_addr (the library may be loaded by dlopen, as the Python
+// extension is; 24 bytes of static TLS are well within glibc's reserve).
+struct ThreadState {
+  int64_t countdown;    // bytes left before the next sample
+  uint64_t rng;         // xorshift64* state
+  uint32_t generation;  // State::generation the countdown was drawn in
+  bool busy;            // inside the sampler: let allocations through
+  bool probing;         // Start()'s check that a hook is in the chain
+  bool probe_hit;
+};
+thread_local ThreadState t_state __attribute__((tls_model("initial-exec")));
+
+// ------------------------------------------------------------ the state
+
+// A small lock for the sampled path and the readers. A spin lock, not a
+// mutex: it is held for a few hundred nanoseconds, never across a call
+// into Python, and taking it must not allocate.
+class SpinLock {
+ public:
+  void lock() {
+    while (locked_.exchange(true, std::memory_order_acquire)) {
+      while (locked_.load(std::memory_order_relaxed)) std::this_thread::yield();
+    }
+  }
+  void unlock() { locked_.store(false, std::memory_order_release); }
+
+ private:
+  std::atomic<bool> locked_{false};
+};
+
+struct LiveSample {
+  uint64_t size = 0;
+  double weight = 0;     // bytes it stands for (s / p)
+  double inclusion = 1;  // p = 1 - exp(-s / R)
+  uint32_t stack = 0;
+  uint32_t epoch = 0;  // mark epoch it was taken in
+};
+
+struct State {
+  // Read by the hooks without the lock.
+  std::atomic<bool> enabled{false};
+  std::atomic<uint32_t> generation{0};
+  std::atomic<int64_t> interval{512 * 1024};
+  std::atomic<int> max_frames{16};
+  std::atomic<uint64_t> seed{1};
+  std::atomic<uint64_t> thread_seeds{0};
+
+  SpinLock lock;
+  // Guarded by `lock`.
+  AllocationSampler* owner = nullptr;
+  int64_t max_samples = 0;
+  bool exact = false;
+  absl::flat_hash_map<uintptr_t, LiveSample> live;
+  std::unique_ptr<internal::TablesBuilder> tables;
+  // File name str objects already interned, with the length their text had:
+  // a hit is confirmed by comparing the text (the object may have died and
+  // its address been reused), so no reference is kept.
+  absl::flat_hash_map<const void*, uint32_t> filename_by_object;
+  std::string scratch;
+  uint32_t unknown_frame = 0;
+  uint32_t epoch = 0;
+  int64_t samples = 0;
+  int64_t freed = 0;
+  int64_t dropped = 0;
+  double live_weight = 0;
+  std::vector<bool> filter_pages = std::vector<bool>(kFilterSlots / kFilterPage);
+  int64_t filter_pages_touched = 0;
+};
+
+State& GlobalState() {
+  static State* state = new State;  // never freed: hooks may still run
+  return *state;
+}
+
+// --------------------------------------------------------- random numbers
+
+uint64_t SplitMix(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ULL;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+  return x ^ (x >> 31);
+}
+
+uint64_t NextRandom(ThreadState& t) {
+  uint64_t x = t.rng;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  t.rng = x;
+  return x * 0x2545F4914F6CDD1DULL;
+}
+
+// An exponential distance of mean `interval`, at least 1 byte.
+int64_t DrawDistance(ThreadState& t, int64_t interval) {
+  if (interval <= 1) return 0;  // exact mode: every block
+  const double u = static_cast<double>((NextRandom(t) >> 11) + 1) * 0x1.0p-53;  // (0, 1]
+  const double d = -std::log(u) * static_cast<double>(interval);
+  if (d >= 9.0e18) return std::numeric_limits<int64_t>::max() / 2;
+  return std::max<int64_t>(1, static_cast<int64_t>(d));
+}
+
+// While the sampler is off but its hooks stay in the chain (something hooked
+// on top of them), distances are drawn with at least this mean.
+constexpr int64_t kIdleInterval = 4096;
+
+// ---------------------------------------------------------- file names
+
+// Appends the UTF-8 text of `str` (lone surrogates as 3-byte sequences,
+// "surrogatepass") without asking Python, which would cache an encoded copy
+// in the object: an allocation. Returns false for something not a str.
+bool AppendUtf8(PyObject* str, std::string* out) {
+  if (str == nullptr || !PyUnicode_Check(str)) return false;
+#if PY_VERSION_HEX < 0x030C0000
+  if (!PyUnicode_IS_READY(str)) return false;
+#endif
+  const Py_ssize_t n = PyUnicode_GET_LENGTH(str);
+  const int kind = PyUnicode_KIND(str);
+  const void* data = PyUnicode_DATA(str);
+  if (PyUnicode_IS_ASCII(str)) {
+    out->append(static_cast<const char*>(data), static_cast<std::size_t>(n));
+    return true;
+  }
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    const Py_UCS4 c = PyUnicode_READ(kind, data, i);
+    if (c < 0x80) {
+      out->push_back(static_cast<char>(c));
+    } else if (c < 0x800) {
+      out->push_back(static_cast<char>(0xC0 | (c >> 6)));
+      out->push_back(static_cast<char>(0x80 | (c & 0x3F)));
+    } else if (c < 0x10000) {
+      out->push_back(static_cast<char>(0xE0 | (c >> 12)));
+      out->push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
+      out->push_back(static_cast<char>(0x80 | (c & 0x3F)));
+    } else {
+      out->push_back(static_cast<char>(0xF0 | (c >> 18)));
+      out->push_back(static_cast<char>(0x80 | ((c >> 12) & 0x3F)));
+      out->push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
+      out->push_back(static_cast<char>(0x80 | (c & 0x3F)));
+    }
+  }
+  return true;
+}
+
+// The interned id of a frame's file name. REQUIRES: s.lock held.
+uint32_t InternFilename(State& s, PyObject* filename) {
+  s.scratch.clear();
+  if (!AppendUtf8(filename, &s.scratch)) s.scratch = "<unknown>";
+  auto it = s.filename_by_object.find(filename);
+  if (it != s.filename_by_object.end()) {
+    // Confirmed by content: the tables are only read here under the lock.
+    if (internal::TablesBuilderAccess::Filename(*s.tables, it->second) == s.scratch) {
+      return it->second;
+    }
+  }
+  const uint32_t id = s.tables->InternFilename(internal::NormalizeFilename(s.scratch));
+  if (s.filename_by_object.size() < 4096) s.filename_by_object[filename] = id;
+  return id;
+}
+
+// ------------------------------------------------------------- sampling
+
+void FilterAdd(State& s, const void* p) {
+  const std::size_t slot = FilterSlot(p);
+  const uint8_t v = g_filter[slot].load(std::memory_order_relaxed);
+  if (v != 255) g_filter[slot].store(static_cast<uint8_t>(v + 1), std::memory_order_relaxed);
+  const std::size_t page = slot / kFilterPage;
+  if (!s.filter_pages[page]) {
+    s.filter_pages[page] = true;
+    ++s.filter_pages_touched;
+  }
+}
+
+void FilterRemove(const void* p) {
+  const std::size_t slot = FilterSlot(p);
+  const uint8_t v = g_filter[slot].load(std::memory_order_relaxed);
+  if (v != 0 && v != 255) {
+    g_filter[slot].store(static_cast<uint8_t>(v - 1), std::memory_order_relaxed);
+  }
+}
+
+// A block of `size` bytes at `p` reached the thread's countdown.
+void Sample(ThreadState& t, void* p, std::size_t size) {
+  State& s = GlobalState();
+  t.busy = true;
+  if (t.probing) {  // Start() asking whether this hook is in the chain
+    t.probe_hit = true;
+    t.countdown = 1;
+    t.busy = false;
+    return;
+  }
+  const int64_t interval = s.interval.load(std::memory_order_relaxed);
+  const uint32_t generation = s.generation.load(std::memory_order_acquire);
+  if (t.generation != generation) {
+    // First allocation of this thread in this run: seed, then count this
+    // block against a fresh distance.
+    t.generation = generation;
+    t.rng = SplitMix(s.seed.load(std::memory_order_relaxed) +
+                     s.thread_seeds.fetch_add(1, std::memory_order_relaxed));
+    if (t.rng == 0) t.rng = 1;
+    t.countdown = DrawDistance(t, interval) - static_cast<int64_t>(size);
+    if (t.countdown > 0) {
+      t.busy = false;
+      return;
+    }
+  }
+  if (!s.enabled.load(std::memory_order_relaxed)) {
+    // Off, with the hooks left in the chain: keep drawing distances, so that
+    // the countdown a thread holds when sampling restarts is a fresh
+    // exponential one (no bias at restart).
+    t.countdown = DrawDistance(t, std::max<int64_t>(interval, kIdleInterval));
+    t.busy = false;
+    return;
+  }
+  t.countdown = DrawDistance(t, interval);
+  if (p == nullptr) {
+    t.busy = false;
+    return;
+  }
+  double weight = static_cast<double>(size);
+  double inclusion = 1;
+  if (interval > 1 && size > 0) {
+    inclusion = -std::expm1(-static_cast<double>(size) / static_cast<double>(interval));
+    weight = static_cast<double>(size) / inclusion;
+  }
+
+  leakguard_raw_frame frames[256];
+  int depth = 0;
+  const int max_frames = s.max_frames.load(std::memory_order_relaxed);
+  const int n = leakguard_walk_frames(frames, max_frames, &depth);
+
+  {
+    std::lock_guard<SpinLock> lock(s.lock);
+    if (!s.enabled.load(std::memory_order_relaxed) || s.tables == nullptr) {
+      t.busy = false;
+      return;
+    }
+    if (static_cast<int64_t>(s.live.size()) >= s.max_samples) {
+      ++s.dropped;
+      t.busy = false;
+      return;
+    }
+    uint32_t ids[256];
+    int kept = 0;
+    for (int i = 0; i < n; ++i) {
+      ids[kept++] = s.tables->InternFrame(InternFilename(s, frames[i].filename), frames[i].lineno);
+    }
+    if (kept == 0) ids[kept++] = s.unknown_frame;
+    const uint32_t stack = s.tables->InternStack(ids, static_cast<std::size_t>(kept));
+    auto [it, inserted] = s.live.try_emplace(reinterpret_cast<uintptr_t>(p));
+    if (!inserted) {
+      s.live_weight -= it->second.weight;  // a free the sampler missed
+    } else {
+      FilterAdd(s, p);
+    }
+    it->second = LiveSample{size, weight, inclusion, stack, s.epoch};
+    s.live_weight += weight;
+    ++s.samples;
+  }
+  t.busy = false;
+}
+
+// A free (or realloc) of `p`, whose filter counter is non-zero.
+void Forget(const void* p) {
+  State& s = GlobalState();
+  std::lock_guard<SpinLock> lock(s.lock);
+  auto it = s.live.find(reinterpret_cast<uintptr_t>(p));
+  if (it == s.live.end()) return;
+  s.live_weight -= it->second.weight;
+  s.live.erase(it);
+  FilterRemove(p);
+  ++s.freed;
+}
+
+inline bool MaybeSampled(const void* p) {
+  return p != nullptr && g_filter[FilterSlot(p)].load(std::memory_order_relaxed) != 0;
+}
+
+// ------------------------------------------------------------- the hooks
+
+// One per domain; `prev` is the allocator below (written under the GIL by
+// Start(), only when it changed, so a hook running meanwhile reads a value
+// that does not move).
+struct Hook {
+  PyMemAllocatorDomain domain;
+  PyMemAllocatorEx prev;
+  bool installed;  // set by Start(), cleared by a Stop() that unhooked
+};
+Hook g_hooks[3] = {
+    {PYMEM_DOMAIN_RAW, {}, false}, {PYMEM_DOMAIN_MEM, {}, false}, {PYMEM_DOMAIN_OBJ, {}, false}};
+
+// MEM and OBJ hooks mark the thread busy while the allocator below runs:
+// pymalloc hands blocks over 512 bytes to PyMem_RawMalloc, which would
+// otherwise pass through the RAW hook too and count the bytes twice. The
+// RAW hook sits on libc's malloc and needs no such care (a tail call).
+[[gnu::noinline]] void* SampledMalloc(Hook* h, std::size_t n) {
+  ThreadState& t = t_state;
+  t.busy = true;
+  void* p = h->prev.malloc(h->prev.ctx, n);
+  t.busy = false;
+  Sample(t, p, n);
+  return p;
+}
+
+[[gnu::noinline]] void* SampledCalloc(Hook* h, std::size_t nelem, std::size_t elsize) {
+  ThreadState& t = t_state;
+  t.busy = true;
+  void* p = h->prev.calloc(h->prev.ctx, nelem, elsize);
+  t.busy = false;
+  Sample(t, p, nelem * elsize);
+  return p;
+}
+
+[[gnu::noinline]] void* SampledRealloc(Hook* h, void* ptr, std::size_t n) {
+  ThreadState& t = t_state;
+  t.busy = true;
+  void* p = h->prev.realloc(h->prev.ctx, ptr, n);
+  t.busy = false;
+  Sample(t, p, n);
+  return p;
+}
+
+template <bool kNests>
+void* HookMalloc(void* ctx, std::size_t n) noexcept {
+  Hook* h = static_cast<Hook*>(ctx);
+  ThreadState& t = t_state;
+  if (t.busy) return h->prev.malloc(h->prev.ctx, n);
+  t.countdown -= static_cast<int64_t>(n);
+  if (__builtin_expect(t.countdown <= 0, 0)) return SampledMalloc(h, n);
+  if constexpr (!kNests) return h->prev.malloc(h->prev.ctx, n);
+  t.busy = true;
+  void* p = h->prev.malloc(h->prev.ctx, n);
+  t.busy = false;
+  return p;
+}
+
+template <bool kNests>
+void* HookCalloc(void* ctx, std::size_t nelem, std::size_t elsize) noexcept {
+  Hook* h = static_cast<Hook*>(ctx);
+  ThreadState& t = t_state;
+  std::size_t n = 0;
+  if (t.busy || __builtin_mul_overflow(nelem, elsize, &n)) {
+    return h->prev.calloc(h->prev.ctx, nelem, elsize);
+  }
+  t.countdown -= static_cast<int64_t>(n);
+  if (__builtin_expect(t.countdown <= 0, 0)) return SampledCalloc(h, nelem, elsize);
+  if constexpr (!kNests) return h->prev.calloc(h->prev.ctx, nelem, elsize);
+  t.busy = true;
+  void* p = h->prev.calloc(h->prev.ctx, nelem, elsize);
+  t.busy = false;
+  return p;
+}
+
+template <bool kNests>
+void* HookRealloc(void* ctx, void* ptr, std::size_t n) noexcept {
+  Hook* h = static_cast<Hook*>(ctx);
+  ThreadState& t = t_state;
+  if (t.busy) return h->prev.realloc(h->prev.ctx, ptr, n);
+  if (MaybeSampled(ptr)) Forget(ptr);
+  t.countdown -= static_cast<int64_t>(n);
+  if (__builtin_expect(t.countdown <= 0, 0)) return SampledRealloc(h, ptr, n);
+  if constexpr (!kNests) return h->prev.realloc(h->prev.ctx, ptr, n);
+  t.busy = true;
+  void* p = h->prev.realloc(h->prev.ctx, ptr, n);
+  t.busy = false;
+  return p;
+}
+
+template <bool kNests>
+void HookFree(void* ctx, void* ptr) noexcept {
+  Hook* h = static_cast<Hook*>(ctx);
+  ThreadState& t = t_state;
+  if (t.busy) return h->prev.free(h->prev.ctx, ptr);
+  if (MaybeSampled(ptr)) Forget(ptr);
+  if constexpr (!kNests) return h->prev.free(h->prev.ctx, ptr);
+  t.busy = true;
+  h->prev.free(h->prev.ctx, ptr);
+  t.busy = false;
+}
+
+PyMemAllocatorEx HooksFor(Hook& h) {
+  if (h.domain == PYMEM_DOMAIN_RAW) {
+    return {&h, HookMalloc<false>, HookCalloc<false>, HookRealloc<false>, HookFree<false>};
+  }
+  return {&h, HookMalloc<true>, HookCalloc<true>, HookRealloc<true>, HookFree<true>};
+}
+
+bool IsOurs(const PyMemAllocatorEx& a, const Hook& h) {
+  return a.ctx == &h && (a.malloc == HookMalloc<false> || a.malloc == HookMalloc<true>);
+}
+
+// Whether an allocation through `h`'s domain passes through the sampler's
+// hook (it may sit under another hook). REQUIRES: the GIL.
+bool HookInChain(Hook& h) {
+  ThreadState& t = t_state;
+  const ThreadState saved = t;
+  t.busy = false;
+  t.probing = true;
+  t.probe_hit = false;
+  t.countdown = 0;
+  void* p = nullptr;
+  switch (h.domain) {
+    case PYMEM_DOMAIN_RAW:
+      p = PyMem_RawMalloc(1);
+      PyMem_RawFree(p);
+      break;
+    case PYMEM_DOMAIN_MEM:
+      p = PyMem_Malloc(1);
+      PyMem_Free(p);
+      break;
+    case PYMEM_DOMAIN_OBJ:
+      p = PyObject_Malloc(1);
+      PyObject_Free(p);
+      break;
+  }
+  const bool hit = t.probe_hit;
+  t = saved;
+  return hit;
+}
+
+// Puts the hooks in the chain where they are not. REQUIRES: the GIL.
+void InstallHooks() {
+  for (Hook& h : g_hooks) {
+    PyMemAllocatorEx current;
+    PyMem_GetAllocator(h.domain, &current);
+    if (IsOurs(current, h)) continue;
+    if (h.installed && HookInChain(h)) continue;  // under another hook
+    if (std::memcmp(&current, &h.prev, sizeof current) != 0) h.prev = current;
+    PyMemAllocatorEx ours = HooksFor(h);
+    PyMem_SetAllocator(h.domain, &ours);
+    h.installed = true;
+  }
+}
+
+// Takes the hooks out where they are the top of the chain; elsewhere they
+// stay as a pass-through. REQUIRES: the GIL.
+void RemoveHooks() {
+  for (Hook& h : g_hooks) {
+    PyMemAllocatorEx current;
+    PyMem_GetAllocator(h.domain, &current);
+    if (!IsOurs(current, h)) continue;
+    PyMem_SetAllocator(h.domain, &h.prev);
+    h.installed = false;
+  }
+}
+
+// Whether the RAW hook still runs (read without the GIL: only PyMem_Raw*).
+bool RawHookInChain() {
+  PyMemAllocatorEx current;
+  PyMem_GetAllocator(PYMEM_DOMAIN_RAW, &current);
+  if (IsOurs(current, g_hooks[0])) return true;
+  return g_hooks[0].installed && HookInChain(g_hooks[0]);
+}
+
+// ------------------------------------------------------------- readers
+
+struct LineKey {
+  uint32_t frame;
+  friend bool operator==(LineKey a, LineKey b) { return a.frame == b.frame; }
+  template <typename H>
+  friend H AbslHashValue(H h, LineKey k) {
+    return H::combine(std::move(h), k.frame);
+  }
+};
+
+}  // namespace
+
+namespace internal {
+// Reads the builder's tables (sampler only).
+const std::string& TablesBuilderAccess::Filename(const TablesBuilder& b, uint32_t id) {
+  return b.tables_.filenames[id];
+}
+const SnapshotTables& TablesBuilderAccess::Tables(const TablesBuilder& b) { return b.tables_; }
+}  // namespace internal
+
+double SiteEstimate::low() const { return std::max(0.0, bytes - 1.96 * stderr_bytes); }
+double SiteEstimate::high() const { return bytes + 1.96 * stderr_bytes; }
+
+absl::StatusOr<std::unique_ptr<AllocationSampler>> AllocationSampler::Create(
+    SamplerOptions options) {
+  if (options.sampling_interval < 1 || options.sampling_interval > (int64_t{1} << 30)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("SamplerOptions.sampling_interval must be 1 to 1 GiB bytes, got ",
+                     options.sampling_interval));
+  }
+  if (options.max_frames < 1 || options.max_frames > 256) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("SamplerOptions.max_frames must be 1 to 256, got ", options.max_frames));
+  }
+  if (options.max_samples < 1 || options.max_samples > (int64_t{1} << 26)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("SamplerOptions.max_samples must be 1 to 2^26, got ", options.max_samples));
+  }
+  return std::unique_ptr<AllocationSampler>(new AllocationSampler(options));
+}
+
+AllocationSampler::AllocationSampler(SamplerOptions options) : options_(options) {}
+
+AllocationSampler::~AllocationSampler() { Stop(); }
+
+void AllocationSampler::StopBeforeFinalize() noexcept { Stop(); }
+
+absl::Status AllocationSampler::Start() {
+  if (absl::Status gil = CheckGil(); !gil.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat("AllocationSampler::Start: ", gil.message()));
+  }
+  State& s = GlobalState();
+  {
+    std::lock_guard<SpinLock> lock(s.lock);
+    if (s.owner == this) return absl::OkStatus();
+    if (s.owner != nullptr) {
+      return absl::FailedPreconditionError(
+          "AllocationSampler::Start: another sampler is running in this process (the "
+          "allocator hooks are process-wide); stop it first");
+    }
+  }
+  if (absl::Status registered = Interpreter::RegisterWatcher(this); !registered.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("AllocationSampler::Start: ", registered.message()));
+  }
+  uint64_t seed = options_.seed;
+  if (seed == 0)
+    seed = (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
+  {
+    std::lock_guard<SpinLock> lock(s.lock);
+    s.owner = this;
+    s.max_samples = options_.max_samples;
+    s.exact = options_.sampling_interval == 1;
+    s.live.clear();
+    s.filename_by_object.clear();
+    s.tables = std::make_unique<internal::TablesBuilder>();
+    s.unknown_frame = s.tables->InternFrame(s.tables->InternFilename("<unknown>"), 0);
+    s.epoch = 0;
+    s.samples = s.freed = s.dropped = 0;
+    s.live_weight = 0;
+    s.interval.store(options_.sampling_interval, std::memory_order_relaxed);
+    s.max_frames.store(options_.max_frames, std::memory_order_relaxed);
+    s.seed.store(seed, std::memory_order_relaxed);
+    s.thread_seeds.store(0, std::memory_order_relaxed);
+    s.generation.fetch_add(1, std::memory_order_release);
+  }
+  InstallHooks();
+  s.enabled.store(true, std::memory_order_release);
+  return absl::OkStatus();
+}
+
+void AllocationSampler::Stop() {
+  State& s = GlobalState();
+  {
+    std::lock_guard<SpinLock> lock(s.lock);
+    if (s.owner != this) return;
+  }
+  s.enabled.store(false, std::memory_order_release);
+  {
+    GilAcquire gil;
+    if (gil.ok()) RemoveHooks();
+  }
+  {
+    std::lock_guard<SpinLock> lock(s.lock);
+    for (const auto& [address, sample] : s.live) FilterRemove(reinterpret_cast<void*>(address));
+    s.live.clear();
+    absl::flat_hash_map<uintptr_t, LiveSample>().swap(s.live);
+    s.filename_by_object.clear();
+    s.tables.reset();
+    s.live_weight = 0;
+    s.owner = nullptr;
+  }
+  Interpreter::UnregisterWatcher(this);
+}
+
+bool AllocationSampler::running() const {
+  State& s = GlobalState();
+  std::lock_guard<SpinLock> lock(s.lock);
+  return s.owner == this;
+}
+
+SamplerStats AllocationSampler::Stats() const {
+  State& s = GlobalState();
+  SamplerStats stats;
+  stats.sampling_interval = options_.sampling_interval;
+  const bool running = this->running();
+  stats.hooked = running && RawHookInChain();
+  std::lock_guard<SpinLock> lock(s.lock);
+  if (s.owner != this) return stats;
+  stats.running = true;
+  stats.live_samples = static_cast<int64_t>(s.live.size());
+  stats.samples = s.samples;
+  stats.freed = s.freed;
+  stats.dropped = s.dropped;
+  stats.live_bytes_estimate = std::llround(std::max(0.0, s.live_weight));
+  const internal::SnapshotTables& t = internal::TablesBuilderAccess::Tables(*s.tables);
+  stats.stacks = t.stack_count();
+  int64_t bytes =
+      static_cast<int64_t>(s.live.capacity() * (sizeof(std::pair<uintptr_t, LiveSample>) + 1));
+  for (const std::string& f : t.filenames) bytes += static_cast<int64_t>(f.capacity() + sizeof f);
+  bytes += static_cast<int64_t>(t.frames.capacity() * sizeof(internal::SnapshotFrame) +
+                                t.stack_offsets.capacity() * 4 + t.stack_frames.capacity() * 4);
+  // The builder's interning maps hold about as much again as its tables.
+  bytes += static_cast<int64_t>(t.frames.size() * 24 + t.stack_count() * 8 +
+                                s.filename_by_object.capacity() * 17);
+  bytes += s.filter_pages_touched * static_cast<int64_t>(kFilterPage);
+  stats.table_bytes = bytes;
+  return stats;
+}
+
+namespace {
+
+// The live samples as a Snapshot, and (when `lines` is set) per-line
+// estimates. REQUIRES: s.lock held, s.tables set.
+tracemalloc::Snapshot SnapshotLocked(const State& s, int traceback_limit,
+                                     std::vector<SiteEstimate>* lines) {
+  internal::SnapshotTables copy = internal::TablesBuilderAccess::Tables(*s.tables);
+  auto traces = std::make_shared<std::vector<internal::SnapshotTrace>>();
+  traces->reserve(s.live.size());
+  struct Acc {
+    double bytes = 0, variance = 0, blocks = 0;
+    int64_t samples = 0;
+    uint32_t oldest = std::numeric_limits<uint32_t>::max();
+  };
+  absl::flat_hash_map<LineKey, Acc> by_line;
+  for (const auto& [address, sample] : s.live) {
+    internal::SnapshotTrace trace;
+    trace.size = static_cast<uint64_t>(std::llround(sample.weight));
+    trace.domain = 0;
+    trace.stack = sample.stack;
+    trace.total_nframe = copy.stack_size(sample.stack);
+    traces->push_back(trace);
+    if (lines != nullptr) {
+      Acc& a = by_line[LineKey{copy.stack_begin(sample.stack)[0]}];
+      a.bytes += sample.weight;
+      a.variance += (1 - sample.inclusion) * sample.weight * sample.weight;
+      a.blocks += sample.weight / std::max<double>(1.0, static_cast<double>(sample.size));
+      ++a.samples;
+      a.oldest = std::min(a.oldest, sample.epoch);
+    }
+  }
+  if (lines != nullptr) {
+    lines->clear();
+    lines->reserve(by_line.size());
+    for (const auto& [key, a] : by_line) {
+      const internal::SnapshotFrame& f = copy.frames[key.frame];
+      SiteEstimate e;
+      e.filename = copy.filenames[f.filename];
+      e.lineno = f.lineno;
+      e.bytes = a.bytes;
+      e.stderr_bytes = std::sqrt(a.variance);
+      e.blocks = a.blocks;
+      e.samples = a.samples;
+      e.oldest_epoch = a.oldest;
+      lines->push_back(std::move(e));
+    }
+    std::sort(lines->begin(), lines->end(), [](const SiteEstimate& a, const SiteEstimate& b) {
+      if (a.bytes != b.bytes) return a.bytes > b.bytes;
+      if (a.filename != b.filename) return a.filename < b.filename;
+      return a.lineno < b.lineno;
+    });
+  }
+  auto tables = internal::FinishTables(std::move(copy));
+  return tracemalloc::SnapshotAccess::Make(std::move(tables), std::move(traces), traceback_limit);
+}
+
+}  // namespace
+
+tracemalloc::Snapshot AllocationSampler::TakeSnapshot() const {
+  State& s = GlobalState();
+  std::lock_guard<SpinLock> lock(s.lock);
+  if (s.owner != this || s.tables == nullptr) return tracemalloc::Snapshot();
+  return SnapshotLocked(s, options_.max_frames, nullptr);
+}
+
+std::vector<SiteEstimate> AllocationSampler::LiveByLine(std::size_t top) const {
+  State& s = GlobalState();
+  std::vector<SiteEstimate> lines;
+  {
+    std::lock_guard<SpinLock> lock(s.lock);
+    if (s.owner != this || s.tables == nullptr) return lines;
+    SnapshotLocked(s, options_.max_frames, &lines);
+  }
+  if (top != 0 && lines.size() > top) lines.resize(top);
+  return lines;
+}
+
+SamplerMark AllocationSampler::Mark() {
+  State& s = GlobalState();
+  SamplerMark mark;
+  mark.time = absl::Now();
+  std::lock_guard<SpinLock> lock(s.lock);
+  if (s.owner != this || s.tables == nullptr) return mark;
+  mark.snapshot = SnapshotLocked(s, options_.max_frames, &mark.lines);
+  mark.epoch = ++s.epoch;
+  return mark;
+}
+
+std::string AllocationSampler::CollapsedStacks() const {
+  const tracemalloc::Snapshot snap = TakeSnapshot();
+  absl::flat_hash_map<std::string, uint64_t> stacks;
+  for (std::size_t i = 0; i < snap.trace_count(); ++i) {
+    const tracemalloc::Trace trace = snap.trace(i);
+    std::string key;
+    for (std::size_t f = 0; f < trace.traceback.size(); ++f) {
+      if (f != 0) key.push_back(';');
+      absl::StrAppend(&key, trace.traceback[f].ToString());
+    }
+    stacks[key] += trace.size;
+  }
+  std::vector<std::pair<std::string, uint64_t>> sorted(stacks.begin(), stacks.end());
+  std::sort(sorted.begin(), sorted.end());
+  std::string out;
+  for (const auto& [key, bytes] : sorted) absl::StrAppend(&out, key, " ", bytes, "\n");
+  return out;
+}
+
+namespace {
+void AppendJsonString(std::string* out, std::string_view s) {
+  out->push_back('"');
+  for (const char c : s) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out->push_back('\\');
+      out->push_back(c);
+    } else if (u < 0x20) {
+      absl::StrAppendFormat(out, "\\u%04x", u);
+    } else {
+      out->push_back(c);
+    }
+  }
+  out->push_back('"');
+}
+}  // namespace
+
+std::string AllocationSampler::ToJson(std::size_t top) const {
+  const SamplerStats st = Stats();
+  const std::vector<SiteEstimate> lines = LiveByLine(top);
+  std::string out = absl::StrFormat(
+      "{\"sampling_interval\":%d,\"running\":%s,\"hooked\":%s,\"live_samples\":%d,"
+      "\"samples\":%d,\"freed\":%d,\"dropped\":%d,\"live_bytes_estimate\":%d,"
+      "\"table_bytes\":%d,\"stacks\":%d,\"lines\":[",
+      st.sampling_interval, st.running ? "true" : "false", st.hooked ? "true" : "false",
+      st.live_samples, st.samples, st.freed, st.dropped, st.live_bytes_estimate, st.table_bytes,
+      st.stacks);
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    const SiteEstimate& e = lines[i];
+    if (i != 0) out.push_back(',');
+    out += "{\"filename\":";
+    AppendJsonString(&out, e.filename);
+    absl::StrAppendFormat(&out,
+                          ",\"lineno\":%d,\"bytes\":%.0f,\"stderr_bytes\":%.0f,\"blocks\":%.1f,"
+                          "\"samples\":%d,\"oldest_epoch\":%d}",
+                          e.lineno, e.bytes, e.stderr_bytes, e.blocks, e.samples, e.oldest_epoch);
+  }
+  out += "]}";
+  return out;
+}
+
+std::vector<GrowingSite> FindGrowingSites(const std::vector<SamplerMark>& marks, double z) {
+  std::vector<GrowingSite> out;
+  if (marks.size() < 3) return out;
+  using Key = std::pair<std::string, int64_t>;
+  std::vector<absl::flat_hash_map<Key, const SiteEstimate*>> index(marks.size());
+  for (std::size_t m = 0; m < marks.size(); ++m) {
+    for (const SiteEstimate& e : marks[m].lines) index[m][{e.filename, e.lineno}] = &e;
+  }
+  for (const SiteEstimate& last : marks.back().lines) {
+    const Key key{last.filename, last.lineno};
+    GrowingSite site;
+    site.last = last;
+    bool steady = true;
+    double previous = 0;
+    double first_variance = 0;
+    for (std::size_t m = 0; m < marks.size(); ++m) {
+      auto it = index[m].find(key);
+      const double bytes = it == index[m].end() ? 0 : it->second->bytes;
+      if (m == 0 && it != index[m].end()) {
+        first_variance = it->second->stderr_bytes * it->second->stderr_bytes;
+      }
+      if (m > 0) {
+        site.deltas.push_back(bytes - previous);
+        if (bytes - previous <= 0) steady = false;
+      }
+      previous = bytes;
+    }
+    if (!steady) continue;
+    const double first = index[0].count(key) ? index[0][key]->bytes : 0;
+    site.growth = last.bytes - first;
+    // Samples that survive from the first mark to the last are shared by
+    // both estimates; treating them as independent overstates the error,
+    // which errs towards silence.
+    site.stderr_growth = std::sqrt(last.stderr_bytes * last.stderr_bytes + first_variance);
+    if (site.growth <= z * site.stderr_growth) continue;
+    out.push_back(std::move(site));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const GrowingSite& a, const GrowingSite& b) { return a.growth > b.growth; });
+  return out;
+}
+
+}  // namespace leakguard
