@@ -22,8 +22,14 @@
 //             that grew (a snapshot diff grouped by line or file). Starts
 //             tracemalloc for the scope if it was off and stops it after.
 //             REQUIRES the GIL at Enter and Exit.
-// The threshold applies to RSS growth, and in kTraced mode also to traced
-// growth: the guard warns when either reaches warn_bytes. RSS is read after
+//   kSampled  the same readings from a running AllocationSampler
+//             (options.sampler) instead of tracemalloc: estimated bytes, at
+//             the sampler's cost (cheap enough to guard every run in
+//             production). Short blocks that allocate less than the
+//             sampler's interval show little; see docs/sampler.md.
+//             REQUIRES the GIL at Enter and Exit (for the block count).
+// The threshold applies to RSS growth, and in kTraced/kSampled mode also to
+// traced (estimated) growth: the guard warns when either reaches warn_bytes. RSS is read after
 // Enter's snapshot and before Exit's, so what a snapshot of a big heap
 // leaves resident is not counted as the block's growth.
 //
@@ -46,6 +52,7 @@
 #include "leakguard/export.h"
 #include "leakguard/process.h"
 #include "leakguard/report.h"
+#include "leakguard/sampler.h"
 #include "leakguard/sink.h"
 #include "leakguard/tracemalloc.h"
 
@@ -55,6 +62,7 @@ namespace leakguard {
 enum class GuardMode {
   kProcess,  ///< RSS, descriptors, threads.
   kTraced,   ///< Also tracemalloc: traced bytes, blocks, lines.
+  kSampled,  ///< Also a running AllocationSampler: estimated bytes, blocks, lines.
 };
 
 /// Options of a MemoryGuard.
@@ -82,6 +90,10 @@ struct MemoryGuardOptions {
   int frames = 1;
   /// Where reports go (not owned; must outlive the guard). Null: DefaultSink().
   Sink* sink = nullptr;
+  /// kSampled: the running sampler to read (not owned; must outlive the
+  /// guard). Null or not running: Enter() fails (InvalidArgument,
+  /// FailedPrecondition).
+  AllocationSampler* sampler = nullptr;
 };
 
 /// What one guarded block did.
@@ -94,13 +106,14 @@ struct LEAKGUARD_EXPORT GuardReport {
   absl::Duration elapsed = absl::ZeroDuration();
   /// RSS, descriptor and thread changes.
   ProcessDelta process;
-  /// Traced memory change (kTraced only).
+  /// Traced memory change (kTraced), or the sampler's estimate of it
+  /// (kSampled).
   std::optional<int64_t> traced_bytes;
-  /// sys.getallocatedblocks() change (kTraced only).
+  /// sys.getallocatedblocks() change (kTraced, kSampled).
   std::optional<int64_t> blocks;
   /// Objects the collections at Enter/Exit freed (0 when none ran).
   int64_t gc_collected = 0;
-  /// Lines that grew, largest first (kTraced only).
+  /// Lines that grew, largest first (kTraced; estimated bytes in kSampled).
   std::vector<LineGrowth> top_lines;
   /// True when the growth reached warn_bytes.
   bool over_threshold = false;

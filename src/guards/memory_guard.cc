@@ -7,10 +7,10 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "probes/growth.h"
 #include "leakguard/python/gil.h"
 #include "leakguard/python/python.h"
 #include "leakguard/python/ref.h"
+#include "probes/growth.h"
 
 namespace leakguard {
 namespace {
@@ -29,7 +29,6 @@ auto WithPendingExceptionKept(Body&& body) {
   return result;
 }
 
-
 }  // namespace
 
 Report GuardReport::ToReport() const {
@@ -39,11 +38,13 @@ Report GuardReport::ToReport() const {
   report.severity = over_threshold ? Severity::kWarning : Severity::kInfo;
   report.time = absl::Now();
   report.elapsed = elapsed;
-  report.summary = absl::StrCat("RSS ", process.rss_bytes >= 0 ? "+" : "",
-                                FormatBytes(process.rss_bytes));
+  report.summary =
+      absl::StrCat("RSS ", process.rss_bytes >= 0 ? "+" : "", FormatBytes(process.rss_bytes));
   if (traced_bytes.has_value()) {
-    absl::StrAppend(&report.summary, ", Python heap ", *traced_bytes >= 0 ? "+" : "",
-                    FormatBytes(*traced_bytes));
+    absl::StrAppend(
+        &report.summary,
+        mode == GuardMode::kSampled ? ", Python heap (sampled estimate) " : ", Python heap ",
+        *traced_bytes >= 0 ? "+" : "", FormatBytes(*traced_bytes));
   }
   if (over_threshold) absl::StrAppend(&report.summary, " (over the threshold)");
   report.metrics.emplace_back("rss_bytes", process.rss_bytes);
@@ -58,8 +59,8 @@ Report GuardReport::ToReport() const {
 
 absl::StatusOr<MemoryGuard> MemoryGuard::Enter(MemoryGuardOptions options) {
   if (options.warn_bytes < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "warn_bytes must be >= 0 (0: never warn), got ", options.warn_bytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("warn_bytes must be >= 0 (0: never warn), got ", options.warn_bytes));
   }
   if (options.top < 0 || options.top > 1000) {
     return absl::InvalidArgumentError(absl::StrCat("top must be in 0..1000, got ", options.top));
@@ -72,7 +73,16 @@ absl::StatusOr<MemoryGuard> MemoryGuard::Enter(MemoryGuardOptions options) {
     return absl::InvalidArgumentError(
         "a MemoryGuard groups lines by kLineno or kFilename, not kTraceback");
   }
-  const bool traced = options.mode == GuardMode::kTraced;
+  const bool sampled = options.mode == GuardMode::kSampled;
+  if (sampled && options.sampler == nullptr) {
+    return absl::InvalidArgumentError("GuardMode::kSampled needs options.sampler");
+  }
+  if (sampled && !options.sampler->running()) {
+    return absl::FailedPreconditionError(
+        "GuardMode::kSampled: the sampler is not running (AllocationSampler::Start)");
+  }
+  // Traced or sampled: Python-heap readings.
+  const bool traced = options.mode == GuardMode::kTraced || sampled;
   if (traced || options.collect_before || options.collect_after) {
     if (absl::Status gil = CheckGil(); !gil.ok()) return gil;
   }
@@ -89,6 +99,14 @@ absl::StatusOr<MemoryGuard> MemoryGuard::Enter(MemoryGuardOptions options) {
         guard.gc_before_ = *freed;
       }
       if (!traced) return absl::OkStatus();
+      if (sampled) {
+        if (o.top > 0) guard.snapshot_.emplace(o.sampler->TakeSnapshot());
+        guard.traced_before_ = o.sampler->Stats().live_bytes_estimate;
+        absl::StatusOr<int64_t> blocks = internal::AllocatedBlocks();
+        if (!blocks.ok()) return blocks.status();
+        guard.blocks_before_ = *blocks;
+        return absl::OkStatus();
+      }
       absl::StatusOr<bool> tracing = tracemalloc::IsTracing();
       if (!tracing.ok()) return tracing.status();
       if (!*tracing) {
@@ -145,7 +163,8 @@ absl::StatusOr<GuardReport> MemoryGuard::Exit() {
   }
   active_ = false;
   const absl::Time end = absl::Now();
-  const bool traced = options_.mode == GuardMode::kTraced;
+  const bool sampled = options_.mode == GuardMode::kSampled;
+  const bool traced = options_.mode == GuardMode::kTraced || sampled;
   GuardReport report;
   report.label = options_.label;
   report.mode = options_.mode;
@@ -174,14 +193,19 @@ absl::StatusOr<GuardReport> MemoryGuard::Exit() {
         }
         after.emplace(SampleProcess());
         if (!traced) return absl::OkStatus();
-        absl::StatusOr<tracemalloc::TracedMemory> memory = tracemalloc::GetTracedMemory();
-        if (!memory.ok()) return memory.status();
-        report.traced_bytes = static_cast<int64_t>(memory->current) - traced_before_;
+        if (sampled) {
+          report.traced_bytes = options_.sampler->Stats().live_bytes_estimate - traced_before_;
+        } else {
+          absl::StatusOr<tracemalloc::TracedMemory> memory = tracemalloc::GetTracedMemory();
+          if (!memory.ok()) return memory.status();
+          report.traced_bytes = static_cast<int64_t>(memory->current) - traced_before_;
+        }
         absl::StatusOr<int64_t> blocks = internal::AllocatedBlocks();
         if (!blocks.ok()) return blocks.status();
         report.blocks = *blocks - blocks_before_;
         if (!snapshot_.has_value()) return absl::OkStatus();  // top == 0
-        absl::StatusOr<tracemalloc::Snapshot> after = tracemalloc::Snapshot::Take();
+        absl::StatusOr<tracemalloc::Snapshot> after =
+            sampled ? options_.sampler->TakeSnapshot() : tracemalloc::Snapshot::Take();
         if (!after.ok()) return after.status();
         absl::StatusOr<std::vector<LineGrowth>> lines =
             internal::GrownLines(*snapshot_, *after, options_.group_by, options_.top);
