@@ -144,7 +144,8 @@ TEST(Sampler, ExactModeMatchesTracemallocAtTheLine) {
   script.Call("drop", 2000);
   auto exact_after = tracemalloc::Snapshot::Take();
   ASSERT_TRUE(exact_after.ok());
-  const SiteEstimate* after = FindLine((*sampler)->LiveByLine(), "exact_site.py", 3);
+  const std::vector<SiteEstimate> lines_after = (*sampler)->LiveByLine();
+  const SiteEstimate* after = FindLine(lines_after, "exact_site.py", 3);
   ASSERT_NE(after, nullptr);
   EXPECT_EQ(static_cast<int64_t>(after->bytes), ExactSize(*exact_after, "exact_site.py", 3));
   EXPECT_LT(after->bytes, site->bytes / 2);
