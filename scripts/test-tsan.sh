@@ -29,7 +29,7 @@ LEAKGUARD_PYTHON=$python lg_build "$dir" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_
 
 # The threaded parts. A binary listed here that does not exist (yet) is
 # skipped by ctest's regex.
-threaded='^(gil_test|interpreter_test|report_sink_test|request_tracker_test|bounded_cache_test|event_bus_test|leak_detector_test|attach_test|gc_test|weakref_test)$'
+threaded='^(gil_test|interpreter_test|report_sink_test|request_tracker_test|bounded_cache_test|event_bus_test|leak_detector_test|attach_test|gc_test|weakref_test|sampler_test)$'
 export TSAN_OPTIONS="suppressions=$LEAKGUARD_ROOT/scripts/tsan.supp halt_on_error=1 second_deadlock_stack=1 exitcode=66"
 (cd "$dir" && ctest --output-on-failure -R "$threaded")
 echo "tsan: $(lg_count "$dir")"

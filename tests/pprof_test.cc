@@ -24,6 +24,7 @@
 #include "leakguard/python/gil.h"
 #include "leakguard/python/python.h"
 #include "leakguard/python/ref.h"
+#include "leakguard/sampler.h"
 #include "leakguard/tracemalloc.h"
 #include "test_util.h"
 
@@ -295,6 +296,49 @@ profile_workload.clear()
   EXPECT_GE(first.values[0], 300 * 5000);
   EXPECT_GE(first.values[1], 300);
   EXPECT_EQ(first.values[2], first.values[0]);  // tracemalloc: alloc = in use
+}
+
+// A heap profile of the sampler's live samples: decoded by protoc, its
+// in-use bytes summed by leaf line give the same top lines, with the same
+// estimates, as the sampler's own LiveByLine() (each sample's weight is
+// rounded to whole bytes in the profile: at most one byte per sample off).
+TEST(Pprof, SamplerProfileTopEntriesMatchTheSamplersOwnReport) {
+  if (!HaveProtoc()) GTEST_SKIP() << "protoc is not installed (scripts/setup installs it)";
+  auto sampler = AllocationSampler::Create({.sampling_interval = 4096, .seed = 5});
+  ASSERT_TRUE(sampler.ok());
+  testing::Eval("None", "import profile_workload\nprofile_workload.clear()");
+  ASSERT_TRUE((*sampler)->Start().ok());
+  testing::Eval("None", "import profile_workload\nprofile_workload.run(400)");
+  const SamplerMark mark = (*sampler)->Mark();
+  (*sampler)->Stop();
+  testing::Eval("None", "import profile_workload\nprofile_workload.clear()");
+  absl::StatusOr<Profile> live = ProfileFromSnapshot(mark.snapshot, {.filter_own_frames = false});
+  ASSERT_TRUE(live.ok()) << live.status();
+  const Decoded d = Resolve(Decode(EncodePprof(*live)));
+  ASSERT_EQ(d.sample_types.at(0).first, "inuse_space");
+  std::map<std::pair<std::string, int64_t>, std::pair<int64_t, int64_t>> by_line;  // bytes, stacks
+  for (const Decoded::Sample& sample : d.samples) {
+    auto& entry = by_line[{sample.leaf_first.at(0).file, sample.leaf_first.at(0).line}];
+    entry.first += sample.values.at(0);
+    entry.second += 1;
+  }
+  std::vector<std::pair<int64_t, std::pair<std::string, int64_t>>> ranked;
+  for (const auto& [key, value] : by_line) ranked.push_back({value.first, key});
+  std::sort(ranked.rbegin(), ranked.rend());
+  ASSERT_GE(ranked.size(), 2u);
+  ASSERT_GE(mark.lines.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    const SiteEstimate& own = mark.lines[i];
+    SCOPED_TRACE(absl::StrCat("entry ", i, ": ", own.filename, ":", own.lineno));
+    EXPECT_EQ(ranked[i].second.first, own.filename);
+    EXPECT_EQ(ranked[i].second.second, own.lineno);
+    EXPECT_LE(std::abs(static_cast<double>(ranked[i].first) - own.bytes),
+              static_cast<double>(own.samples));
+  }
+  // The two lines are the workload's: big strings (line 8), then lists (13).
+  EXPECT_THAT(mark.lines[0].filename, ::testing::EndsWith("profile_workload.py"));
+  EXPECT_EQ(mark.lines[0].lineno, 8);
+  EXPECT_EQ(mark.lines[1].lineno, 13);
 }
 
 // With function names resolved from the source, pprof's functions are the
