@@ -11,7 +11,8 @@
 #
 # Targets: fnmatch (tracemalloc filter patterns against CPython's fnmatch),
 # snapshot_load (tracemalloc::Snapshot::Load of a file), json_quote (the
-# reports' JSON string writer: always valid UTF-8 JSON).
+# reports' JSON string writer: always valid UTF-8 JSON), cli_args (the
+# `leakguard` command's argument parser: NUL-separated command lines).
 # Environment: LEAKGUARD_PYTHON, LEAKGUARD_JOBS, LEAKGUARD_FUZZ_SECONDS.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -19,7 +20,7 @@ cd "$LEAKGUARD_ROOT"
 
 seconds=${LEAKGUARD_FUZZ_SECONDS:-20}
 targets=("$@")
-((${#targets[@]})) || targets=(fnmatch snapshot_load json_quote)
+((${#targets[@]})) || targets=(fnmatch snapshot_load json_quote cli_args)
 dir=build/fuzz
 mkdir -p build
 
@@ -45,9 +46,9 @@ for t in "${targets[@]}"; do
   mkdir -p "$work"
   # The targets that embed CPython: libpython is not instrumented and keeps
   # allocations for the life of the process by design, so no leak checking
-  # there (the JSON writer is pure C++ and keeps it).
+  # there (the JSON writer and the argument parser are pure C++ and keep it).
   leaks=1
-  [[ $t == json_quote ]] || leaks=0
+  [[ $t == json_quote || $t == cli_args ]] || leaks=0
   # A pickle can declare a bytes object of any size (BYTEARRAY8 and the
   # like), and CPython's unpickler allocates it before reading: allocations
   # above 512 MiB fail (max_allocation_size_mb, allocator_may_return_null),

@@ -22,16 +22,25 @@
 #include <functional>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "cli_args.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace {
 
+using leakguard::tools::ParseCommandLine;
+using leakguard::tools::ParsedCommand;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
+using ::testing::StartsWith;
 
 struct Outcome {
   int exit_code = -1;  // WEXITSTATUS, or -1 when killed by a signal
@@ -589,6 +598,77 @@ TEST_F(CliTest, MessagesSpeakOfTheCommandNotOfCpp) {
                                "doctor needs to measure the Python heap"));
   EXPECT_THAT(r.err, Not(HasSubstr("::")));
   EXPECT_THAT(r.err, Not(HasSubstr("raised")));
+}
+
+// ---------------------------------------------------------- argument parsing
+
+TEST(CliArgsTest, RunOptionsAreParsedIntoTheirFields) {
+  const std::vector<std::string_view> args = {"run",      "--frames",
+                                              "5",        "--top",
+                                              "3",        "--detector-interval",
+                                              "0.25",     "--threshold",
+                                              "512K",     "--json",
+                                              "out.json", "app.py",
+                                              "--top",    "x"};
+  absl::StatusOr<ParsedCommand> parsed = ParseCommandLine(args);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->kind, ParsedCommand::Kind::kRun);
+  const leakguard::tools::RunOptions& run = parsed->run;
+  EXPECT_EQ(run.script, "app.py");
+  // Everything after SCRIPT is the script's own, options included.
+  EXPECT_THAT(run.args, ElementsAre("--top", "x"));
+  EXPECT_EQ(run.frames, 5);
+  EXPECT_EQ(run.top, 3);
+  EXPECT_EQ(run.detector_interval, absl::Milliseconds(250));
+  EXPECT_EQ(run.threshold_bytes, 512 * 1024);
+  EXPECT_EQ(run.json_path, "out.json");
+  EXPECT_EQ(run.python_program, "");  // The command fills it in from the environment.
+}
+
+TEST(CliArgsTest, DoctorTargetIsSplitIntoModuleAndFunc) {
+  const std::vector<std::string_view> args = {"doctor", "pkg.mod:handle", "--warmup",
+                                              "0",      "--repeat",       "5",
+                                              "--html", "r.html",         "--no-progress"};
+  absl::StatusOr<ParsedCommand> parsed = ParseCommandLine(args);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->kind, ParsedCommand::Kind::kDoctor);
+  const leakguard::tools::DoctorCommandOptions& doctor = parsed->doctor;
+  EXPECT_EQ(doctor.module, "pkg.mod");
+  EXPECT_EQ(doctor.script, "");
+  EXPECT_EQ(doctor.func, "handle");
+  EXPECT_EQ(doctor.doctor.warmup, 0);
+  EXPECT_EQ(doctor.doctor.repeat, 5);
+  EXPECT_EQ(doctor.html_path, "r.html");
+  EXPECT_TRUE(doctor.doctor.want_dot);  // The page shows the holder's chain.
+  EXPECT_EQ(doctor.progress, 0);
+}
+
+TEST(CliArgsTest, BadValuesAreInvalidArgumentWithTheCommandsMessage) {
+  const std::vector<std::string_view> threshold = {"run", "--threshold", "10X", "a.py"};
+  absl::StatusOr<ParsedCommand> parsed = ParseCommandLine(threshold);
+  EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(parsed.status().message(),
+            "--threshold needs a positive size like 4096, 512K, 10M or 1G, got '10X'");
+  const std::vector<std::string_view> repeat = {"doctor", "a.py:f", "--repeat", "1"};
+  parsed = ParseCommandLine(repeat);
+  EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(parsed.status().message(), "--repeat needs a number in 2..10000, got '1'");
+  parsed = ParseCommandLine({});
+  EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(parsed.status().message(), "missing command");
+  // A size past 2^50 bytes overflows nothing: it is refused.
+  const std::vector<std::string_view> huge = {"run", "--threshold", "1048577G", "a.py"};
+  EXPECT_EQ(ParseCommandLine(huge).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(CliTest, TheCommandPrintsTheParsersMessageThenTheUsage) {
+  const std::vector<std::string_view> args = {"doctor", "a.py:f", "b.py:g"};
+  const absl::Status status = ParseCommandLine(args).status();
+  ASSERT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  Outcome r = Spawn({Tool(), "doctor", "a.py:f", "b.py:g"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, StartsWith("leakguard: " + std::string(status.message()) + "\nusage: "));
+  EXPECT_EQ(r.out, "");
 }
 
 }  // namespace

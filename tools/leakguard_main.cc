@@ -1,15 +1,14 @@
-// The `leakguard` command: argument parsing and dispatch.
+// The `leakguard` command: the usage text and dispatch (the parsing is
+// ParseCommandLine() in cli_args.h).
 
-#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "absl/strings/numbers.h"
-#include "absl/time/time.h"
+#include "absl/status/statusor.h"
+#include "cli_args.h"
 #include "doctor_command.h"
 #include "leakguard/version.h"
 #include "run_command.h"
@@ -73,7 +72,7 @@ constexpr char kUsage[] =
 std::string PythonProgram() {
   const char* program = std::getenv("LEAKGUARD_PYTHON_PROGRAM");
   return program != nullptr && program[0] != '\0' ? std::string(program)
-                                                   : std::string(LEAKGUARD_PYTHON_PROGRAM);
+                                                  : std::string(LEAKGUARD_PYTHON_PROGRAM);
 }
 
 int Usage(const char* error) {
@@ -82,213 +81,27 @@ int Usage(const char* error) {
   return 2;
 }
 
-// "10M", "512K", "1G", "4096": a size in bytes.
-bool ParseSize(std::string_view text, int64_t* out) {
-  int64_t scale = 1;
-  if (!text.empty()) {
-    switch (text.back()) {
-      case 'K':
-      case 'k':
-        scale = int64_t{1} << 10;
-        break;
-      case 'M':
-      case 'm':
-        scale = int64_t{1} << 20;
-        break;
-      case 'G':
-      case 'g':
-        scale = int64_t{1} << 30;
-        break;
-      default:
-        break;
-    }
-    if (scale != 1) text.remove_suffix(1);
-  }
-  int64_t value = 0;
-  if (!absl::SimpleAtoi(absl::string_view(text.data(), text.size()), &value) || value <= 0 ||
-      value > (int64_t{1} << 50) / scale) {
-    return false;
-  }
-  *out = value * scale;
-  return true;
-}
-
-bool ParseSeconds(std::string_view text, absl::Duration* out) {
-  double seconds = 0;
-  if (!absl::SimpleAtod(absl::string_view(text.data(), text.size()), &seconds) ||
-      !(seconds >= 0.001) || seconds > 86400) {
-    return false;
-  }
-  *out = absl::Seconds(seconds);
-  return true;
-}
-
-bool ParseInt(std::string_view text, int low, int high, int* out) {
-  int value = 0;
-  if (!absl::SimpleAtoi(absl::string_view(text.data(), text.size()), &value) || value < low ||
-      value > high) {
-    return false;
-  }
-  *out = value;
-  return true;
-}
-
-int Doctor(const std::vector<std::string_view>& args) {
-  leakguard::tools::DoctorCommandOptions options;
-  options.python_program = PythonProgram();
-  std::string target;
-  std::string wsgi;
-  for (size_t i = 1; i < args.size(); ++i) {
-    std::string_view arg = args[i];
-    const bool has_value = i + 1 < args.size();
-    if ((arg == "--warmup" || arg == "--repeat" || arg == "--top") && has_value) {
-      int* field = arg == "--warmup" ? &options.doctor.warmup
-                   : arg == "--repeat" ? &options.doctor.repeat : &options.doctor.top;
-      using leakguard::DoctorOptions;  // The bounds live there alone.
-      const int low = arg == "--warmup"   ? DoctorOptions::kMinWarmup
-                      : arg == "--repeat" ? DoctorOptions::kMinRepeat
-                                          : DoctorOptions::kMinTop;
-      const int high = arg == "--warmup"   ? DoctorOptions::kMaxWarmup
-                       : arg == "--repeat" ? DoctorOptions::kMaxRepeat
-                                           : DoctorOptions::kMaxTop;
-      if (!ParseInt(args[i + 1], low, high, field)) {
-        std::string message = std::string(arg) + " needs a number in " + std::to_string(low) +
-                              ".." + std::to_string(high) + ", got '" + std::string(args[i + 1]) +
-                              "'";
-        return Usage(message.c_str());
-      }
-      ++i;
-    } else if (arg == "--max-repeat" && has_value) {
-      using leakguard::DoctorOptions;
-      if (!ParseInt(args[i + 1], DoctorOptions::kMinMaxRepeat, DoctorOptions::kMaxMaxRepeat,
-                    &options.doctor.max_repeat)) {
-        std::string message = "--max-repeat needs a number in " +
-                              std::to_string(DoctorOptions::kMinMaxRepeat) + ".." +
-                              std::to_string(DoctorOptions::kMaxMaxRepeat) + ", got '" +
-                              std::string(args[i + 1]) + "'";
-        return Usage(message.c_str());
-      }
-      ++i;
-    } else if ((arg == "--json" || arg == "--dot" || arg == "--html") && has_value) {
-      (arg == "--json"  ? options.json_path
-       : arg == "--dot" ? options.dot_path
-                        : options.html_path) = std::string(args[i + 1]);
-      options.doctor.want_dot = options.doctor.want_dot || arg != "--json";
-      ++i;
-    } else if ((arg == "--call" || arg == "--wsgi" || arg == "--path" || arg == "--method") &&
-               has_value) {
-      (arg == "--call"   ? options.call
-       : arg == "--wsgi" ? wsgi
-       : arg == "--path" ? options.wsgi_path
-                         : options.wsgi_method) = std::string(args[i + 1]);
-      ++i;
-    } else if (arg == "--progress" || arg == "--no-progress") {
-      options.progress = arg == "--progress" ? 1 : 0;
-    } else if (!arg.empty() && arg[0] == '-') {
-      std::string message = "unknown or incomplete option '" + std::string(arg) + "'";
-      return Usage(message.c_str());
-    } else if (target.empty()) {
-      target = std::string(arg);
-    } else {
-      return Usage("doctor takes one target: SCRIPT.py:FUNC or pkg.module:FUNC");
-    }
-  }
-  if (!options.call.empty() && !wsgi.empty()) return Usage("--call and --wsgi do not go together");
-  if (!wsgi.empty()) {
-    if (!target.empty()) return Usage("--wsgi APP names the target; give no other");
-    target = wsgi;
-  }
-  // SCRIPT.py:FUNC, path/to/pkg/mod.py:FUNC, pkg.module:FUNC; with --call
-  // or --wsgi the part after ':' is the expression's module or the app.
-  std::string where = target, what;
-  if (const size_t colon = target.rfind(':'); colon != std::string::npos) {
-    where = target.substr(0, colon);
-    what = target.substr(colon + 1);
-  }
-  if (where.empty() || (what.empty() && options.call.empty())) {
-    return Usage(
-        "doctor needs SCRIPT.py:FUNC or pkg.module:FUNC (or SCRIPT.py --call 'f(1)', or "
-        "--wsgi app.py:application), e.g. app.py:handle_request");
-  }
-  if (!wsgi.empty()) {
-    options.wsgi_app = what;
-  } else {
-    options.func = what;
-  }
-  const bool is_path = where.size() > 3 && where.compare(where.size() - 3, 3, ".py") == 0;
-  (is_path || where.find('/') != std::string::npos ? options.script : options.module) = where;
-  return leakguard::tools::RunDoctor(options);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string_view> args(argv + 1, argv + argc);
-  if (args.empty()) return Usage("missing command");
-  if (args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
-    std::fputs(kUsage, stdout);
-    return 0;
+  const std::vector<std::string_view> args(argv + 1, argv + argc);
+  absl::StatusOr<leakguard::tools::ParsedCommand> command =
+      leakguard::tools::ParseCommandLine(args);
+  if (!command.ok()) return Usage(std::string(command.status().message()).c_str());
+  switch (command->kind) {
+    case leakguard::tools::ParsedCommand::Kind::kHelp:
+      std::fputs(kUsage, stdout);
+      return 0;
+    case leakguard::tools::ParsedCommand::Kind::kVersion:
+      std::printf("leakguard %s (Python %s)\n", leakguard::Version(),
+                  leakguard::CompiledPythonVersion());
+      return 0;
+    case leakguard::tools::ParsedCommand::Kind::kDoctor:
+      command->doctor.python_program = PythonProgram();
+      return leakguard::tools::RunDoctor(command->doctor);
+    case leakguard::tools::ParsedCommand::Kind::kRun:
+      command->run.python_program = PythonProgram();
+      return leakguard::tools::RunScript(command->run);
   }
-  if (args[0] == "--version") {
-    std::printf("leakguard %s (Python %s)\n", leakguard::Version(),
-                leakguard::CompiledPythonVersion());
-    return 0;
-  }
-  if (args[0] == "doctor") return Doctor(args);
-  if (args[0] != "run") {
-    std::string message = "unknown command '" + std::string(args[0]) + "'";
-    return Usage(message.c_str());
-  }
-  leakguard::tools::RunOptions options;
-  options.python_program = PythonProgram();
-  size_t i = 1;
-  for (; i < args.size(); ++i) {
-    std::string_view arg = args[i];
-    if (arg == "--") {
-      ++i;
-      break;
-    }
-    if (arg.empty() || arg[0] != '-') break;
-    if ((arg == "--frames" || arg == "--top") && i + 1 < args.size()) {
-      int* target = arg == "--frames" ? &options.frames : &options.top;
-      const int high = arg == "--frames" ? 65535 : 1000000;
-      if (!ParseInt(args[i + 1], 1, high, target)) {
-        std::string message = std::string(arg) + " needs a number in 1.." + std::to_string(high) +
-                              ", got '" + std::string(args[i + 1]) + "'";
-        return Usage(message.c_str());
-      }
-      ++i;
-      continue;
-    }
-    if (arg == "--detector-interval" && i + 1 < args.size()) {
-      if (!ParseSeconds(args[i + 1], &options.detector_interval)) {
-        std::string message = "--detector-interval needs seconds in 0.001..86400, got '" +
-                              std::string(args[i + 1]) + "'";
-        return Usage(message.c_str());
-      }
-      ++i;
-      continue;
-    }
-    if (arg == "--threshold" && i + 1 < args.size()) {
-      if (!ParseSize(args[i + 1], &options.threshold_bytes)) {
-        std::string message =
-            "--threshold needs a positive size like 4096, 512K, 10M or 1G, got '" +
-            std::string(args[i + 1]) + "'";
-        return Usage(message.c_str());
-      }
-      ++i;
-      continue;
-    }
-    if (arg == "--json" && i + 1 < args.size()) {
-      options.json_path = std::string(args[i + 1]);
-      ++i;
-      continue;
-    }
-    std::string message = "unknown or incomplete option '" + std::string(arg) + "'";
-    return Usage(message.c_str());
-  }
-  if (i >= args.size()) return Usage("run: missing SCRIPT.py");
-  options.script = std::string(args[i]);
-  for (++i; i < args.size(); ++i) options.args.emplace_back(args[i]);
-  return leakguard::tools::RunScript(options);
+  return 2;  // Not reached: every Kind is handled above.
 }
