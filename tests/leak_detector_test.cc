@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <fstream>
@@ -39,6 +40,13 @@ void Call(const char* module, const char* func) {
   Ref m = Steal(PyImport_ImportModule(module));
   ASSERT_TRUE(m) << StatusFromPythonError();
   Ref r = Steal(PyObject_CallMethod(m.get(), func, nullptr));
+  ASSERT_TRUE(r) << StatusFromPythonError();
+}
+
+void Call(const char* module, const char* func, int n) {
+  Ref m = Steal(PyImport_ImportModule(module));
+  ASSERT_TRUE(m) << StatusFromPythonError();
+  Ref r = Steal(PyObject_CallMethod(m.get(), func, "i", n));
   ASSERT_TRUE(r) << StatusFromPythonError();
 }
 
@@ -338,6 +346,74 @@ TEST_F(LeakDetectorTest, ReportNowAndItsSignalAndFileTriggersNameTheGrowingLine)
   EXPECT_EQ((*detector)->reports(), 0);  // Threshold reports: none.
   (*detector)->Stop();
   EXPECT_EQ(sink.size(), 2u);
+}
+
+// Type growth: 5000 objects of a class made after the baseline are named
+// with their number; a class whose 3000 objects were all replaced after the
+// baseline (as many as before) is not listed; traced or not.
+TEST_F(LeakDetectorTest, ReportNowNamesTheTypesThatGrewInNumber) {
+  constexpr int64_t kRecords = 5000;
+  constexpr int64_t kSlack = 50;
+  const std::string record = "detector_workloads.LeakguardTypeGrowthRecord";
+  const std::string control = "detector_workloads.LeakguardTypeGrowthControl";
+  for (const bool traced : {true, false}) {
+    SCOPED_TRACE(traced ? "traced" : "not traced");
+    Call("detector_workloads", "reset");
+    Call("detector_workloads", "replace_controls", 3000);
+    RecordingSink sink;
+    auto detector = LeakDetector::Create({.interval = absl::Hours(1),
+                                          .threshold_bytes = int64_t{1} << 40,
+                                          .fd_threshold = 0,
+                                          .thread_threshold = 0,
+                                          .traced = traced,
+                                          .sink = &sink});
+    ASSERT_TRUE(detector.ok());
+    ASSERT_TRUE((*detector)->Start().ok());
+    Call("detector_workloads", "keep_records", static_cast<int>(kRecords));
+    Call("detector_workloads", "replace_controls", 3000);
+
+    ASSERT_TRUE((*detector)->ReportNow().ok());
+    ASSERT_EQ(sink.size(), 1u);
+    const Report report = sink.last();
+    std::string listed;
+    for (const TypeCountDiff& t : report.type_growth) {
+      absl::StrAppend(&listed, t.name, " +", t.count_diff, " (", t.count, ")\n");
+    }
+    SCOPED_TRACE(listed);
+    EXPECT_LE(report.type_growth.size(), 10u);  // options.top
+    auto at = [&](const std::string& name) {
+      return std::find_if(report.type_growth.begin(), report.type_growth.end(),
+                          [&](const TypeCountDiff& t) { return t.name == name; });
+    };
+    const auto grown = at(record);
+    ASSERT_NE(grown, report.type_growth.end());
+    EXPECT_EQ(grown - report.type_growth.begin(), 0);  // The most growth.
+    EXPECT_GE(grown->count_diff, kRecords);
+    EXPECT_LT(grown->count_diff, kRecords + kSlack);
+    EXPECT_GE(grown->count, grown->count_diff);
+    // The control did not grow: not listed at all (so not above the record).
+    EXPECT_TRUE(at(control) == report.type_growth.end()) << control << " is listed";
+    const std::string grew = absl::StrCat(record, "  +", grown->count_diff, " objects");
+    EXPECT_THAT(RenderText(report), HasSubstr("  type growth:\n    " + grew));
+    EXPECT_THAT(RenderJson(report), HasSubstr("\"type_growth\":[{\"name\":\"" + record + "\""));
+    EXPECT_THAT(absl::StrJoin(report.notes, "\n"),
+                HasSubstr(absl::StrCat("most ", record, " +", grown->count_diff, " objects")));
+    (*detector)->Stop();
+  }
+
+  // Off: no census, no type growth.
+  RecordingSink sink;
+  auto detector = LeakDetector::Create({.interval = absl::Hours(1),
+                                        .threshold_bytes = int64_t{1} << 40,
+                                        .type_census = false,
+                                        .sink = &sink});
+  ASSERT_TRUE(detector.ok());
+  ASSERT_TRUE((*detector)->Start().ok());
+  Call("detector_workloads", "keep_records", static_cast<int>(kRecords));
+  ASSERT_TRUE((*detector)->ReportNow().ok());
+  (*detector)->Stop();
+  ASSERT_EQ(sink.size(), 1u);
+  EXPECT_TRUE(sink.last().type_growth.empty());
 }
 
 }  // namespace

@@ -32,6 +32,7 @@ Report Sample() {
   r.elapsed = absl::Milliseconds(1500);
   r.metrics = {{"rss_bytes", 12582912}, {"fds", 2}, {"threads", -1}};
   r.top_lines = {{"app.py", 12, 12000000, 1000, 12500000}, {"lib.py", 0, -2048, -2, 0}};
+  r.type_growth = {{"app.Record", 5012, 5000}, {"builtins.dict", 9000, 12}};
   r.notes = {"native growth\tsuspected"};
   return r;
 }
@@ -44,6 +45,9 @@ TEST(ReportTest, RendersText) {
             "  top lines:\n"
             "    app.py:12  +11.4 MiB (+1000 blocks), now 11.9 MiB\n"
             "    lib.py  -2.0 KiB (-2 blocks), now 0 B\n"
+            "  type growth:\n"
+            "    app.Record  +5000 objects, now 5012\n"
+            "    builtins.dict  +12 objects, now 9000\n"
             "  note: native growth\tsuspected\n");
 }
 
@@ -56,6 +60,8 @@ TEST(ReportTest, RendersJson) {
             "\"top_lines\":[{\"file\":\"app.py\",\"line\":12,\"size_diff\":12000000,"
             "\"count_diff\":1000,\"size\":12500000},{\"file\":\"lib.py\",\"line\":0,"
             "\"size_diff\":-2048,\"count_diff\":-2,\"size\":0}],"
+            "\"type_growth\":[{\"name\":\"app.Record\",\"count\":5012,\"count_diff\":5000},"
+            "{\"name\":\"builtins.dict\",\"count\":9000,\"count_diff\":12}],"
             "\"notes\":[\"native growth\\tsuspected\"]}");
   EXPECT_EQ(JsonQuote(std::string("a\x01") + "\xc3\xa9"), "\"a\\u0001\xc3\xa9\"");
 }
@@ -93,6 +99,14 @@ TEST(ReportTest, JsonParsesInPython) {
                              "import json\ntext = " + JsonQuote(RenderJson(Sample())));
   ASSERT_TRUE(parsed);
   EXPECT_EQ(PyLong_AsLongLong(parsed.get()), 12000000);
+  Ref types = testing::Eval("json.loads(text)['type_growth'][1]['count_diff']",
+                            "import json\ntext = " + JsonQuote(RenderJson(Sample())));
+  ASSERT_TRUE(types);
+  EXPECT_EQ(PyLong_AsLongLong(types.get()), 12);
+  // An empty list, not a missing key, when there is no type growth.
+  Report none = Sample();
+  none.type_growth.clear();
+  EXPECT_THAT(RenderJson(none), HasSubstr("\"type_growth\":[],\"notes\":"));
 }
 
 TEST(SinkTest, StderrSinkWritesTextToItsStream) {
@@ -162,7 +176,9 @@ class Keep(logging.Handler):
     def emit(self, record):
         records.append((record.levelname, record.name, record.getMessage(),
                         record.leakguard['metrics']['rss_bytes'],
-                        record.leakguard['top_lines'][0]['line']))
+                        record.leakguard['top_lines'][0]['line'],
+                        record.leakguard['type_growth'][0]['name'],
+                        record.leakguard['type_growth'][0]['count_diff']))
 logger = logging.getLogger('leakguard')
 logger.addHandler(Keep())
 logger.setLevel(logging.INFO)
@@ -185,6 +201,8 @@ logger.propagate = False
   EXPECT_EQ(PyUnicode_AsUTF8(PyTuple_GetItem(rec, 2)), text);
   EXPECT_EQ(PyLong_AsLongLong(PyTuple_GetItem(rec, 3)), 12582912);
   EXPECT_EQ(PyLong_AsLong(PyTuple_GetItem(rec, 4)), 12);
+  EXPECT_STREQ(PyUnicode_AsUTF8(PyTuple_GetItem(rec, 5)), "app.Record");
+  EXPECT_EQ(PyLong_AsLongLong(PyTuple_GetItem(rec, 6)), 5000);
   Ref cleanup = testing::Eval("logging.getLogger('leakguard').handlers.clear()",
                               "import logging");
 }

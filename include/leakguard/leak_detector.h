@@ -26,6 +26,8 @@
 // Costs: nothing between wake-ups (the thread sleeps on a condition variable
 // without the GIL; no allocator hooks). Each round holds the GIL only to
 // read tracemalloc; comparing snapshots is pure C++ and runs without it.
+// The type census behind an on-demand report's type growth runs at the
+// baseline and on demand only, never in rounds (see ReportNow).
 // Warnings are rate-limited: after a report, the next comes only when the
 // growth has risen by another threshold, or after min_report_interval.
 // Thread-safe: Start() and Stop() may be called from any thread, on one
@@ -45,6 +47,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -77,8 +80,13 @@ struct LeakDetectorOptions {
   bool traced = true;
   /// Frames per allocation when the detector starts tracemalloc, 1..65535.
   int frames = 1;
-  /// Lines in a report, 0..1000.
+  /// Lines in a report, 0..1000; also the types an on-demand report lists
+  /// under type growth (0: neither, and no type census is taken).
   int top = 10;
+  /// Count the gc-tracked objects by type at the baseline and in every
+  /// on-demand report (ReportNow, the triggers), which then lists the types
+  /// that grew in number. Off: no census at all. See ReportNow for the cost.
+  bool type_census = true;
   /// A report is repeated at most this often unless growth rose by another
   /// threshold since the last one.
   absl::Duration min_report_interval = absl::Minutes(10);
@@ -167,9 +175,20 @@ class LEAKGUARD_EXPORT LeakDetector : public Watcher {
   /// Writes the current evidence to `sink` (null: the detector's sink) now,
   /// whatever the thresholds: growth since the baseline (RSS, Python heap,
   /// descriptors, threads), the lines that grew most since the baseline,
-  /// and the recent rounds. The report has source "leak_detector" and label
-  /// "on_demand". The detector thread makes it (with the GIL); this call
-  /// waits for it, releasing the GIL if the caller holds it.
+  /// the types whose gc-tracked objects grew most in number since the
+  /// baseline (Report::type_growth: at most `top`, full type names, only
+  /// types that grew; unreachable cycles not yet collected count, as no
+  /// collection runs first), and the recent rounds. The report has source
+  /// "leak_detector" and label "on_demand". The detector thread makes it
+  /// (with the GIL); this call waits for it, releasing the GIL if the
+  /// caller holds it.
+  /// Cost of the type growth (with `type_census`, the default): a type
+  /// census (TakeTypeCensus, which walks the collector's lists in place)
+  /// with the GIL held, once at the baseline (inside Start()) and once per
+  /// on-demand report, never in rounds: about 19 ms per million tracked
+  /// objects (typestats_1m in docs/benchmarks.md: Release, Python 3.11, 2
+  /// cores; a free-threaded build stops the world for it). Between the two
+  /// the detector keeps only a name -> count table.
   /// FailedPrecondition when the detector is not running.
   absl::Status ReportNow(Sink* sink = nullptr) ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -214,6 +233,10 @@ class LEAKGUARD_EXPORT LeakDetector : public Watcher {
   std::optional<int64_t> base_tracemalloc_;
   int64_t detector_resident_ = 0;
   std::optional<tracemalloc::Snapshot> base_snapshot_;
+  // The baseline's type census (full name -> tracked objects), when taken,
+  // or why it failed.
+  std::optional<std::unordered_map<std::string, int64_t>> base_types_;
+  std::string base_census_error_;
   std::optional<tracemalloc::TracingScope> tracing_;
   // What the last report said, for the rate limit.
   std::vector<std::string> last_kinds_;

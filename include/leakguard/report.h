@@ -50,6 +50,18 @@ struct LineGrowth {
   int64_t size = 0;
 };
 
+/// Growth of the gc-tracked objects of one type (LeakDetector's on-demand
+/// report: since the detector's baseline).
+struct TypeCountDiff {
+  /// The type, "<__module__>.<__name__>" ("builtins.dict", "app.Record"),
+  /// or just the name when `__module__` is empty or missing.
+  std::string name;
+  /// Tracked objects of that type at the end of the span.
+  int64_t count = 0;
+  /// Objects gained (negative: lost) over the span.
+  int64_t count_diff = 0;
+};
+
 /// A report from one of leakguard's watchers.
 struct Report {
   /// Which watcher made it: "memory_guard", "request_tracker",
@@ -71,6 +83,9 @@ struct Report {
   std::vector<std::pair<std::string, int64_t>> metrics;
   /// Lines that grew the most, largest first.
   std::vector<LineGrowth> top_lines;
+  /// Types whose gc-tracked objects grew the most in number, largest growth
+  /// first (only LeakDetector's on-demand report fills it; empty elsewhere).
+  std::vector<TypeCountDiff> type_growth;
   /// Further findings in words ("native growth: RSS +40 MiB while the Python
   /// heap is flat").
   std::vector<std::string> notes;
@@ -82,7 +97,8 @@ LEAKGUARD_EXPORT std::string RenderText(const Report& report);
 /// The report as one JSON object on one line (no trailing newline), with
 /// keys source, label, severity, summary, time (RFC 3339), elapsed_s,
 /// metrics (object), top_lines (array of {file, line, size_diff,
-/// count_diff, size}) and notes (array of strings).
+/// count_diff, size}), type_growth (array of {name, count, count_diff};
+/// empty but present when there is none) and notes (array of strings).
 LEAKGUARD_EXPORT std::string RenderJson(const Report& report);
 
 /// `text` as a JSON string literal, quotes included: well-formed UTF-8 is

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -15,8 +16,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
-#include "probes/growth.h"
+#include "leakguard/object_graph.h"
 #include "leakguard/python/gil.h"
+#include "probes/growth.h"
 
 namespace leakguard {
 namespace {
@@ -49,6 +51,38 @@ absl::Mutex& TracingSerialMutex() {
 
 std::string Signed(int64_t v) {
   return v >= 0 ? absl::StrCat("+", FormatBytes(v)) : FormatBytes(v);
+}
+
+// The gc-tracked objects counted by full type name, and the total. The
+// census's type references are dropped before this returns, under the GIL.
+// REQUIRES: the GIL is held.
+absl::Status CountTypes(std::unordered_map<std::string, int64_t>* counts, int64_t* total) {
+  absl::StatusOr<TypeCensus> census = TakeTypeCensus();  // No collection first.
+  if (!census.ok()) return census.status();
+  counts->clear();
+  for (TypeCount& type : census->Counts(TypeNames::kFull)) {
+    counts->emplace(std::move(type.name), type.count);
+  }
+  *total = census->total();
+  return absl::OkStatus();
+}
+
+// The `top` types whose count grew most from `before` to `after`, largest
+// growth first, ties by name. Pure C++.
+std::vector<TypeCountDiff> GrownTypes(const std::unordered_map<std::string, int64_t>& before,
+                                      const std::unordered_map<std::string, int64_t>& after,
+                                      int top) {
+  std::vector<TypeCountDiff> grown;
+  for (const auto& [name, count] : after) {
+    const auto was = before.find(name);
+    const int64_t diff = count - (was != before.end() ? was->second : 0);
+    if (diff > 0) grown.push_back(TypeCountDiff{name, count, diff});
+  }
+  std::sort(grown.begin(), grown.end(), [](const TypeCountDiff& a, const TypeCountDiff& b) {
+    return a.count_diff != b.count_diff ? a.count_diff > b.count_diff : a.name < b.name;
+  });
+  if (grown.size() > static_cast<size_t>(top)) grown.resize(static_cast<size_t>(top));
+  return grown;
 }
 
 }  // namespace
@@ -271,6 +305,7 @@ void LeakDetector::Loop() {
   }
   // Give back what the thread holds, under the GIL, before it ends.
   base_snapshot_.reset();
+  base_types_.reset();
   if (tracing_.has_value()) {
     absl::MutexLock serial(&TracingSerialMutex());
     GilAcquire gil;
@@ -284,19 +319,37 @@ void LeakDetector::OnDemand(const std::vector<Sink*>& sinks) {
   std::optional<int64_t> traced;
   std::vector<LineGrowth> lines;
   std::string error;
-  if (options_.traced && base_snapshot_) {
+  std::unordered_map<std::string, int64_t> types;
+  int64_t tracked = 0;
+  absl::Duration census_time;
+  std::string census_error;
+  const bool traced_now = options_.traced && base_snapshot_;
+  const bool census = base_types_.has_value() && options_.top > 0;
+  if (traced_now || census) {
+    // Every GIL section of the detector thread runs under this lock, traced
+    // or not (see TracingSerialMutex).
     absl::MutexLock serial(&TracingSerialMutex());
     GilAcquire gil;
     if (!gil.ok()) return;
-    absl::StatusOr<tracemalloc::TracedMemory> memory = tracemalloc::GetTracedMemory();
-    absl::StatusOr<tracemalloc::Snapshot> snap = tracemalloc::Snapshot::Take();
-    if (memory.ok()) traced = static_cast<int64_t>(memory->current);
-    if (snap.ok() && options_.top > 0) {
-      absl::StatusOr<std::vector<LineGrowth>> grown = internal::GrownLines(
-          *base_snapshot_, *snap, tracemalloc::GroupBy::kLineno, options_.top);
-      if (grown.ok()) lines = *std::move(grown);
-    } else if (!snap.ok()) {
-      error = std::string(snap.status().message());
+    if (census) {
+      // Before the snapshot (the baseline's census comes after its
+      // snapshot): neither census sees the snapshot's Python temporaries.
+      const absl::Time start = absl::Now();
+      absl::Status counted = CountTypes(&types, &tracked);
+      census_time = absl::Now() - start;
+      if (!counted.ok()) census_error = std::string(counted.message());
+    }
+    if (traced_now) {
+      absl::StatusOr<tracemalloc::TracedMemory> memory = tracemalloc::GetTracedMemory();
+      absl::StatusOr<tracemalloc::Snapshot> snap = tracemalloc::Snapshot::Take();
+      if (memory.ok()) traced = static_cast<int64_t>(memory->current);
+      if (snap.ok() && options_.top > 0) {
+        absl::StatusOr<std::vector<LineGrowth>> grown = internal::GrownLines(
+            *base_snapshot_, *snap, tracemalloc::GroupBy::kLineno, options_.top);
+        if (grown.ok()) lines = *std::move(grown);
+      } else if (!snap.ok()) {
+        error = std::string(snap.status().message());
+      }
     }
   }
   Report report;
@@ -317,6 +370,9 @@ void LeakDetector::OnDemand(const std::vector<Sink*>& sinks) {
                     {"fds", delta.open_fds},
                     {"threads", delta.threads}};
   report.top_lines = std::move(lines);
+  if (census && census_error.empty()) {
+    report.type_growth = GrownTypes(*base_types_, types, options_.top);
+  }
   {
     absl::MutexLock lock(&mu_);
     report.metrics.emplace_back("rounds", rounds_);
@@ -331,6 +387,24 @@ void LeakDetector::OnDemand(const std::vector<Sink*>& sinks) {
           r.reported ? ", reported" : ""));
     }
   }
+  if (census && census_error.empty()) {
+    std::string note = absl::StrCat("type growth: ", report.type_growth.size(),
+                                    report.type_growth.size() == 1 ? " type" : " types",
+                                    " grew in number since the baseline");
+    if (!report.type_growth.empty()) {
+      const TypeCountDiff& most = report.type_growth.front();
+      absl::StrAppend(&note, ", most ", most.name, " +", most.count_diff, " objects");
+    }
+    absl::StrAppend(&note, " (census of ", tracked,
+                    " gc-tracked objects: ", absl::FormatDuration(census_time), " with the GIL)");
+    report.notes.push_back(std::move(note));
+  } else if (census) {
+    report.notes.push_back(absl::StrCat("type census: ", census_error));
+  } else if (options_.type_census && options_.top > 0) {
+    report.notes.push_back(absl::StrCat(
+        "type census: none at the baseline",
+        base_census_error_.empty() ? std::string() : absl::StrCat(" (", base_census_error_, ")")));
+  }
   if (!error.empty()) report.notes.push_back(absl::StrCat("tracemalloc: ", error));
   for (Sink* sink : sinks) sink->Write(report);
 }
@@ -341,13 +415,19 @@ bool LeakDetector::Round(bool baseline) {
   std::optional<int64_t> tool;  // tracemalloc's own memory
   std::optional<tracemalloc::Snapshot> snapshot;
   std::string error;
-  if (options_.traced) {
+  // The baseline's type census, for on-demand reports only: rounds never
+  // take one.
+  const bool census = baseline && options_.type_census && options_.top > 0;
+  std::optional<std::unordered_map<std::string, int64_t>> types;
+  if (baseline) base_census_error_.clear();
+  if (options_.traced || census) {
     // Declared before the GIL, so the thread state is gone before it is
     // unlocked (see TracingSerialMutex).
     absl::MutexLock serial(&TracingSerialMutex());
     GilAcquire gil;  // Held only for the readings.
     if (!gil.ok()) return false;
     absl::Status read = [&]() -> absl::Status {
+      if (!options_.traced) return absl::OkStatus();
       if (baseline && !tracing_.has_value()) {
         absl::StatusOr<bool> on = tracemalloc::IsTracing();
         if (!on.ok()) return on.status();
@@ -370,6 +450,16 @@ bool LeakDetector::Round(bool baseline) {
       return absl::OkStatus();
     }();
     if (!read.ok()) error = std::string(read.message());
+    if (census) {
+      // After tracemalloc is started and read: what that imports and its
+      // temporaries (dropped by now) are not the program's growth.
+      types.emplace();
+      int64_t tracked = 0;
+      if (absl::Status counted = CountTypes(&*types, &tracked); !counted.ok()) {
+        base_census_error_ = std::string(counted.message());
+        types.reset();
+      }
+    }
   }
   if (!sample.ok()) return true;  // Try again next round.
   if (baseline) {
@@ -382,6 +472,7 @@ bool LeakDetector::Round(bool baseline) {
     base_traced_ = traced;
     base_tracemalloc_ = tool;
     base_snapshot_ = std::move(snapshot);
+    base_types_ = std::move(types);
     return true;
   }
 

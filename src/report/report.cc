@@ -59,6 +59,13 @@ std::string RenderText(const Report& report) {
                             FormatBytes(line.size));
     }
   }
+  if (!report.type_growth.empty()) {
+    absl::StrAppend(&out, "  type growth:\n");
+    for (const TypeCountDiff& type : report.type_growth) {
+      absl::StrAppend(&out, "    ", type.name, "  ", SignedMetric("count", type.count_diff),
+                      " objects, now ", type.count, "\n");
+    }
+  }
   for (const std::string& note : report.notes) {
     absl::StrAppend(&out, "  note: ", note, "\n");
   }
@@ -156,6 +163,13 @@ std::string RenderJson(const Report& report) {
                     ",\"line\":", line.line, ",\"size_diff\":", line.size_diff,
                     ",\"count_diff\":", line.count_diff, ",\"size\":", line.size,
                     "}");
+    first = false;
+  }
+  absl::StrAppend(&out, "],\"type_growth\":[");
+  first = true;
+  for (const TypeCountDiff& type : report.type_growth) {
+    absl::StrAppend(&out, first ? "" : ",", "{\"name\":", JsonQuote(type.name),
+                    ",\"count\":", type.count, ",\"count_diff\":", type.count_diff, "}");
     first = false;
   }
   absl::StrAppend(&out, "],\"notes\":[");

@@ -88,6 +88,17 @@ PyObject* ReportAsDict(const Report& report) {
                                    "size", static_cast<long long>(line.size)));
     if (!item || PyList_Append(lines.get(), item.get()) != 0) return nullptr;
   }
+  Ref types = Steal(PyList_New(0));
+  if (!types) return nullptr;
+  for (const TypeCountDiff& type : report.type_growth) {
+    Ref name = Steal(PyUnicode_DecodeUTF8(type.name.data(),
+                                          static_cast<Py_ssize_t>(type.name.size()), "replace"));
+    if (!name) return nullptr;
+    Ref item = Steal(Py_BuildValue("{s:O,s:L,s:L}", "name", name.get(), "count",
+                                   static_cast<long long>(type.count), "count_diff",
+                                   static_cast<long long>(type.count_diff)));
+    if (!item || PyList_Append(types.get(), item.get()) != 0) return nullptr;
+  }
   Ref notes = Steal(PyList_New(0));
   if (!notes) return nullptr;
   for (const std::string& note : report.notes) {
@@ -96,13 +107,11 @@ PyObject* ReportAsDict(const Report& report) {
                                           "replace"));
     if (!text || PyList_Append(notes.get(), text.get()) != 0) return nullptr;
   }
-  return Py_BuildValue("{s:s,s:s,s:s,s:s,s:d,s:O,s:O,s:O}", "source",
-                       report.source.c_str(), "label", report.label.c_str(),
-                       "severity", SeverityName(report.severity), "summary",
-                       report.summary.c_str(), "elapsed_s",
-                       absl::ToDoubleSeconds(report.elapsed), "metrics",
-                       metrics.get(), "top_lines", lines.get(), "notes",
-                       notes.get());
+  return Py_BuildValue("{s:s,s:s,s:s,s:s,s:d,s:O,s:O,s:O,s:O}", "source", report.source.c_str(),
+                       "label", report.label.c_str(), "severity", SeverityName(report.severity),
+                       "summary", report.summary.c_str(), "elapsed_s",
+                       absl::ToDoubleSeconds(report.elapsed), "metrics", metrics.get(), "top_lines",
+                       lines.get(), "type_growth", types.get(), "notes", notes.get());
 }
 
 bool LogToPython(const std::string& logger_name, const Report& report) {
