@@ -2,9 +2,10 @@
 //
 // LeakDetector: the background monitor a long-running host leaves on in
 // production. A thread wakes every interval, reads the process and (when
-// tracing) takes a tracemalloc snapshot, compares with the baseline taken at
-// Start(), and reports when growth passes a threshold, naming the lines that
-// grew and what kind of growth it is:
+// tracing) takes a tracemalloc snapshot, or reads a running AllocationSampler
+// (options.sampler: the production choice, see sampler.h), compares with the
+// baseline taken at Start(), and reports when growth passes a threshold,
+// naming the lines that grew and what kind of growth it is:
 //   python_heap  traced memory grew (objects Python allocated)
 //   native       RSS grew while traced memory stayed flat (C extensions,
 //                ctypes, a native library). Left out: the detector's own
@@ -59,6 +60,7 @@
 #include "leakguard/process.h"
 #include "leakguard/python/interpreter.h"
 #include "leakguard/report.h"
+#include "leakguard/sampler.h"
 #include "leakguard/sink.h"
 #include "leakguard/tracemalloc.h"
 
@@ -80,6 +82,14 @@ struct LeakDetectorOptions {
   bool traced = true;
   /// Frames per allocation when the detector starts tracemalloc, 1..65535.
   int frames = 1;
+  /// A running AllocationSampler to read instead of tracemalloc (not owned;
+  /// must outlive the detector and run while it does). Then the Python-heap
+  /// evidence is the sampler's: traced bytes are its estimate, the lines
+  /// come from its snapshots, its own tables count as the tool's memory, and
+  /// tracemalloc is never started (`traced` and `frames` are ignored).
+  /// Rounds take no GIL (on-demand reports still do, for the type census).
+  /// Not running at Start(): FailedPrecondition.
+  AllocationSampler* sampler = nullptr;
   /// Lines in a report, 0..1000; also the types an on-demand report lists
   /// under type growth (0: neither, and no type census is taken).
   int top = 10;

@@ -28,15 +28,19 @@
 // is recorded with its own size.
 //
 // What it costs. An allocation that is not sampled costs a thread-local
-// decrement and a branch. A free looks its address up in a fixed table of
-// 2^20 one-byte counters (one byte per hashed address) before anything
-// else; only a non-zero counter leads to the sample table, and each sample
-// raises one counter, so an unsampled free is one load nearly always. A
-// sampled allocation reads the thread's Python stack in place (up to
+// decrement and a branch: the countdown is also the reentrancy guard (set
+// out of reach while the thread is inside the sampler, and, for MEM and OBJ
+// requests over 512 bytes, around pymalloc, which passes them on to the RAW
+// domain, so that their bytes are not counted twice). A
+// free first tests one bit of a 128 KiB bitmap of hashed addresses; only a
+// set bit (an address that hashes where a live sample does) leads to the
+// sample table, so an unsampled free is one load and a branch nearly always.
+// A sampled allocation reads the thread's Python stack in place (up to
 // `max_frames` frames; no frame object, no allocation through Python, no
-// lock) and takes the sampler's lock to record it. benchmarks/sampler_benchmark.cc
-// measures all of this against tracemalloc; docs/sampler.md has the figures
-// and the statistics (how long a leak of a given rate takes to show).
+// lock) and takes the sampler's lock to record it.
+// benchmarks/sampler_benchmark.cc measures all of this against tracemalloc;
+// docs/sampler.md has the figures and the statistics (how long a leak of a
+// given rate takes to show).
 //
 // Chain order with tracemalloc. Both hook the same three domains, and the
 // one started last sits on top. Start tracemalloc first and the sampler
@@ -60,8 +64,9 @@
 // Its own memory is bounded: at most `max_samples` live samples (past the
 // cap new samples are counted in Stats().dropped and not recorded, so the
 // estimates undercount; the cap is documented per sample size in
-// docs/sampler.md), interned frames and stacks, and the 1 MiB address
-// filter (untouched pages stay unmapped). Stats().table_bytes reports it.
+// docs/sampler.md), interned frames and stacks, and the address filter
+// (1.1 MiB of static storage whose untouched pages stay unmapped).
+// Stats().table_bytes reports it.
 
 #ifndef LEAKGUARD_SAMPLER_H_
 #define LEAKGUARD_SAMPLER_H_

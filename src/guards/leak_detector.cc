@@ -87,11 +87,10 @@ std::vector<TypeCountDiff> GrownTypes(const std::unordered_map<std::string, int6
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<LeakDetector>> LeakDetector::Create(
-    LeakDetectorOptions options) {
+absl::StatusOr<std::unique_ptr<LeakDetector>> LeakDetector::Create(LeakDetectorOptions options) {
   if (options.interval < absl::Milliseconds(1)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "interval must be at least 1ms, got ", absl::FormatDuration(options.interval)));
+    return absl::InvalidArgumentError(absl::StrCat("interval must be at least 1ms, got ",
+                                                   absl::FormatDuration(options.interval)));
   }
   if (options.threshold_bytes <= 0) {
     return absl::InvalidArgumentError(
@@ -107,8 +106,8 @@ absl::StatusOr<std::unique_ptr<LeakDetector>> LeakDetector::Create(
   if (options.top < 0 || options.top > 1000) {
     return absl::InvalidArgumentError(absl::StrCat("top must be in 0..1000, got ", options.top));
   }
-  if (options.report_signal < 0 || options.report_signal > 64 ||
-      options.report_signal == SIGKILL || options.report_signal == SIGSTOP) {
+  if (options.report_signal < 0 || options.report_signal > 64 || options.report_signal == SIGKILL ||
+      options.report_signal == SIGSTOP) {
     return absl::InvalidArgumentError(
         absl::StrCat("report_signal must be 0 or a catchable signal, got ", options.report_signal));
   }
@@ -135,6 +134,10 @@ absl::Status LeakDetector::Start() {
   {
     absl::MutexLock lock(&mu_);
     if (running_) return absl::OkStatus();
+  }
+  if (options_.sampler != nullptr && !options_.sampler->running()) {
+    return absl::FailedPreconditionError(
+        "LeakDetector::Start: options.sampler is not running (AllocationSampler::Start first)");
   }
   if (absl::Status registered = Interpreter::RegisterWatcher(this); !registered.ok()) {
     return registered;
@@ -274,13 +277,12 @@ void LeakDetector::Loop() {
         absl::MutexLock lock(&mu_);
         // Sleeps without the GIL; wakes early for Stop() and ReportNow().
         const absl::Duration left = next_round - absl::Now();
-        mu_.AwaitWithTimeout(
-            absl::Condition(
-                +[](LeakDetector* d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(d->mu_) {
-                  return d->stop_requested_ || !d->on_demand_.empty();
-                },
-                this),
-            triggers ? std::min(left, options_.trigger_poll) : left);
+        mu_.AwaitWithTimeout(absl::Condition(
+                                 +[](LeakDetector* d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(d->mu_) {
+                                   return d->stop_requested_ || !d->on_demand_.empty();
+                                 },
+                                 this),
+                             triggers ? std::min(left, options_.trigger_poll) : left);
         if (stop_requested_) {
           stop = true;
           break;
@@ -323,8 +325,18 @@ void LeakDetector::OnDemand(const std::vector<Sink*>& sinks) {
   int64_t tracked = 0;
   absl::Duration census_time;
   std::string census_error;
-  const bool traced_now = options_.traced && base_snapshot_;
+  AllocationSampler* const sampler = options_.sampler;
+  const bool traced_now = options_.traced && sampler == nullptr && base_snapshot_;
   const bool census = base_types_.has_value() && options_.top > 0;
+  if (sampler != nullptr && base_snapshot_) {
+    // The sampler's readings need no GIL.
+    traced = sampler->Stats().live_bytes_estimate;
+    if (options_.top > 0) {
+      absl::StatusOr<std::vector<LineGrowth>> grown = internal::GrownLines(
+          *base_snapshot_, sampler->TakeSnapshot(), tracemalloc::GroupBy::kLineno, options_.top);
+      if (grown.ok()) lines = *std::move(grown);
+    }
+  }
   if (traced_now || census) {
     // Every GIL section of the detector thread runs under this lock, traced
     // or not (see TracingSerialMutex).
@@ -360,11 +372,11 @@ void LeakDetector::OnDemand(const std::vector<Sink*>& sinks) {
   const ProcessDelta delta = sample.ok() ? *sample - base_process_ : ProcessDelta{};
   report.elapsed = delta.elapsed;
   const int64_t py = traced && base_traced_ ? *traced - *base_traced_ : 0;
-  report.summary = absl::StrCat("on demand: growth since the detector started: RSS ",
-                                Signed(delta.rss_bytes));
+  report.summary =
+      absl::StrCat("on demand: growth since the detector started: RSS ", Signed(delta.rss_bytes));
   if (traced && base_traced_) absl::StrAppend(&report.summary, ", Python heap ", Signed(py));
-  absl::StrAppend(&report.summary, ", descriptors ", delta.open_fds >= 0 ? "+" : "",
-                  delta.open_fds, ", threads ", delta.threads >= 0 ? "+" : "", delta.threads);
+  absl::StrAppend(&report.summary, ", descriptors ", delta.open_fds >= 0 ? "+" : "", delta.open_fds,
+                  ", threads ", delta.threads >= 0 ? "+" : "", delta.threads);
   report.metrics = {{"rss_bytes", delta.rss_bytes},
                     {"traced_bytes", py},
                     {"fds", delta.open_fds},
@@ -420,14 +432,24 @@ bool LeakDetector::Round(bool baseline) {
   const bool census = baseline && options_.type_census && options_.top > 0;
   std::optional<std::unordered_map<std::string, int64_t>> types;
   if (baseline) base_census_error_.clear();
-  if (options_.traced || census) {
+  AllocationSampler* const sampler = options_.sampler;
+  const bool use_tracemalloc = options_.traced && sampler == nullptr;
+  if (sampler != nullptr) {
+    // The sampler's readings need no GIL: its estimate, its snapshot, and
+    // its own tables as the tool's memory.
+    const SamplerStats stats = sampler->Stats();
+    traced = stats.live_bytes_estimate;
+    tool = stats.table_bytes;
+    snapshot.emplace(sampler->TakeSnapshot());
+  }
+  if (use_tracemalloc || census) {
     // Declared before the GIL, so the thread state is gone before it is
     // unlocked (see TracingSerialMutex).
     absl::MutexLock serial(&TracingSerialMutex());
     GilAcquire gil;  // Held only for the readings.
     if (!gil.ok()) return false;
     absl::Status read = [&]() -> absl::Status {
-      if (!options_.traced) return absl::OkStatus();
+      if (!use_tracemalloc) return absl::OkStatus();
       if (baseline && !tracing_.has_value()) {
         absl::StatusOr<bool> on = tracemalloc::IsTracing();
         if (!on.ok()) return on.status();
@@ -481,7 +503,7 @@ bool LeakDetector::Round(bool baseline) {
   round.process = *sample - base_process_;
   if (traced && base_traced_) round.traced_bytes = *traced - *base_traced_;
   if (tool && base_tracemalloc_) round.tracemalloc_bytes = *tool - *base_tracemalloc_;
-  if (options_.traced) round.detector_bytes = detector_resident_;
+  if (options_.traced || sampler != nullptr) round.detector_bytes = detector_resident_;
   const int64_t threshold = options_.threshold_bytes;
   const int64_t py = round.traced_bytes.value_or(0);
   const int64_t own = std::max<int64_t>(round.tracemalloc_bytes.value_or(0), 0);
@@ -524,29 +546,36 @@ bool LeakDetector::Round(bool baseline) {
     report.summary = absl::StrCat("growth since the detector started: RSS ", Signed(rss));
     if (round.traced_bytes) absl::StrAppend(&report.summary, ", Python heap ", Signed(py));
     absl::StrAppend(&report.summary, ", descriptors ", round.process.open_fds >= 0 ? "+" : "",
-                    round.process.open_fds, ", threads ",
-                    round.process.threads >= 0 ? "+" : "", round.process.threads);
+                    round.process.open_fds, ", threads ", round.process.threads >= 0 ? "+" : "",
+                    round.process.threads);
     report.metrics = {{"rss_bytes", rss},
                       {"traced_bytes", py},
                       {"fds", round.process.open_fds},
                       {"threads", round.process.threads}};
     for (const std::string& kind : round.kinds) {
       if (kind == "python_heap") {
-        report.notes.push_back(absl::StrCat(
-            "python_heap: the Python heap grew ", Signed(py), " (tracemalloc); the lines are below"));
+        report.notes.push_back(
+            absl::StrCat("python_heap: the Python heap grew ", Signed(py),
+                         sampler != nullptr
+                             ? absl::StrCat(" (estimated by the sampler, R = ",
+                                            FormatBytes(sampler->options().sampling_interval), ")")
+                             : std::string(" (tracemalloc)"),
+                         "; the lines are below"));
       } else if (kind == "native") {
         report.notes.push_back(absl::StrCat(
             "native: RSS grew ", Signed(rss), " while the Python heap grew ",
             round.traced_bytes ? Signed(py) : std::string("(not traced)"),
-            round.tracemalloc_bytes ? absl::StrCat(", tracemalloc's tables ", Signed(own))
+            round.tracemalloc_bytes ? absl::StrCat(sampler != nullptr ? ", the sampler's tables "
+                                                                      : ", tracemalloc's tables ",
+                                                   Signed(own))
                                     : std::string(),
             round.detector_bytes
                 ? absl::StrCat(" and the detector's own rounds left ", Signed(detector_resident_))
                 : std::string(),
             ": memory outside Python's allocator (C extensions, ctypes, native libraries)"));
       } else if (kind == "descriptors") {
-        report.notes.push_back(absl::StrCat("descriptors: ", round.process.open_fds,
-                                            " more open file descriptors"));
+        report.notes.push_back(
+            absl::StrCat("descriptors: ", round.process.open_fds, " more open file descriptors"));
       } else if (kind == "threads") {
         report.notes.push_back(absl::StrCat("threads: ", round.process.threads, " more threads"));
       }
@@ -557,7 +586,7 @@ bool LeakDetector::Round(bool baseline) {
       if (lines.ok()) report.top_lines = *std::move(lines);
     }
   }
-  if (options_.traced) {
+  if (options_.traced || sampler != nullptr) {
     // What this round's readings left resident (the list _get_traces()
     // builds, the snapshot: freed, but pages the allocators keep) is the
     // detector's cost, not the program's: measured from the sample this

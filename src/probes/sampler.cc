@@ -41,18 +41,23 @@ namespace {
 
 // ------------------------------------------------------------ the filter
 
-// One byte per hashed address: how many live samples hash there (sticky at
-// 255: such a slot always leads to the table). 1 MiB of zeroed static
-// storage; the pages nobody touched are never made resident.
+// The free path's question, "was this address sampled?", asked of 2^20
+// hashed slots: one bit each in `g_bits` (128 KiB, read by every free
+// without a lock, small enough to stay in the caches), and beside it how
+// many live samples hash to the slot (`g_counts`, one byte each, sticky at
+// 255; touched only under the state's lock, when a sample comes or goes).
+// Zeroed static storage: pages nobody touched are never made resident.
 constexpr int kFilterBits = 20;
 constexpr std::size_t kFilterSlots = std::size_t{1} << kFilterBits;
 constexpr std::size_t kFilterPage = 4096;
-std::atomic<uint8_t> g_filter[kFilterSlots];
+std::atomic<uint64_t> g_bits[kFilterSlots / 64];
+uint8_t g_counts[kFilterSlots];
 
+// Blocks are 16-byte aligned: the slot is the address in 16-byte units,
+// modulo 2^20 (addresses 16 MiB apart share a slot). A shift and a mask,
+// no multiply: this runs on every free.
 inline std::size_t FilterSlot(const void* p) {
-  // Blocks are 16-byte aligned; the multiplier spreads neighbours apart.
-  const uint64_t x = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(p)) >> 4;
-  return static_cast<std::size_t>((x * 0x9E3779B97F4A7C15ULL) >> (64 - kFilterBits));
+  return static_cast<std::size_t>(reinterpret_cast<uintptr_t>(p) >> 4) & (kFilterSlots - 1);
 }
 
 // ------------------------------------------------------- per-thread state
@@ -62,10 +67,9 @@ inline std::size_t FilterSlot(const void* p) {
 // to __tls_get_addr (the library may be loaded by dlopen, as the Python
 // extension is; 24 bytes of static TLS are well within glibc's reserve).
 struct ThreadState {
-  int64_t countdown;    // bytes left before the next sample
+  int64_t countdown;    // bytes left before the next sample (kBusyCountdown: inside)
   uint64_t rng;         // xorshift64* state
   uint32_t generation;  // State::generation the countdown was drawn in
-  bool busy;            // inside the sampler: let allocations through
   bool probing;         // Start()'s check that a hook is in the chain
   bool probe_hit;
 };
@@ -164,6 +168,11 @@ int64_t DrawDistance(ThreadState& t, int64_t interval) {
 // on top of them), distances are drawn with at least this mean.
 constexpr int64_t kIdleInterval = 4096;
 
+// The countdown of a thread inside the sampler (recording a sample, or in
+// the allocator below a hook that must not count twice): no allocation made
+// meanwhile brings it to zero. The countdown is the reentrancy guard.
+constexpr int64_t kBusyCountdown = std::numeric_limits<int64_t>::max() / 4;
+
 // ---------------------------------------------------------- file names
 
 // Appends the UTF-8 text of `str` (lone surrogates as 3-byte sequences,
@@ -220,10 +229,13 @@ uint32_t InternFilename(State& s, PyObject* filename) {
 
 // ------------------------------------------------------------- sampling
 
+// REQUIRES: s.lock held (as for FilterRemove).
 void FilterAdd(State& s, const void* p) {
   const std::size_t slot = FilterSlot(p);
-  const uint8_t v = g_filter[slot].load(std::memory_order_relaxed);
-  if (v != 255) g_filter[slot].store(static_cast<uint8_t>(v + 1), std::memory_order_relaxed);
+  if (g_counts[slot] == 0) {
+    g_bits[slot / 64].fetch_or(uint64_t{1} << (slot % 64), std::memory_order_relaxed);
+  }
+  if (g_counts[slot] != 255) ++g_counts[slot];
   const std::size_t page = slot / kFilterPage;
   if (!s.filter_pages[page]) {
     s.filter_pages[page] = true;
@@ -233,20 +245,18 @@ void FilterAdd(State& s, const void* p) {
 
 void FilterRemove(const void* p) {
   const std::size_t slot = FilterSlot(p);
-  const uint8_t v = g_filter[slot].load(std::memory_order_relaxed);
-  if (v != 0 && v != 255) {
-    g_filter[slot].store(static_cast<uint8_t>(v - 1), std::memory_order_relaxed);
+  if (g_counts[slot] == 0 || g_counts[slot] == 255) return;
+  if (--g_counts[slot] == 0) {
+    g_bits[slot / 64].fetch_and(~(uint64_t{1} << (slot % 64)), std::memory_order_relaxed);
   }
 }
 
 // A block of `size` bytes at `p` reached the thread's countdown.
-void Sample(ThreadState& t, void* p, std::size_t size) {
+void Sample(ThreadState& t, void* p, std::size_t size) noexcept {
   State& s = GlobalState();
-  t.busy = true;
   if (t.probing) {  // Start() asking whether this hook is in the chain
     t.probe_hit = true;
     t.countdown = 1;
-    t.busy = false;
     return;
   }
   const int64_t interval = s.interval.load(std::memory_order_relaxed);
@@ -259,24 +269,25 @@ void Sample(ThreadState& t, void* p, std::size_t size) {
                      s.thread_seeds.fetch_add(1, std::memory_order_relaxed));
     if (t.rng == 0) t.rng = 1;
     t.countdown = DrawDistance(t, interval) - static_cast<int64_t>(size);
-    if (t.countdown > 0) {
-      t.busy = false;
-      return;
-    }
+    if (t.countdown > 0) return;
   }
   if (!s.enabled.load(std::memory_order_relaxed)) {
     // Off, with the hooks left in the chain: keep drawing distances, so that
     // the countdown a thread holds when sampling restarts is a fresh
     // exponential one (no bias at restart).
     t.countdown = DrawDistance(t, std::max<int64_t>(interval, kIdleInterval));
-    t.busy = false;
     return;
   }
-  t.countdown = DrawDistance(t, interval);
-  if (p == nullptr) {
-    t.busy = false;
-    return;
-  }
+  // The next distance is the thread's countdown once this sample is
+  // recorded; until then the countdown is out of reach (the reentrancy
+  // guard: an allocation made meanwhile falls through).
+  struct NextCountdown {
+    ThreadState& t;
+    int64_t next;
+    ~NextCountdown() { t.countdown = next; }
+  } next_countdown{t, DrawDistance(t, interval)};
+  t.countdown = kBusyCountdown;
+  if (p == nullptr) return;
   double weight = static_cast<double>(size);
   double inclusion = 1;
   if (interval > 1 && size > 0) {
@@ -291,13 +302,9 @@ void Sample(ThreadState& t, void* p, std::size_t size) {
 
   {
     std::lock_guard<SpinLock> lock(s.lock);
-    if (!s.enabled.load(std::memory_order_relaxed) || s.tables == nullptr) {
-      t.busy = false;
-      return;
-    }
+    if (!s.enabled.load(std::memory_order_relaxed) || s.tables == nullptr) return;
     if (static_cast<int64_t>(s.live.size()) >= s.max_samples) {
       ++s.dropped;
-      t.busy = false;
       return;
     }
     uint32_t ids[256];
@@ -317,11 +324,10 @@ void Sample(ThreadState& t, void* p, std::size_t size) {
     s.live_weight += weight;
     ++s.samples;
   }
-  t.busy = false;
 }
 
 // A free (or realloc) of `p`, whose filter counter is non-zero.
-void Forget(const void* p) {
+void Forget(const void* p) noexcept {
   State& s = GlobalState();
   std::lock_guard<SpinLock> lock(s.lock);
   auto it = s.live.find(reinterpret_cast<uintptr_t>(p));
@@ -332,8 +338,10 @@ void Forget(const void* p) {
   ++s.freed;
 }
 
+// (No test for null: its slot is 0, and a lookup of null finds nothing.)
 inline bool MaybeSampled(const void* p) {
-  return p != nullptr && g_filter[FilterSlot(p)].load(std::memory_order_relaxed) != 0;
+  const std::size_t slot = FilterSlot(p);
+  return (g_bits[slot / 64].load(std::memory_order_relaxed) >> (slot % 64)) & 1;
 }
 
 // ------------------------------------------------------------- the hooks
@@ -349,100 +357,122 @@ struct Hook {
 Hook g_hooks[3] = {
     {PYMEM_DOMAIN_RAW, {}, false}, {PYMEM_DOMAIN_MEM, {}, false}, {PYMEM_DOMAIN_OBJ, {}, false}};
 
-// MEM and OBJ hooks mark the thread busy while the allocator below runs:
-// pymalloc hands blocks over 512 bytes to PyMem_RawMalloc, which would
-// otherwise pass through the RAW hook too and count the bytes twice. The
-// RAW hook sits on libc's malloc and needs no such care (a tail call).
-[[gnu::noinline]] void* SampledMalloc(Hook* h, std::size_t n) {
+// pymalloc serves requests up to 512 bytes itself and hands larger ones
+// (and reallocs of blocks it does not own) to PyMem_RawMalloc/Realloc,
+// which would pass through the RAW hook too and count the bytes twice. So
+// the MEM and OBJ hooks put the countdown out of reach around the allocator
+// below for those calls only; the common small request is a tail call, as
+// are all frees (a second look at an address already forgotten finds
+// nothing).
+//
+// The hooks never throw: what they call is C (the allocator below) or
+// noexcept (a sampler out of memory for its own tables terminates rather
+// than unwind through CPython's C frames). They are not declared noexcept
+// themselves, so that the compiler may turn the call below into a jump.
+constexpr std::size_t kPymallocMax = 512;
+
+[[gnu::noinline]] void* SampledMalloc(Hook* h, std::size_t n) noexcept {
   ThreadState& t = t_state;
-  t.busy = true;
+  t.countdown = kBusyCountdown;
   void* p = h->prev.malloc(h->prev.ctx, n);
-  t.busy = false;
   Sample(t, p, n);
   return p;
 }
 
-[[gnu::noinline]] void* SampledCalloc(Hook* h, std::size_t nelem, std::size_t elsize) {
+[[gnu::noinline]] void* SampledCalloc(Hook* h, std::size_t nelem, std::size_t elsize) noexcept {
   ThreadState& t = t_state;
-  t.busy = true;
+  t.countdown = kBusyCountdown;
   void* p = h->prev.calloc(h->prev.ctx, nelem, elsize);
-  t.busy = false;
   Sample(t, p, nelem * elsize);
   return p;
 }
 
-[[gnu::noinline]] void* SampledRealloc(Hook* h, void* ptr, std::size_t n) {
+[[gnu::noinline]] void* SampledRealloc(Hook* h, void* ptr, std::size_t n) noexcept {
   ThreadState& t = t_state;
-  t.busy = true;
+  t.countdown = kBusyCountdown;
   void* p = h->prev.realloc(h->prev.ctx, ptr, n);
-  t.busy = false;
   Sample(t, p, n);
   return p;
 }
 
-template <bool kNests>
-void* HookMalloc(void* ctx, std::size_t n) noexcept {
-  Hook* h = static_cast<Hook*>(ctx);
+[[gnu::noinline]] void* BusyMalloc(Hook* h, std::size_t n) noexcept {
   ThreadState& t = t_state;
-  if (t.busy) return h->prev.malloc(h->prev.ctx, n);
-  t.countdown -= static_cast<int64_t>(n);
-  if (__builtin_expect(t.countdown <= 0, 0)) return SampledMalloc(h, n);
-  if constexpr (!kNests) return h->prev.malloc(h->prev.ctx, n);
-  t.busy = true;
+  const int64_t countdown = t.countdown;
+  t.countdown = kBusyCountdown;
   void* p = h->prev.malloc(h->prev.ctx, n);
-  t.busy = false;
+  t.countdown = countdown;
+  return p;
+}
+
+[[gnu::noinline]] void* BusyCalloc(Hook* h, std::size_t nelem, std::size_t elsize) noexcept {
+  ThreadState& t = t_state;
+  const int64_t countdown = t.countdown;
+  t.countdown = kBusyCountdown;
+  void* p = h->prev.calloc(h->prev.ctx, nelem, elsize);
+  t.countdown = countdown;
+  return p;
+}
+
+[[gnu::noinline]] void* BusyRealloc(Hook* h, void* ptr, std::size_t n) noexcept {
+  ThreadState& t = t_state;
+  const int64_t countdown = t.countdown;
+  t.countdown = kBusyCountdown;
+  void* p = h->prev.realloc(h->prev.ctx, ptr, n);
+  t.countdown = countdown;
   return p;
 }
 
 template <bool kNests>
-void* HookCalloc(void* ctx, std::size_t nelem, std::size_t elsize) noexcept {
+void* HookMalloc(void* ctx, std::size_t n) {
+  Hook* h = static_cast<Hook*>(ctx);
+  ThreadState& t = t_state;
+  t.countdown -= static_cast<int64_t>(n);
+  if (__builtin_expect(t.countdown <= 0, 0)) return SampledMalloc(h, n);
+  if (kNests && n > kPymallocMax) return BusyMalloc(h, n);
+  return h->prev.malloc(h->prev.ctx, n);
+}
+
+template <bool kNests>
+void* HookCalloc(void* ctx, std::size_t nelem, std::size_t elsize) {
   Hook* h = static_cast<Hook*>(ctx);
   ThreadState& t = t_state;
   std::size_t n = 0;
-  if (t.busy || __builtin_mul_overflow(nelem, elsize, &n)) {
+  if (__builtin_mul_overflow(nelem, elsize, &n)) {
     return h->prev.calloc(h->prev.ctx, nelem, elsize);
   }
   t.countdown -= static_cast<int64_t>(n);
   if (__builtin_expect(t.countdown <= 0, 0)) return SampledCalloc(h, nelem, elsize);
-  if constexpr (!kNests) return h->prev.calloc(h->prev.ctx, nelem, elsize);
-  t.busy = true;
-  void* p = h->prev.calloc(h->prev.ctx, nelem, elsize);
-  t.busy = false;
-  return p;
+  if (kNests && n > kPymallocMax) return BusyCalloc(h, nelem, elsize);
+  return h->prev.calloc(h->prev.ctx, nelem, elsize);
 }
 
 template <bool kNests>
-void* HookRealloc(void* ctx, void* ptr, std::size_t n) noexcept {
+void* HookRealloc(void* ctx, void* ptr, std::size_t n) {
   Hook* h = static_cast<Hook*>(ctx);
   ThreadState& t = t_state;
-  if (t.busy) return h->prev.realloc(h->prev.ctx, ptr, n);
   if (MaybeSampled(ptr)) Forget(ptr);
   t.countdown -= static_cast<int64_t>(n);
   if (__builtin_expect(t.countdown <= 0, 0)) return SampledRealloc(h, ptr, n);
-  if constexpr (!kNests) return h->prev.realloc(h->prev.ctx, ptr, n);
-  t.busy = true;
-  void* p = h->prev.realloc(h->prev.ctx, ptr, n);
-  t.busy = false;
-  return p;
+  if (kNests) return BusyRealloc(h, ptr, n);
+  return h->prev.realloc(h->prev.ctx, ptr, n);
 }
 
-template <bool kNests>
-void HookFree(void* ctx, void* ptr) noexcept {
-  Hook* h = static_cast<Hook*>(ctx);
-  ThreadState& t = t_state;
-  if (t.busy) return h->prev.free(h->prev.ctx, ptr);
-  if (MaybeSampled(ptr)) Forget(ptr);
-  if constexpr (!kNests) return h->prev.free(h->prev.ctx, ptr);
-  t.busy = true;
+[[gnu::noinline]] void ForgetAndFree(Hook* h, void* ptr) noexcept {
+  Forget(ptr);
   h->prev.free(h->prev.ctx, ptr);
-  t.busy = false;
+}
+
+void HookFree(void* ctx, void* ptr) {
+  Hook* h = static_cast<Hook*>(ctx);
+  if (MaybeSampled(ptr)) return ForgetAndFree(h, ptr);
+  h->prev.free(h->prev.ctx, ptr);
 }
 
 PyMemAllocatorEx HooksFor(Hook& h) {
   if (h.domain == PYMEM_DOMAIN_RAW) {
-    return {&h, HookMalloc<false>, HookCalloc<false>, HookRealloc<false>, HookFree<false>};
+    return {&h, HookMalloc<false>, HookCalloc<false>, HookRealloc<false>, HookFree};
   }
-  return {&h, HookMalloc<true>, HookCalloc<true>, HookRealloc<true>, HookFree<true>};
+  return {&h, HookMalloc<true>, HookCalloc<true>, HookRealloc<true>, HookFree};
 }
 
 bool IsOurs(const PyMemAllocatorEx& a, const Hook& h) {
@@ -454,7 +484,6 @@ bool IsOurs(const PyMemAllocatorEx& a, const Hook& h) {
 bool HookInChain(Hook& h) {
   ThreadState& t = t_state;
   const ThreadState saved = t;
-  t.busy = false;
   t.probing = true;
   t.probe_hit = false;
   t.countdown = 0;
@@ -617,7 +646,15 @@ void AllocationSampler::Stop() {
   }
   {
     std::lock_guard<SpinLock> lock(s.lock);
-    for (const auto& [address, sample] : s.live) FilterRemove(reinterpret_cast<void*>(address));
+    // Every sample goes: clear the filter pages this run touched (sticky
+    // slots included), leaving the untouched ones unmapped.
+    for (std::size_t page = 0; page < s.filter_pages.size(); ++page) {
+      if (!s.filter_pages[page]) continue;
+      std::memset(g_counts + page * kFilterPage, 0, kFilterPage);
+      for (std::size_t w = page * kFilterPage / 64; w < (page + 1) * kFilterPage / 64; ++w) {
+        g_bits[w].store(0, std::memory_order_relaxed);
+      }
+    }
     s.live.clear();
     absl::flat_hash_map<uintptr_t, LiveSample>().swap(s.live);
     s.filename_by_object.clear();
@@ -658,7 +695,8 @@ SamplerStats AllocationSampler::Stats() const {
   // The builder's interning maps hold about as much again as its tables.
   bytes += static_cast<int64_t>(t.frames.size() * 24 + t.stack_count() * 8 +
                                 s.filename_by_object.capacity() * 17);
-  bytes += s.filter_pages_touched * static_cast<int64_t>(kFilterPage);
+  // Each touched page of counts has an eighth of a page of bits beside it.
+  bytes += s.filter_pages_touched * static_cast<int64_t>(kFilterPage + kFilterPage / 8);
   stats.table_bytes = bytes;
   return stats;
 }
