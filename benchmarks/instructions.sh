@@ -22,7 +22,7 @@ command -v valgrind >/dev/null || { echo "instructions.sh: valgrind is not insta
 workloads=("$@")
 ((${#workloads[@]})) || workloads=(alloc_loop json_roundtrip handler_mix raytrace_like)
 modes=(untracked tracemalloc_1 tracemalloc_25 sampler_hooks_only sampler_512k sampler_64k
-  sampler_4k sampler_512k_1f sampler_512k_32f sampler_exact)
+  sampler_4k sampler_512k_1f sampler_512k_32f sampler_exact sampler_exact_1f)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 printf '| workload |'; printf ' %s |' "${modes[@]}"; printf '\n|---|'

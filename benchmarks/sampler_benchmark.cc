@@ -230,6 +230,7 @@ const Mode kModes[] = {
     {"sampler_512k_1f", Tracker::kSampler, 1, 512 * 1024},
     {"sampler_512k_32f", Tracker::kSampler, 32, 512 * 1024},
     {"sampler_exact", Tracker::kSampler, 16, 1},
+    {"sampler_exact_1f", Tracker::kSampler, 1, 1},
     // R = 1 GiB: the hooks with (nearly) no samples, the floor of the cost.
     {"sampler_hooks_only", Tracker::kSampler, 16, int64_t{1} << 30},
 };

@@ -122,6 +122,19 @@ struct State {
   // its address been reused), so no reference is kept.
   absl::flat_hash_map<const void*, uint32_t> filename_by_object;
   std::string scratch;
+  // Raw frames already interned: (file name object, line) -> frame id, a
+  // direct-mapped cache. A hit is confirmed by the str's cached hash and
+  // length as well as its address, so an object that died and whose address
+  // was reused by another file name is not mistaken for it.
+  struct FrameCacheEntry {
+    const void* filename = nullptr;
+    Py_hash_t hash = -1;
+    Py_ssize_t length = -1;
+    int lineno = -1;
+    uint32_t frame = 0;
+  };
+  static constexpr std::size_t kFrameCacheSize = 2048;
+  std::vector<FrameCacheEntry> frame_cache = std::vector<FrameCacheEntry>(kFrameCacheSize);
   uint32_t unknown_frame = 0;
   uint32_t epoch = 0;
   int64_t samples = 0;
@@ -227,6 +240,28 @@ uint32_t InternFilename(State& s, PyObject* filename) {
   return id;
 }
 
+// The interned id of a raw frame, through the frame cache. REQUIRES:
+// s.lock held.
+uint32_t InternRawFrame(State& s, const leakguard_raw_frame& f) {
+  PyObject* name = f.filename;
+  if (name == nullptr || !PyUnicode_Check(name)) {
+    return s.tables->InternFrame(InternFilename(s, name), f.lineno);
+  }
+  const Py_hash_t hash = reinterpret_cast<PyASCIIObject*>(name)->hash;
+  const Py_ssize_t length = PyUnicode_GET_LENGTH(name);
+  if (hash == -1) return s.tables->InternFrame(InternFilename(s, name), f.lineno);
+  const std::size_t slot = ((reinterpret_cast<uintptr_t>(name) >> 4) ^
+                            (static_cast<uintptr_t>(f.lineno) * 0x9E3779B1U)) &
+                           (State::kFrameCacheSize - 1);
+  State::FrameCacheEntry& e = s.frame_cache[slot];
+  if (e.filename == name && e.hash == hash && e.length == length && e.lineno == f.lineno) {
+    return e.frame;
+  }
+  const uint32_t frame = s.tables->InternFrame(InternFilename(s, name), f.lineno);
+  e = State::FrameCacheEntry{name, hash, length, f.lineno, frame};
+  return frame;
+}
+
 // ------------------------------------------------------------- sampling
 
 // REQUIRES: s.lock held (as for FilterRemove).
@@ -310,7 +345,7 @@ void Sample(ThreadState& t, void* p, std::size_t size) noexcept {
     uint32_t ids[256];
     int kept = 0;
     for (int i = 0; i < n; ++i) {
-      ids[kept++] = s.tables->InternFrame(InternFilename(s, frames[i].filename), frames[i].lineno);
+      ids[kept++] = InternRawFrame(s, frames[i]);
     }
     if (kept == 0) ids[kept++] = s.unknown_frame;
     const uint32_t stack = s.tables->InternStack(ids, static_cast<std::size_t>(kept));
@@ -617,6 +652,7 @@ absl::Status AllocationSampler::Start() {
     s.exact = options_.sampling_interval == 1;
     s.live.clear();
     s.filename_by_object.clear();
+    std::fill(s.frame_cache.begin(), s.frame_cache.end(), State::FrameCacheEntry{});
     s.tables = std::make_unique<internal::TablesBuilder>();
     s.unknown_frame = s.tables->InternFrame(s.tables->InternFilename("<unknown>"), 0);
     s.epoch = 0;
@@ -695,6 +731,7 @@ SamplerStats AllocationSampler::Stats() const {
   // The builder's interning maps hold about as much again as its tables.
   bytes += static_cast<int64_t>(t.frames.size() * 24 + t.stack_count() * 8 +
                                 s.filename_by_object.capacity() * 17);
+  bytes += static_cast<int64_t>(s.frame_cache.size() * sizeof(State::FrameCacheEntry));
   // Each touched page of counts has an eighth of a page of bits beside it.
   bytes += s.filter_pages_touched * static_cast<int64_t>(kFilterPage + kFilterPage / 8);
   stats.table_bytes = bytes;
