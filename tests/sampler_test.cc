@@ -123,11 +123,13 @@ constexpr char kExactScript[] =
 // R = 1 records every block with its size: on the same run, the line's
 // growth equals tracemalloc's to the byte (both hooks see the same calls).
 TEST(Sampler, ExactModeMatchesTracemallocAtTheLine) {
+  // Defined before tracing starts: the function objects made at its `def`
+  // lines are not what the test compares.
+  Script script("exact_site.py", kExactScript);
   auto scope = tracemalloc::TracingScope::Start(1);
   ASSERT_TRUE(scope.ok()) << scope.status();
   auto sampler = AllocationSampler::Create({.sampling_interval = 1, .max_frames = 1});
   ASSERT_TRUE(sampler.ok());
-  Script script("exact_site.py", kExactScript);
   ASSERT_TRUE((*sampler)->Start().ok());
   script.Call("grow", 3000);
   auto exact = tracemalloc::Snapshot::Take();
@@ -172,13 +174,13 @@ constexpr char kSitesScript[] =
 // ~16,000 runs per line), and the lines with enough expected samples for the
 // statistics to promise it (>= 500) within 10% of tracemalloc's exact size.
 TEST(Sampler, EstimatesAtSixtyFourKibAgreeWithTracemalloc) {
+  Script script("sites.py", kSitesScript);
   auto scope = tracemalloc::TracingScope::Start(1);
   ASSERT_TRUE(scope.ok()) << scope.status();
   constexpr int64_t kR = 64 * 1024;
   auto sampler =
       AllocationSampler::Create({.sampling_interval = kR, .max_frames = 1, .seed = 20261203});
   ASSERT_TRUE(sampler.ok());
-  Script script("sites.py", kSitesScript);
   ASSERT_TRUE((*sampler)->Start().ok());
   script.Call("fill", 16000);
   auto exact = tracemalloc::Snapshot::Take();
@@ -240,6 +242,31 @@ TEST(Sampler, SteadyLeakFoundWithinAHundredIterationsAtTheDefaultInterval) {
   // are spread over the marks.
   EXPECT_LE(growing[0].last.oldest_epoch, 2);
   (*sampler)->Stop();
+}
+
+// A run at a smaller R right after one at a larger R sees its first
+// allocations: the countdown a thread kept from the earlier run does not
+// hold them back (exact mode after the default interval records every
+// block from the start).
+TEST(Sampler, ASmallerIntervalAfterALargerOneMissesNothing) {
+  Script script("restart.py", kExactScript);
+  auto coarse = AllocationSampler::Create({.seed = 1});
+  ASSERT_TRUE(coarse.ok());
+  ASSERT_TRUE((*coarse)->Start().ok());
+  script.Call("grow", 10);  // leaves this thread part-way through a distance
+  (*coarse)->Stop();
+  script.Call("drop", 10);
+  auto exact = AllocationSampler::Create({.sampling_interval = 1, .max_frames = 1});
+  ASSERT_TRUE(exact.ok());
+  ASSERT_TRUE((*exact)->Start().ok());
+  script.Call("grow", 10);
+  const std::vector<SiteEstimate> lines = (*exact)->LiveByLine();
+  const SiteEstimate* site = FindLine(lines, "restart.py", 3);
+  ASSERT_NE(site, nullptr);
+  EXPECT_GE(site->samples, 20);  // 10 objects and their 10 buffers
+  EXPECT_GE(site->bytes, 10 * 1000);
+  (*exact)->Stop();
+  script.Call("drop", 10);
 }
 
 // Past max_samples new samples are dropped and counted, never recorded.

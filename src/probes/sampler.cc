@@ -69,11 +69,19 @@ inline std::size_t FilterSlot(const void* p) {
 struct ThreadState {
   int64_t countdown;    // bytes left before the next sample (kBusyCountdown: inside)
   uint64_t rng;         // xorshift64* state
-  uint32_t generation;  // State::generation the countdown was drawn in
+  uint32_t generation;  // g_generation the countdown was drawn in
   bool probing;         // Start()'s check that a hook is in the chain
   bool probe_hit;
 };
 thread_local ThreadState t_state __attribute__((tls_model("initial-exec")));
+
+// Which run of a sampler the process is in (Start() counts them). A thread
+// whose countdown was drawn in an earlier run redraws it at its next slow
+// path. A countdown left over from a run with a larger R would delay the
+// new run's first sample on that thread by up to the old R (for exact mode,
+// everything in between would be missed): Start() then installs hooks that
+// compare the thread's generation on every call (two more instructions).
+std::atomic<uint32_t> g_generation{0};
 
 // ------------------------------------------------------------ the state
 
@@ -104,7 +112,6 @@ struct LiveSample {
 struct State {
   // Read by the hooks without the lock.
   std::atomic<bool> enabled{false};
-  std::atomic<uint32_t> generation{0};
   std::atomic<int64_t> interval{512 * 1024};
   std::atomic<int> max_frames{16};
   std::atomic<uint64_t> seed{1};
@@ -295,7 +302,7 @@ void Sample(ThreadState& t, void* p, std::size_t size) noexcept {
     return;
   }
   const int64_t interval = s.interval.load(std::memory_order_relaxed);
-  const uint32_t generation = s.generation.load(std::memory_order_acquire);
+  const uint32_t generation = g_generation.load(std::memory_order_acquire);
   if (t.generation != generation) {
     // First allocation of this thread in this run: seed, then count this
     // block against a fresh distance.
@@ -457,17 +464,25 @@ constexpr std::size_t kPymallocMax = 512;
   return p;
 }
 
-template <bool kNests>
+// Whether the thread's countdown was drawn in an earlier run (only asked by
+// the hooks installed after a run with a larger R; see g_generation).
+template <bool kCheck>
+inline bool Stale(const ThreadState& t) {
+  return kCheck && t.generation != g_generation.load(std::memory_order_relaxed);
+}
+
+template <bool kNests, bool kCheck>
 void* HookMalloc(void* ctx, std::size_t n) {
   Hook* h = static_cast<Hook*>(ctx);
   ThreadState& t = t_state;
+  if (Stale<kCheck>(t)) return SampledMalloc(h, n);
   t.countdown -= static_cast<int64_t>(n);
   if (__builtin_expect(t.countdown <= 0, 0)) return SampledMalloc(h, n);
   if (kNests && n > kPymallocMax) return BusyMalloc(h, n);
   return h->prev.malloc(h->prev.ctx, n);
 }
 
-template <bool kNests>
+template <bool kNests, bool kCheck>
 void* HookCalloc(void* ctx, std::size_t nelem, std::size_t elsize) {
   Hook* h = static_cast<Hook*>(ctx);
   ThreadState& t = t_state;
@@ -475,17 +490,19 @@ void* HookCalloc(void* ctx, std::size_t nelem, std::size_t elsize) {
   if (__builtin_mul_overflow(nelem, elsize, &n)) {
     return h->prev.calloc(h->prev.ctx, nelem, elsize);
   }
+  if (Stale<kCheck>(t)) return SampledCalloc(h, nelem, elsize);
   t.countdown -= static_cast<int64_t>(n);
   if (__builtin_expect(t.countdown <= 0, 0)) return SampledCalloc(h, nelem, elsize);
   if (kNests && n > kPymallocMax) return BusyCalloc(h, nelem, elsize);
   return h->prev.calloc(h->prev.ctx, nelem, elsize);
 }
 
-template <bool kNests>
+template <bool kNests, bool kCheck>
 void* HookRealloc(void* ctx, void* ptr, std::size_t n) {
   Hook* h = static_cast<Hook*>(ctx);
   ThreadState& t = t_state;
   if (MaybeSampled(ptr)) Forget(ptr);
+  if (Stale<kCheck>(t)) return SampledRealloc(h, ptr, n);
   t.countdown -= static_cast<int64_t>(n);
   if (__builtin_expect(t.countdown <= 0, 0)) return SampledRealloc(h, ptr, n);
   if (kNests) return BusyRealloc(h, ptr, n);
@@ -503,16 +520,19 @@ void HookFree(void* ctx, void* ptr) {
   h->prev.free(h->prev.ctx, ptr);
 }
 
-PyMemAllocatorEx HooksFor(Hook& h) {
-  if (h.domain == PYMEM_DOMAIN_RAW) {
-    return {&h, HookMalloc<false>, HookCalloc<false>, HookRealloc<false>, HookFree};
-  }
-  return {&h, HookMalloc<true>, HookCalloc<true>, HookRealloc<true>, HookFree};
+template <bool kNests, bool kCheck>
+PyMemAllocatorEx HooksOf(Hook& h) {
+  return {&h, HookMalloc<kNests, kCheck>, HookCalloc<kNests, kCheck>, HookRealloc<kNests, kCheck>,
+          HookFree};
 }
 
-bool IsOurs(const PyMemAllocatorEx& a, const Hook& h) {
-  return a.ctx == &h && (a.malloc == HookMalloc<false> || a.malloc == HookMalloc<true>);
+PyMemAllocatorEx HooksFor(Hook& h, bool check) {
+  const bool nests = h.domain != PYMEM_DOMAIN_RAW;
+  if (nests) return check ? HooksOf<true, true>(h) : HooksOf<true, false>(h);
+  return check ? HooksOf<false, true>(h) : HooksOf<false, false>(h);
 }
+
+bool IsOurs(const PyMemAllocatorEx& a, const Hook& h) { return a.ctx == &h && a.free == HookFree; }
 
 // Whether an allocation through `h`'s domain passes through the sampler's
 // hook (it may sit under another hook). REQUIRES: the GIL.
@@ -542,15 +562,21 @@ bool HookInChain(Hook& h) {
   return hit;
 }
 
-// Puts the hooks in the chain where they are not. REQUIRES: the GIL.
-void InstallHooks() {
+// Puts the hooks in the chain where they are not (the generation-checking
+// kind when `check`; a plain one already on top is swapped for it). A hook
+// under another one stays as it is. REQUIRES: the GIL.
+void InstallHooks(bool check) {
   for (Hook& h : g_hooks) {
     PyMemAllocatorEx current;
     PyMem_GetAllocator(h.domain, &current);
-    if (IsOurs(current, h)) continue;
+    if (IsOurs(current, h)) {
+      PyMemAllocatorEx ours = HooksFor(h, check);
+      if (current.malloc != ours.malloc) PyMem_SetAllocator(h.domain, &ours);
+      continue;
+    }
     if (h.installed && HookInChain(h)) continue;  // under another hook
     if (std::memcmp(&current, &h.prev, sizeof current) != 0) h.prev = current;
-    PyMemAllocatorEx ours = HooksFor(h);
+    PyMemAllocatorEx ours = HooksFor(h, check);
     PyMem_SetAllocator(h.domain, &ours);
     h.installed = true;
   }
@@ -662,9 +688,13 @@ absl::Status AllocationSampler::Start() {
     s.max_frames.store(options_.max_frames, std::memory_order_relaxed);
     s.seed.store(seed, std::memory_order_relaxed);
     s.thread_seeds.store(0, std::memory_order_relaxed);
-    s.generation.fetch_add(1, std::memory_order_release);
+    g_generation.fetch_add(1, std::memory_order_release);
   }
-  InstallHooks();
+  // Countdowns left by a run with a larger R would hold this run's first
+  // samples back: then every call compares generations (see g_generation).
+  static int64_t largest_interval = 0;  // guarded by the GIL, as Start() is
+  InstallHooks(options_.sampling_interval < largest_interval);
+  largest_interval = std::max(largest_interval, options_.sampling_interval);
   s.enabled.store(true, std::memory_order_release);
   return absl::OkStatus();
 }
