@@ -1,8 +1,8 @@
 // The doctor's own cost on a large heap: Diagnose() with the default 3 + 20
 // iterations of a tiny leaking workload, on a heap of 1M gc-tracked objects
 // (LEAKGUARD_BENCH_SMOKE: 10k). Beside it, the manual leak hunt
-// (docs/design.md, "The peers") on the same heap: tracemalloc snapshots + compare_to, objgraph.growth
-// before and after, and objgraph.find_backref_chain for one leaked object.
+// (docs/design.md, "The peers") on the same heap: tracemalloc snapshots + compare_to,
+// objgraph.growth before and after, and objgraph.find_backref_chain for one leaked object.
 
 #include <cstdio>
 #include <string>

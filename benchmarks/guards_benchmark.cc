@@ -109,8 +109,8 @@ def recipe_middleware_request():
 
 void ProcessLeakguard(benchmark::State& state) {
   for (auto _ : state) {
-    auto guard = leakguard::MemoryGuard::Enter({.mode = leakguard::GuardMode::kProcess,
-                                                .sink = &null_sink});
+    auto guard =
+        leakguard::MemoryGuard::Enter({.mode = leakguard::GuardMode::kProcess, .sink = &null_sink});
     benchmark::DoNotOptimize(guard->Exit());
   }
 }
@@ -124,10 +124,13 @@ void ProcessPsutil(benchmark::State& state) {
 
 void TracedLeakguard(benchmark::State& state) {
   for (auto _ : state) {
-    auto guard = leakguard::MemoryGuard::Enter(
-        {.warn_bytes = 100 << 20, .mode = leakguard::GuardMode::kTraced,
-         .group_by = leakguard::tracemalloc::GroupBy::kFilename, .collect_before = true,
-         .collect_after = true, .sink = &null_sink});
+    auto guard =
+        leakguard::MemoryGuard::Enter({.warn_bytes = 100 << 20,
+                                       .mode = leakguard::GuardMode::kTraced,
+                                       .group_by = leakguard::tracemalloc::GroupBy::kFilename,
+                                       .collect_before = true,
+                                       .collect_after = true,
+                                       .sink = &null_sink});
     benchmark::DoNotOptimize(guard->Exit());
   }
 }
@@ -174,7 +177,8 @@ int main(int argc, char** argv) {
   Ref made = Steal(PyObject_CallFunction(Func("make_heap"), "i", heap));
   Ref loops = Steal(PyObject_CallNoArgs(Func("calibrate")));
   if (!made || !loops) return 1;
-  const std::string traced = Smoke() ? "guards/traced_enter_exit_500" : "guards/traced_enter_exit_10k";
+  const std::string traced =
+      Smoke() ? "guards/traced_enter_exit_500" : "guards/traced_enter_exit_10k";
   benchmark::RegisterBenchmark("guards/process_enter_exit/leakguard", ProcessLeakguard);
   benchmark::RegisterBenchmark("guards/process_enter_exit/psutil", ProcessPsutil);
   benchmark::RegisterBenchmark((traced + "/leakguard").c_str(), TracedLeakguard)

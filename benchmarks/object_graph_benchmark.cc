@@ -110,8 +110,7 @@ void Fail(benchmark::State& state, const absl::Status& status) {
   state.SkipWithError(std::string(status.message()).c_str());
 }
 
-leakguard::Ref ObjgraphCall(const char* name, PyObject* arg1 = nullptr,
-                            PyObject* arg2 = nullptr) {
+leakguard::Ref ObjgraphCall(const char* name, PyObject* arg1 = nullptr, PyObject* arg2 = nullptr) {
   leakguard::Ref func = leakguard::Steal(PyObject_GetAttrString(heap->objgraph.get(), name));
   if (!func) return func;
   return leakguard::Steal(PyObject_CallFunctionObjArgs(func.get(), arg1, arg2, nullptr));
@@ -158,9 +157,9 @@ void GrowthObjgraphWithoutCollect(benchmark::State& state) {
   leakguard::Ref peaks = leakguard::Steal(PyDict_New());
   for (auto _ : state) {
     leakguard::Ref limit = leakguard::Steal(PyLong_FromLong(10));
-    leakguard::Ref rows = leakguard::Steal(PyObject_CallFunctionObjArgs(
-        heap->growth_without_collect.get(), heap->objgraph.get(), limit.get(),
-        peaks.get(), nullptr));
+    leakguard::Ref rows = leakguard::Steal(
+        PyObject_CallFunctionObjArgs(heap->growth_without_collect.get(), heap->objgraph.get(),
+                                     limit.get(), peaks.get(), nullptr));
     if (!rows) return Fail(state, leakguard::StatusFromPythonError());
   }
 }
@@ -186,8 +185,7 @@ void ChainLeakguard(benchmark::State& state, bool collect,
 void ChainObjgraph(benchmark::State& state) {
   std::size_t k = 0;
   for (auto _ : state) {
-    leakguard::Ref chain = ObjgraphCall("find_backref_chain",
-                                        heap->targets[k++ % 100].get(),
+    leakguard::Ref chain = ObjgraphCall("find_backref_chain", heap->targets[k++ % 100].get(),
                                         heap->is_proper_module.get());
     if (!chain) return Fail(state, leakguard::StatusFromPythonError());
   }
@@ -208,8 +206,8 @@ void Chains100Leakguard(benchmark::State& state) {
 void Chains100Objgraph(benchmark::State& state) {
   for (auto _ : state) {
     for (const leakguard::Ref& target : heap->targets) {
-      leakguard::Ref chain = ObjgraphCall("find_backref_chain", target.get(),
-                                          heap->is_proper_module.get());
+      leakguard::Ref chain =
+          ObjgraphCall("find_backref_chain", target.get(), heap->is_proper_module.get());
       if (!chain) return Fail(state, leakguard::StatusFromPythonError());
     }
   }
@@ -220,12 +218,10 @@ void Chains100Objgraph(benchmark::State& state) {
 // meaningless).
 absl::Status BuildHeap(bool smoke) {
   PyObject* globals = PyModule_GetDict(PyImport_AddModule("__main__"));
-  leakguard::Ref done = leakguard::Steal(
-      PyRun_String(kHeapCode, Py_file_input, globals, globals));
+  leakguard::Ref done = leakguard::Steal(PyRun_String(kHeapCode, Py_file_input, globals, globals));
   if (!done) return leakguard::StatusFromPythonError();
   PyObject* build = PyDict_GetItemString(globals, "build");  // Borrowed.
-  leakguard::Ref sample = leakguard::Steal(
-      PyObject_CallFunction(build, "i", smoke ? 500 : 130000));
+  leakguard::Ref sample = leakguard::Steal(PyObject_CallFunction(build, "i", smoke ? 500 : 130000));
   if (!sample) return leakguard::StatusFromPythonError();
   for (Py_ssize_t i = 0; i < PyList_GET_SIZE(sample.get()); ++i) {
     heap->targets.push_back(leakguard::Borrow(PyList_GET_ITEM(sample.get(), i)));
@@ -243,8 +239,8 @@ absl::Status BuildHeap(bool smoke) {
   PyDict_DelItemString(globals, "Record");
   heap->objgraph = leakguard::Steal(PyImport_ImportModule("objgraph"));
   if (!heap->objgraph) return leakguard::StatusFromPythonError();
-  heap->is_proper_module = leakguard::Steal(
-      PyObject_GetAttrString(heap->objgraph.get(), "is_proper_module"));
+  heap->is_proper_module =
+      leakguard::Steal(PyObject_GetAttrString(heap->objgraph.get(), "is_proper_module"));
   auto census = leakguard::TakeTypeCensus({.collect_first = true});
   if (!census.ok()) return census.status();
   heap->objects = census->total();
@@ -254,8 +250,8 @@ absl::Status BuildHeap(bool smoke) {
   for (std::size_t i = 0; i < checks; ++i) {
     auto chain = graph->FindChain(heap->targets[i].handle());
     if (!chain.ok()) return chain.status();
-    leakguard::Ref theirs = ObjgraphCall("find_backref_chain", heap->targets[i].get(),
-                                         heap->is_proper_module.get());
+    leakguard::Ref theirs =
+        ObjgraphCall("find_backref_chain", heap->targets[i].get(), heap->is_proper_module.get());
     if (!theirs) return leakguard::StatusFromPythonError();
     if (static_cast<std::size_t>(PyList_GET_SIZE(theirs.get())) != chain->links.size()) {
       return absl::InternalError("leakguard and objgraph disagree on a chain length");
@@ -286,9 +282,9 @@ int main(int argc, char** argv) {
                                   [](benchmark::State& s) { GrowthLeakguard(s, true); }));
   ms(benchmark::RegisterBenchmark("graph/growth_1m/objgraph", GrowthObjgraph));
   ms(benchmark::RegisterBenchmark("graph/growth_1m/gc.collect", GcCollect));
-  ms(benchmark::RegisterBenchmark("graph/growth_full_collect_1m/leakguard", [](benchmark::State& s) {
-    GrowthLeakguard(s, true, leakguard::CollectDepth::kFull);
-  }));
+  ms(benchmark::RegisterBenchmark(
+      "graph/growth_full_collect_1m/leakguard",
+      [](benchmark::State& s) { GrowthLeakguard(s, true, leakguard::CollectDepth::kFull); }));
   ms(benchmark::RegisterBenchmark("graph/growth_full_collect_1m/objgraph", GrowthObjgraph));
   ms(benchmark::RegisterBenchmark("graph/growth_nocollect_1m/leakguard",
                                   [](benchmark::State& s) { GrowthLeakguard(s, false); }));
@@ -301,10 +297,9 @@ int main(int argc, char** argv) {
   ms(benchmark::RegisterBenchmark("graph/backref_chain_1_collect/leakguard",
                                   [](benchmark::State& s) { ChainLeakguard(s, true); }));
   ms(benchmark::RegisterBenchmark("graph/backref_chain_1_collect/objgraph", ChainObjgraph));
-  ms(benchmark::RegisterBenchmark("graph/backref_chain_1_full_collect/leakguard",
-                                  [](benchmark::State& s) {
-                                    ChainLeakguard(s, true, leakguard::CollectDepth::kFull);
-                                  }));
+  ms(benchmark::RegisterBenchmark(
+      "graph/backref_chain_1_full_collect/leakguard",
+      [](benchmark::State& s) { ChainLeakguard(s, true, leakguard::CollectDepth::kFull); }));
   ms(benchmark::RegisterBenchmark("graph/backref_chain_1_full_collect/objgraph", ChainObjgraph));
   ms(benchmark::RegisterBenchmark("graph/backref_chains_100/leakguard", Chains100Leakguard));
   ms(benchmark::RegisterBenchmark("graph/backref_chains_100/objgraph", Chains100Objgraph));

@@ -1,7 +1,6 @@
 // Costs of the plumbing every probe and guard pays: a process sample (peer:
 // psutil reading the same facts), a GIL round trip, a Ref copy.
 
-
 #include "bench_main.h"
 #include "benchmark/benchmark.h"
 #include "leakguard/process.h"

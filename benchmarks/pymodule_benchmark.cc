@@ -174,19 +174,18 @@ PyObject* Global(const char* name) {
 }
 
 void Fail(benchmark::State& state) {
-  state.SkipWithError(
-      std::string(leakguard::StatusFromPythonError().message()).c_str());
+  state.SkipWithError(std::string(leakguard::StatusFromPythonError().message()).c_str());
 }
 
 // One call f(*args) per iteration.
-void CallBench(benchmark::State& state, const char* func,
-               std::vector<PyObject*> args, PyObject* kwnames = nullptr) {
+void CallBench(benchmark::State& state, const char* func, std::vector<PyObject*> args,
+               PyObject* kwnames = nullptr) {
   PyObject* f = Global(func);
   const size_t nargs = args.size() - (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
   args.insert(args.begin(), nullptr);  // Room for PY_VECTORCALL_ARGUMENTS_OFFSET.
   for (auto _ : state) {
-    PyObject* r = PyObject_Vectorcall(f, args.data() + 1,
-                                      nargs | PY_VECTORCALL_ARGUMENTS_OFFSET, kwnames);
+    PyObject* r =
+        PyObject_Vectorcall(f, args.data() + 1, nargs | PY_VECTORCALL_ARGUMENTS_OFFSET, kwnames);
     if (r == nullptr) return Fail(state);
     Py_DECREF(r);
   }
@@ -281,8 +280,8 @@ void Register() {
     const char* impl;
     const char* hit;
   };
-  for (Peer p : {Peer{"leakguard", "lg_hit"}, Peer{"functools", "ft_hit"},
-                 Peer{"cachetools", "ct_hit"}}) {
+  for (Peer p :
+       {Peer{"leakguard", "lg_hit"}, Peer{"functools", "ft_hit"}, Peer{"cachetools", "ct_hit"}}) {
     benchmark::RegisterBenchmark((std::string("lru_cache/hit/") + p.impl).c_str(),
                                  [p](benchmark::State& s) { Hit(s, p.hit); });
     benchmark::RegisterBenchmark((std::string("lru_cache/miss/") + p.impl).c_str(),
@@ -304,17 +303,20 @@ void Register() {
   }
   // A method hit: with weak_self (the instance keyed by a weak reference)
   // and without, each against functools (which holds the instance).
-  benchmark::RegisterBenchmark("lru_cache/method_hit_weak_self/leakguard",
-                               [](benchmark::State& s) { MethodHit(s, "lg_method", "lg_service"); });
-  benchmark::RegisterBenchmark("lru_cache/method_hit_weak_self/functools",
-                               [](benchmark::State& s) { MethodHit(s, "ft_method", "ft_service"); });
+  benchmark::RegisterBenchmark("lru_cache/method_hit_weak_self/leakguard", [](benchmark::State& s) {
+    MethodHit(s, "lg_method", "lg_service");
+  });
+  benchmark::RegisterBenchmark("lru_cache/method_hit_weak_self/functools", [](benchmark::State& s) {
+    MethodHit(s, "ft_method", "ft_service");
+  });
   benchmark::RegisterBenchmark("lru_cache/method_hit/leakguard", [](benchmark::State& s) {
     MethodHit(s, "lg_strong_method", "lg_strong_service");
   });
-  benchmark::RegisterBenchmark("lru_cache/method_hit/functools",
-                               [](benchmark::State& s) { MethodHit(s, "ft_method", "ft_service"); });
-  for (Peer p : {Peer{"leakguard", "lg_traced_guard"},
-                 Peer{"tracemalloc_lineno", "tm_traced_guard"}}) {
+  benchmark::RegisterBenchmark("lru_cache/method_hit/functools", [](benchmark::State& s) {
+    MethodHit(s, "ft_method", "ft_service");
+  });
+  for (Peer p :
+       {Peer{"leakguard", "lg_traced_guard"}, Peer{"tracemalloc_lineno", "tm_traced_guard"}}) {
     const int n = Smoke() ? 500 : 10000;
     const std::string name = Smoke() ? "traced_enter_exit_500" : "traced_enter_exit_10k";
     benchmark::RegisterBenchmark(("memory_guard/" + name + "/" + p.impl).c_str(),
@@ -336,8 +338,9 @@ void Register() {
 
 int main(int argc, char** argv) {
 #if !defined(LEAKGUARD_HAVE_PYTHON_MODULE)
-  std::fprintf(stderr, "pymodule_benchmark: built without the bindings "
-                       "(LEAKGUARD_BUILD_BINDINGS=OFF); nothing to measure\n");
+  std::fprintf(stderr,
+               "pymodule_benchmark: built without the bindings "
+               "(LEAKGUARD_BUILD_BINDINGS=OFF); nothing to measure\n");
   (void)argc;
   (void)argv;
   return 0;
@@ -352,8 +355,8 @@ int main(int argc, char** argv) {
   Ref setup = Steal(PyRun_String(kSetup, Py_file_input, g_globals, g_globals));
   Ref buses;
   if (setup) {
-    buses = Steal(PyRun_String(Smoke() ? "make_buses(4)" : "make_buses(100)",
-                               Py_eval_input, g_globals, g_globals));
+    buses = Steal(PyRun_String(Smoke() ? "make_buses(4)" : "make_buses(100)", Py_eval_input,
+                               g_globals, g_globals));
   }
   if (!setup || !buses) {
     std::fprintf(stderr, "setup failed: %s\n",

@@ -74,9 +74,9 @@ def take_compare(key):
 struct Fixture {
   int n = 0;
   std::optional<tm::TracingScope> tracing;
-  Ref ns;        // the workload's globals
-  Ref keep;      // the live objects
-  Ref old_py;    // Python snapshots
+  Ref ns;      // the workload's globals
+  Ref keep;    // the live objects
+  Ref old_py;  // Python snapshots
   Ref new_py;
   std::optional<tm::Snapshot> old_lg;  // the same traces, converted
   std::optional<tm::Snapshot> new_lg;
@@ -112,8 +112,7 @@ bool Ensure(benchmark::State& state, int n) {
   if (!f.ns) {
     f.ns = Steal(PyDict_New());
     PyDict_SetItemString(f.ns.get(), "__builtins__", PyEval_GetBuiltins());
-    Ref done = Steal(PyRun_String(kWorkload, Py_file_input, f.ns.get(),
-                                  f.ns.get()));
+    Ref done = Steal(PyRun_String(kWorkload, Py_file_input, f.ns.get(), f.ns.get()));
     if (!done) return Fail(state, leakguard::StatusFromPythonError());
   }
   f.keep = Steal(PyObject_CallFunction(Fn("build"), "i", n));
@@ -122,8 +121,7 @@ bool Ensure(benchmark::State& state, int n) {
   Ref extra = Steal(PyObject_CallFunction(Fn("build"), "ii", n / 10, n));
   if (!extra || !f.old_py) return Fail(state, leakguard::StatusFromPythonError());
   if (PyList_SetSlice(f.keep.get(), 0, n / 20, nullptr) != 0 ||
-      PyList_SetSlice(f.keep.get(), PY_SSIZE_T_MAX, PY_SSIZE_T_MAX,
-                      extra.get()) != 0) {
+      PyList_SetSlice(f.keep.get(), PY_SSIZE_T_MAX, PY_SSIZE_T_MAX, extra.get()) != 0) {
     return Fail(state, leakguard::StatusFromPythonError());
   }
   f.new_py = Steal(PyObject_CallNoArgs(Fn("take_clean")));
@@ -187,8 +185,7 @@ void StatisticsLeakguard(benchmark::State& state, int n) {
 void StatisticsTracemalloc(benchmark::State& state, int n) {
   if (!Ensure(state, n)) return;
   for (auto _ : state) {
-    Ref r = Steal(PyObject_CallFunction(Fn("statistics"), "Os",
-                                        State().new_py.get(), "lineno"));
+    Ref r = Steal(PyObject_CallFunction(Fn("statistics"), "Os", State().new_py.get(), "lineno"));
     if (!r) Fail(state, leakguard::StatusFromPythonError());
   }
   Counters(state);
@@ -206,8 +203,7 @@ void CompareLeakguard(benchmark::State& state, int n, tm::GroupBy by) {
 void CompareTracemalloc(benchmark::State& state, int n, const char* key) {
   if (!Ensure(state, n)) return;
   for (auto _ : state) {
-    Ref r = Steal(PyObject_CallFunction(Fn("compare"), "OOs",
-                                        State().new_py.get(),
+    Ref r = Steal(PyObject_CallFunction(Fn("compare"), "OOs", State().new_py.get(),
                                         State().old_py.get(), key));
     if (!r) Fail(state, leakguard::StatusFromPythonError());
   }
@@ -222,8 +218,7 @@ void TakeCompareLeakguard(benchmark::State& state, int n) {
     auto old_snapshot = tm::Snapshot::Take();
     auto new_snapshot = tm::Snapshot::Take();
     if (!old_snapshot.ok() || !new_snapshot.ok()) {
-      Fail(state, old_snapshot.ok() ? new_snapshot.status()
-                                    : old_snapshot.status());
+      Fail(state, old_snapshot.ok() ? new_snapshot.status() : old_snapshot.status());
       return;
     }
     auto diffs = new_snapshot->CompareTo(*old_snapshot, tm::GroupBy::kLineno);
@@ -245,10 +240,9 @@ void TakeCompareTracemalloc(benchmark::State& state, int n) {
 // which must stay GROUP/CASE/IMPL. The default already runs a case that
 // takes longer than the minimum time (0.5 s) exactly once.
 void Register(int n, const std::string& size) {
-  auto add = [&](const std::string& c, const std::string& impl, auto fn,
-                 auto... args) {
-    benchmark::RegisterBenchmark(
-        ("snapshot/" + c + "_" + size + "/" + impl).c_str(), fn, n, args...)
+  auto add = [&](const std::string& c, const std::string& impl, auto fn, auto... args) {
+    benchmark::RegisterBenchmark(("snapshot/" + c + "_" + size + "/" + impl).c_str(), fn, n,
+                                 args...)
         ->Unit(benchmark::kMillisecond);
   };
   add("take", "leakguard", TakeLeakguard);
@@ -257,8 +251,7 @@ void Register(int n, const std::string& size) {
   add("statistics", "tracemalloc", StatisticsTracemalloc);
   add("compare", "leakguard", CompareLeakguard, tm::GroupBy::kLineno);
   add("compare", "tracemalloc", CompareTracemalloc, "lineno");
-  add("compare_traceback", "leakguard", CompareLeakguard,
-      tm::GroupBy::kTraceback);
+  add("compare_traceback", "leakguard", CompareLeakguard, tm::GroupBy::kTraceback);
   add("compare_traceback", "tracemalloc", CompareTracemalloc, "traceback");
   add("take_compare", "leakguard", TakeCompareLeakguard);
   add("take_compare", "tracemalloc", TakeCompareTracemalloc);

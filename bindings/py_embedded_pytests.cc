@@ -24,8 +24,7 @@ PyObject* OtherInit() { return nullptr; }
 // The registry's contract, checked around Interpreter::Start(): exact codes.
 bool Expect(const absl::Status& status, absl::StatusCode code, const char* what) {
   if (status.code() == code) return true;
-  std::fprintf(stderr, "registry check failed: %s: got %s\n", what,
-               status.ToString().c_str());
+  std::fprintf(stderr, "registry check failed: %s: got %s\n", what, status.ToString().c_str());
   return false;
 }
 
@@ -51,8 +50,8 @@ bool CheckRegistryBeforeStart() {
 bool CheckRegistryWhileRunning() {
   return Expect(leakguard::RegisterBuiltinModule("late", &OtherInit),
                 absl::StatusCode::kFailedPrecondition, "register while running") &&
-         Expect(leakguard::InstallBuiltinModules(),
-                absl::StatusCode::kFailedPrecondition, "install while running");
+         Expect(leakguard::InstallBuiltinModules(), absl::StatusCode::kFailedPrecondition,
+                "install while running");
 }
 
 }  // namespace
@@ -62,8 +61,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: %s TESTS_DIR XML_OUT\n", argv[0]);
     return 2;
   }
-  if (absl::Status registered = leakguard::python::RegisterModule();
-      !registered.ok()) {
+  if (absl::Status registered = leakguard::python::RegisterModule(); !registered.ok()) {
     std::fprintf(stderr, "%s\n", registered.ToString().c_str());
     return 2;
   }
@@ -85,20 +83,19 @@ int main(int argc, char** argv) {
     leakguard::Ref xml = leakguard::Steal(PyUnicode_FromString(argv[2]));
     PyDict_SetItemString(globals, "_tests_dir", dir.get());
     PyDict_SetItemString(globals, "_xml", xml.get());
-    leakguard::Ref done = leakguard::Steal(PyRun_String(
-        "import glob, os, sys\n"
-        "import leakguard\n"
-        "assert 'leakguard' in sys.builtin_module_names, sys.builtin_module_names\n"
-        "assert leakguard.__spec__.origin == 'built-in', leakguard.__spec__\n"
-        "os.environ['LEAKGUARD_EXPECT_BUILTIN'] = '1'\n"
-        "import run_tests\n"
-        "_modules = sorted(os.path.basename(p)[:-3] for p in\n"
-        "                  glob.glob(os.path.join(_tests_dir, 'test_*.py')))\n"
-        "_rc = run_tests.main(['--xml', _xml, '--prefix', 'embedded.'] + _modules)\n",
-        Py_file_input, globals, globals));
+    leakguard::Ref done = leakguard::Steal(
+        PyRun_String("import glob, os, sys\n"
+                     "import leakguard\n"
+                     "assert 'leakguard' in sys.builtin_module_names, sys.builtin_module_names\n"
+                     "assert leakguard.__spec__.origin == 'built-in', leakguard.__spec__\n"
+                     "os.environ['LEAKGUARD_EXPECT_BUILTIN'] = '1'\n"
+                     "import run_tests\n"
+                     "_modules = sorted(os.path.basename(p)[:-3] for p in\n"
+                     "                  glob.glob(os.path.join(_tests_dir, 'test_*.py')))\n"
+                     "_rc = run_tests.main(['--xml', _xml, '--prefix', 'embedded.'] + _modules)\n",
+                     Py_file_input, globals, globals));
     if (!done) {
-      std::fprintf(stderr, "%s\n",
-                   leakguard::StatusFromPythonError().ToString().c_str());
+      std::fprintf(stderr, "%s\n", leakguard::StatusFromPythonError().ToString().c_str());
     } else {
       PyObject* code = PyDict_GetItemString(globals, "_rc");
       rc = code != nullptr ? static_cast<int>(PyLong_AsLong(code)) : 1;

@@ -76,11 +76,10 @@ int Exec(PyObject* module) {
     return -1;
   }
   PyObject* all = Py_BuildValue("(sssssssssssssssssss)", "lru_cache", "EventBus", "memory_guard",
-                                "MemoryReport", "MemoryGrowthWarning", "diagnose",
-                                "RequestTracker", "rss", "typestats", "most_common_types",
-                                "count", "by_type", "growth", "find_backref_chain",
-                                "backref_path", "backrefs_dot", "Snapshot", "take_snapshot",
-                                "LeakDetector");
+                                "MemoryReport", "MemoryGrowthWarning", "diagnose", "RequestTracker",
+                                "rss", "typestats", "most_common_types", "count", "by_type",
+                                "growth", "find_backref_chain", "backref_path", "backrefs_dot",
+                                "Snapshot", "take_snapshot", "LeakDetector");
   if (all == nullptr) return -1;
   const int rc = AddObjectRef(module, "__all__", all);
   Py_DECREF(all);
@@ -132,9 +131,7 @@ PyModuleDef kModule = {
 }  // namespace
 }  // namespace internal
 
-absl::Status RegisterModule() {
-  return RegisterBuiltinModule("leakguard", &PyInit_leakguard);
-}
+absl::Status RegisterModule() { return RegisterBuiltinModule("leakguard", &PyInit_leakguard); }
 
 }  // namespace leakguard::python
 

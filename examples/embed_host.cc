@@ -11,16 +11,16 @@ int main() {
   if (!py.ok()) return std::fprintf(stderr, "%s\n", py.status().ToString().c_str()), 2;
 
   PyObject* globals = PyModule_GetDict(PyImport_AddModule("__main__"));
-  leakguard::Ref plugin = leakguard::Steal(PyRun_String(
-      "cache = []\ndef plugin(i):\n    cache.append(bytes(1000))\n",
-      Py_file_input, globals, globals));
+  leakguard::Ref plugin =
+      leakguard::Steal(PyRun_String("cache = []\ndef plugin(i):\n    cache.append(bytes(1000))\n",
+                                    Py_file_input, globals, globals));
   leakguard::Ref func = leakguard::Borrow(PyDict_GetItemString(globals, "plugin"));
 
   auto before = leakguard::SampleProcess();
   for (int i = 0; i < 20000; ++i) {
     leakguard::Ref result = leakguard::Steal(PyObject_CallFunction(func.get(), "i", i));
-    if (!result) return std::fprintf(stderr, "%s\n",
-        leakguard::StatusFromPythonError().ToString().c_str()), 1;
+    if (!result)
+      return std::fprintf(stderr, "%s\n", leakguard::StatusFromPythonError().ToString().c_str()), 1;
   }
   auto after = leakguard::SampleProcess();
   if (before.ok() && after.ok()) {

@@ -7,7 +7,9 @@
 #      and runs the suite again;
 #   3. runs the libFuzzer targets for a bounded time (scripts/fuzz.sh);
 #   4. runs every benchmark once at a tiny size (a smoke test);
-#   5. runs doxygen over include/ with warnings as errors.
+#   5. runs doxygen over include/ with warnings as errors;
+#   6. checks the style (scripts/check-style.sh: clang-format over every C
+#      and C++ file, clang-tidy over src/).
 # Ends with one line: "tests: N passed, N failed".
 # Environment: LEAKGUARD_PYTHON (default /usr/bin/python3), LEAKGUARD_JOBS.
 set -euo pipefail
@@ -45,5 +47,8 @@ LEAKGUARD_BENCH_BUILD=$gcc_dir benchmarks/run.sh --smoke --no-build
 
 echo "== doxygen (warnings are errors)"
 doxygen Doxyfile
+
+echo "== style: clang-format and clang-tidy (scripts/check-style.sh)"
+scripts/check-style.sh
 
 echo "tests: $(lg_count "$gcc_dir" "$asan_dir")"

@@ -15,9 +15,9 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
-#include "leakguard/python/call.h"
 #include "gtest/gtest.h"
 #include "leakguard/process.h"
+#include "leakguard/python/call.h"
 #include "leakguard/python/gil.h"
 #include "leakguard/python/ref.h"
 #include "test_util.h"
@@ -58,16 +58,12 @@ TEST(BoundedCacheTest, CreateRejectsOptionsWithoutABound) {
 TEST(BoundedCacheTest, CreateRejectsWeightWithoutWeigherAndViceVersa) {
   StringCache::Options no_weigher;
   no_weigher.max_weight = 10;
-  EXPECT_THAT(StringCache::Create(no_weigher).status().message(),
-              HasSubstr("weigher is empty"));
+  EXPECT_THAT(StringCache::Create(no_weigher).status().message(), HasSubstr("weigher is empty"));
 
   StringCache::Options no_weight;
   no_weight.max_entries = 10;
-  no_weight.weigher = [](const std::string&, const std::string&) {
-    return uint64_t{1};
-  };
-  EXPECT_THAT(StringCache::Create(no_weight).status().message(),
-              HasSubstr("max_weight is 0"));
+  no_weight.weigher = [](const std::string&, const std::string&) { return uint64_t{1}; };
+  EXPECT_THAT(StringCache::Create(no_weight).status().message(), HasSubstr("max_weight is 0"));
 }
 
 TEST(BoundedCacheTest, CreateRejectsNonPositiveTtl) {
@@ -78,16 +74,14 @@ TEST(BoundedCacheTest, CreateRejectsNonPositiveTtl) {
   EXPECT_EQ(zero.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(zero.status().message(), HasSubstr("got 0"));
   options.ttl = absl::Seconds(-1);
-  EXPECT_THAT(StringCache::Create(options).status().message(),
-              HasSubstr("got -1s"));
+  EXPECT_THAT(StringCache::Create(options).status().message(), HasSubstr("got -1s"));
 }
 
 TEST(BoundedCacheTest, EvictsLeastRecentlyUsedFirst) {
   std::vector<std::pair<std::string, EvictionReason>> evicted;
   StringCache::Options options;
   options.max_entries = 3;
-  options.on_evict = [&](const std::string& key, std::string& value,
-                         EvictionReason reason) {
+  options.on_evict = [&](const std::string& key, std::string& value, EvictionReason reason) {
     evicted.emplace_back(key + "=" + value, reason);
   };
   StringCache cache = MakeCache(options);
@@ -114,9 +108,7 @@ TEST(BoundedCacheTest, PutReplacesInPlaceWithoutCallback) {
   int callbacks = 0;
   StringCache::Options options;
   options.max_entries = 2;
-  options.on_evict = [&](const std::string&, std::string&, EvictionReason) {
-    ++callbacks;
-  };
+  options.on_evict = [&](const std::string&, std::string&, EvictionReason) { ++callbacks; };
   StringCache cache = MakeCache(options);
   ASSERT_TRUE(cache.Put("a", "1").ok());
   ASSERT_TRUE(cache.Put("b", "2").ok());
@@ -134,8 +126,9 @@ TEST(BoundedCacheTest, WeightBoundEvictsUntilItFits) {
   options.weigher = [](const std::string&, const std::string& value) {
     return static_cast<uint64_t>(value.size());
   };
-  options.on_evict = [&](const std::string& key, std::string&,
-                         EvictionReason) { evicted.push_back(key); };
+  options.on_evict = [&](const std::string& key, std::string&, EvictionReason) {
+    evicted.push_back(key);
+  };
   StringCache cache = MakeCache(options);
   ASSERT_TRUE(cache.Put("a", "aaaa").ok());
   ASSERT_TRUE(cache.Put("b", "bbbb").ok());
@@ -236,8 +229,7 @@ TEST(BoundedCacheTest, TtlExpiresOnTheFakeClock) {
   options.max_entries = 10;
   options.ttl = absl::Seconds(10);
   options.clock = clock.AsFunction();
-  options.on_evict = [&](const std::string& key, std::string&,
-                         EvictionReason reason) {
+  options.on_evict = [&](const std::string& key, std::string&, EvictionReason reason) {
     evicted.emplace_back(key, reason);
   };
   StringCache cache = MakeCache(options);
@@ -283,16 +275,16 @@ TEST(BoundedCacheTest, ExpiredLruTailCountsAsExpirationNotEviction) {
   StringCache::Options options;
   options.max_entries = 2;
   options.clock = clock.AsFunction();
-  options.on_evict = [&](const std::string&, std::string&,
-                         EvictionReason reason) { reasons.push_back(reason); };
+  options.on_evict = [&](const std::string&, std::string&, EvictionReason reason) {
+    reasons.push_back(reason);
+  };
   StringCache cache = MakeCache(options);
   ASSERT_TRUE(cache.PutWithTtl("old", "1", absl::Seconds(1)).ok());
   ASSERT_TRUE(cache.Put("b", "2").ok());
   clock.now += absl::Seconds(2);
   ASSERT_TRUE(cache.Put("c", "3").ok());  // Over the bound: the tail expired.
   ASSERT_TRUE(cache.Put("d", "4").ok());  // Over again: b is evicted.
-  EXPECT_THAT(reasons, ElementsAre(EvictionReason::kExpired,
-                                   EvictionReason::kCapacity));
+  EXPECT_THAT(reasons, ElementsAre(EvictionReason::kExpired, EvictionReason::kCapacity));
   EXPECT_EQ(cache.Stats().expirations, 1u);
   EXPECT_EQ(cache.Stats().evictions, 1u);
 }
@@ -311,14 +303,11 @@ TEST(BoundedCacheTest, GetOrComputeComputesOnceAndDoesNotCacheErrors) {
   EXPECT_EQ(calls, 1);
 
   absl::StatusOr<std::string> failed = cache.GetOrCompute(
-      "e", []() -> absl::StatusOr<std::string> {
-        return absl::NotFoundError("no such row");
-      });
+      "e", []() -> absl::StatusOr<std::string> { return absl::NotFoundError("no such row"); });
   EXPECT_EQ(failed.status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(cache.Get("e"), std::nullopt);
   // The callback may use the cache itself.
-  EXPECT_EQ(*cache.GetOrCompute("outer",
-                                [&] { return *cache.GetOrCompute("k", compute) + "!"; }),
+  EXPECT_EQ(*cache.GetOrCompute("outer", [&] { return *cache.GetOrCompute("k", compute) + "!"; }),
             "v!");
   CacheStats stats = cache.Stats();
   EXPECT_EQ(stats.hits, 2u);    // k (second call), k (inside outer)
@@ -329,9 +318,7 @@ TEST(BoundedCacheTest, EraseAndClearKeepCountersAndSkipCallbacks) {
   int callbacks = 0;
   StringCache::Options options;
   options.max_entries = 4;
-  options.on_evict = [&](const std::string&, std::string&, EvictionReason) {
-    ++callbacks;
-  };
+  options.on_evict = [&](const std::string&, std::string&, EvictionReason) { ++callbacks; };
   StringCache cache = MakeCache(options);
   ASSERT_TRUE(cache.Put("a", "1").ok());
   ASSERT_TRUE(cache.Put("b", "2").ok());
@@ -368,14 +355,13 @@ using RefCache = BoundedCache<int, Ref>;
 // A Python object whose finalizer appends its name to `deleted` and
 // records whether it ran with the GIL held (it always does when it runs).
 Ref MakeTracked(const char* name) {
-  Ref obj = testing::Eval(
-      std::string("Tracked('") + name + "')",
-      "import builtins\n"
-      "if not hasattr(builtins, '_lg_deleted'):\n"
-      "    builtins._lg_deleted = []\n"
-      "class Tracked:\n"
-      "    def __init__(self, name): self.name = name\n"
-      "    def __del__(self): builtins._lg_deleted.append(self.name)\n");
+  Ref obj = testing::Eval(std::string("Tracked('") + name + "')",
+                          "import builtins\n"
+                          "if not hasattr(builtins, '_lg_deleted'):\n"
+                          "    builtins._lg_deleted = []\n"
+                          "class Tracked:\n"
+                          "    def __init__(self, name): self.name = name\n"
+                          "    def __del__(self): builtins._lg_deleted.append(self.name)\n");
   return obj;
 }
 
@@ -482,8 +468,7 @@ TEST(BoundedCacheTest, RejectedRefValueIsReleasedUnderTheGil) {
         GilAcquire gil;
         copy = keep;
       }
-      EXPECT_EQ(cache->Put(1, std::move(copy)).code(),
-                absl::StatusCode::kInvalidArgument);
+      EXPECT_EQ(cache->Put(1, std::move(copy)).code(), absl::StatusCode::kInvalidArgument);
     }).join();
   }
   EXPECT_EQ(keep.handle().RefCount(), base);
@@ -516,8 +501,7 @@ TEST(ConcurrentBoundedCacheTest, CreateValidatesShards) {
   Cache::Options options;
   options.max_entries = 4;
   options.shards = 3;
-  EXPECT_THAT((Cache::Create(options)).status().message(),
-              HasSubstr("power of two"));
+  EXPECT_THAT((Cache::Create(options)).status().message(), HasSubstr("power of two"));
   options.shards = 8;
   EXPECT_THAT((Cache::Create(options)).status().message(),
               HasSubstr("shards (8) exceeds max_entries (4)"));

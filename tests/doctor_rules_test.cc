@@ -42,7 +42,8 @@ Investigation Quiet(int warmup = 0) {
 
 // Every measured iteration's `field` grows by `step`.
 void Grow(Investigation& inv, int64_t IterationDelta::*field, int64_t step) {
-  for (size_t i = inv.options.warmup; i < inv.iterations.size(); ++i) inv.iterations[i].*field = step;
+  for (size_t i = inv.options.warmup; i < inv.iterations.size(); ++i)
+    inv.iterations[i].*field = step;
 }
 
 void GrowTraced(Investigation& inv, int64_t step) {
@@ -581,8 +582,8 @@ TEST(DoctorRulesTest, EveryNameParsesBack) {
   for (Verdict v : {Verdict::kLeak, Verdict::kNoLeak, Verdict::kInconclusive}) {
     EXPECT_EQ(ParseVerdict(VerdictName(v)), v);
   }
-  for (Note n : {Note::kPlateau, Note::kOneTimeGrowth, Note::kAllocatorRetention,
-                 Note::kCyclicChurn}) {
+  for (Note n :
+       {Note::kPlateau, Note::kOneTimeGrowth, Note::kAllocatorRetention, Note::kCyclicChurn}) {
     EXPECT_EQ(ParseNote(NoteName(n)), n);
   }
   EXPECT_FALSE(ParseCauseId("leak").has_value());

@@ -115,8 +115,8 @@ CorpusResult RunCorpus(const std::string& dir, int runs) {
   out.scripts = static_cast<int>(PyList_Size(scripts));
   for (Py_ssize_t i = 0; i < PyList_Size(scripts); ++i) {
     const std::string script = PyUnicode_AsUTF8(PyList_GetItem(scripts, i));
-    Ref skip = Steal(PyObject_CallFunction(PyDict_GetItemString(globals.get(), "skip_reason"),
-                                           "s", script.c_str()));
+    Ref skip = Steal(PyObject_CallFunction(PyDict_GetItemString(globals.get(), "skip_reason"), "s",
+                                           script.c_str()));
     if (skip && PyUnicode_GetLength(skip.get()) > 0) {
       std::printf("skipped %s: %s\n", script.c_str(), PyUnicode_AsUTF8(skip.get()));
       ++out.skipped;
@@ -144,8 +144,8 @@ CorpusResult RunCorpus(const std::string& dir, int runs) {
       const std::string text = PyUnicode_AsUTF8(problems.get());
       if (run == 0) (r.exit_code == 1 ? out.leaks : out.clean)++;
       if (!text.empty()) {
-        out.failures.push_back(script + " (run " + std::to_string(run + 1) + "): " + text +
-                               "\n" + r.out);
+        out.failures.push_back(script + " (run " + std::to_string(run + 1) + "): " + text + "\n" +
+                               r.out);
         break;
       }
     }
@@ -157,7 +157,8 @@ TEST(DoctorTest, CorpusVerdictsCausesAndHolders) {
   CorpusResult r = RunCorpus(Corpus(), 1);
   ASSERT_GE(r.scripts, 26);
   EXPECT_TRUE(r.failures.empty()) << r.failures.size() << " of " << r.scripts
-                                  << " scripts differ:\n" << ::testing::PrintToString(r.failures);
+                                  << " scripts differ:\n"
+                                  << ::testing::PrintToString(r.failures);
   EXPECT_GE(r.leaks, 20 - r.skipped);  // Skipped: scripts needing NumPy where it is missing.
   EXPECT_GE(r.clean, 6);
 }
@@ -185,7 +186,8 @@ TEST(DoctorTest, FieldScriptsTwiceEach) {
   CorpusResult r = RunCorpus(LEAKGUARD_EXAMPLES_DIR "/field", runs);
   ASSERT_GE(r.scripts, 28);
   EXPECT_TRUE(r.failures.empty()) << r.failures.size() << " of " << r.scripts
-                                  << " scripts differ:\n" << ::testing::PrintToString(r.failures);
+                                  << " scripts differ:\n"
+                                  << ::testing::PrintToString(r.failures);
   EXPECT_GE(r.leaks + r.clean + r.skipped, r.scripts);
 }
 
@@ -250,8 +252,8 @@ TEST(DoctorTest, DiagnoseFromCpp) {
 // its holder in both.
 TEST(DoctorTest, DotNamesTheSameHolderAsTheText) {
   const std::string dot = Temp("demo.dot");
-  Result r = Shell(Tool() + " doctor " LEAKGUARD_EXAMPLES_DIR "/leaky_plugin.py:serve_batch --dot " +
-                   dot);
+  Result r =
+      Shell(Tool() + " doctor " LEAKGUARD_EXAMPLES_DIR "/leaky_plugin.py:serve_batch --dot " + dot);
   ASSERT_EQ(r.exit_code, 1) << r.out;
   EXPECT_THAT(r.out, HasSubstr("holder: leaky_plugin._page_cache"));
   std::ifstream in(dot);
@@ -283,8 +285,8 @@ TEST(DoctorTest, OwnScanIsNeverASite) {
 // growth by cause and site); --progress draws the one-line display.
 TEST(DoctorTest, HtmlReportAndProgress) {
   const std::string html = Temp("report.html");
-  Result r = Shell(Tool() + " doctor --progress " + Corpus() + "/uc_dict_memo.py:step --html " +
-                   html);
+  Result r =
+      Shell(Tool() + " doctor --progress " + Corpus() + "/uc_dict_memo.py:step --html " + html);
   ASSERT_EQ(r.exit_code, 1) << r.out;
   EXPECT_THAT(r.out, HasSubstr("leakguard doctor: iteration "));
   std::ifstream in(html);

@@ -49,8 +49,7 @@ TEST(ErrorTest, SurvivesAnExceptionWhoseStrRaises) {
   EXPECT_EQ(status.code(), absl::StatusCode::kUnknown);
   EXPECT_EQ(status.message(), "error_cases.BadStr: <exception str() failed>");
   EXPECT_EQ(PythonExceptionType(status), "error_cases.BadStr");
-  EXPECT_THAT(PythonTraceback(status).value_or(""),
-              HasSubstr("in fail_bad_str"));
+  EXPECT_THAT(PythonTraceback(status).value_or(""), HasSubstr("in fail_bad_str"));
   EXPECT_EQ(PyErr_Occurred(), nullptr);
 }
 
@@ -66,14 +65,10 @@ TEST(ErrorTest, MapsExceptionTypesToStatusCodes) {
   EXPECT_EQ(Raise(PyExc_IndexError, "i").code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(Raise(PyExc_FileNotFoundError, "f").code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(Raise(PyExc_ModuleNotFoundError, "m").code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(Raise(PyExc_PermissionError, "p").code(),
-            absl::StatusCode::kPermissionDenied);
-  EXPECT_EQ(Raise(PyExc_TimeoutError, "t").code(),
-            absl::StatusCode::kDeadlineExceeded);
-  EXPECT_EQ(Raise(PyExc_MemoryError, "m").code(),
-            absl::StatusCode::kResourceExhausted);
-  EXPECT_EQ(Raise(PyExc_NotImplementedError, "n").code(),
-            absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(Raise(PyExc_PermissionError, "p").code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(Raise(PyExc_TimeoutError, "t").code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(Raise(PyExc_MemoryError, "m").code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(Raise(PyExc_NotImplementedError, "n").code(), absl::StatusCode::kUnimplemented);
   EXPECT_EQ(Raise(PyExc_RuntimeError, "r").code(), absl::StatusCode::kUnknown);
   EXPECT_EQ(Raise(PyExc_OSError, "o").code(), absl::StatusCode::kUnknown);
   EXPECT_EQ(PyErr_Occurred(), nullptr);
@@ -82,8 +77,7 @@ TEST(ErrorTest, MapsExceptionTypesToStatusCodes) {
 TEST(ErrorTest, ExceptionWithoutTracebackStillFormats) {
   absl::Status status = Raise(PyExc_KeyError, "missing");
   EXPECT_EQ(status.message(), "KeyError: 'missing'");
-  EXPECT_THAT(PythonTraceback(status).value_or(""),
-              HasSubstr("KeyError: 'missing'"));
+  EXPECT_THAT(PythonTraceback(status).value_or(""), HasSubstr("KeyError: 'missing'"));
 }
 
 TEST(ErrorTest, NoPendingExceptionIsInternal) {

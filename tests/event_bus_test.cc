@@ -27,8 +27,7 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 struct Recorder {
-  explicit Recorder(std::string n, std::vector<std::string>* l)
-      : name(std::move(n)), log(l) {}
+  explicit Recorder(std::string n, std::vector<std::string>* l) : name(std::move(n)), log(l) {}
   void OnEvent(const std::string& what, int n) {
     log->push_back(name + ":" + what + ":" + std::to_string(n));
   }
@@ -72,9 +71,8 @@ TEST(EventBusTest, ListenersRunInSubscriptionOrder) {
   Subscription sc = bus.SubscribeWithOwner(
       std::weak_ptr<Recorder>(a),
       [&log](const std::string& what, int) { log.push_back("lambda:" + what); });
-  Subscription sd = bus.Subscribe([&log](const std::string&, int n) {
-    log.push_back("free:" + std::to_string(n));
-  });
+  Subscription sd = bus.Subscribe(
+      [&log](const std::string&, int n) { log.push_back("free:" + std::to_string(n)); });
   EXPECT_TRUE(bus.Emit("go", 7).ok());
   EXPECT_THAT(log, ElementsAre("a:go:7", "b:go", "lambda:go", "free:7"));
 }
@@ -120,9 +118,7 @@ TEST(EventBusTest, DeadListenerIsDestroyedOnNextSubscribe) {
   Bus bus;
   auto token = std::make_shared<int>(0);
   auto owner = std::make_shared<int>(1);
-  bus.SubscribeWithOwner(std::weak_ptr<int>(owner),
-                         [token](const std::string&, int) {})
-      .Detach();
+  bus.SubscribeWithOwner(std::weak_ptr<int>(owner), [token](const std::string&, int) {}).Detach();
   EXPECT_EQ(token.use_count(), 2);
   owner.reset();
   EXPECT_EQ(token.use_count(), 2);  // Dead but not pruned yet.

@@ -58,9 +58,8 @@ bool Dead(const Ref& weak) {
 
 // Instances of graph_gc_shapes.Plain the collector still tracks.
 long PlainsAlive() {
-  Ref n = testing::Eval(
-      "sum(1 for o in gc.get_objects() if type(o).__name__ == 'Plain')",
-      "import gc");
+  Ref n =
+      testing::Eval("sum(1 for o in gc.get_objects() if type(o).__name__ == 'Plain')", "import gc");
   return n ? PyLong_AsLong(n.get()) : -1;
 }
 
@@ -92,8 +91,7 @@ class GcTest : public ::testing::Test {
 // A C type with the legacy tp_del slot: the one kind of object that still
 // ends up uncollectable in gc.garbage since PEP 442.
 struct LegacyObject {
-  PyObject_HEAD
-  PyObject* ref;
+  PyObject_HEAD PyObject* ref;
 };
 
 int LegacyTraverse(PyObject* self, visitproc visit, void* arg) {
@@ -118,12 +116,11 @@ void LegacyDealloc(PyObject* self) {
 }
 
 Ref LegacyType() {
-  static PyType_Slot slots[] = {
-      {Py_tp_traverse, reinterpret_cast<void*>(&LegacyTraverse)},
-      {Py_tp_clear, reinterpret_cast<void*>(&LegacyClear)},
-      {Py_tp_del, reinterpret_cast<void*>(&LegacyDel)},
-      {Py_tp_dealloc, reinterpret_cast<void*>(&LegacyDealloc)},
-      {0, nullptr}};
+  static PyType_Slot slots[] = {{Py_tp_traverse, reinterpret_cast<void*>(&LegacyTraverse)},
+                                {Py_tp_clear, reinterpret_cast<void*>(&LegacyClear)},
+                                {Py_tp_del, reinterpret_cast<void*>(&LegacyDel)},
+                                {Py_tp_dealloc, reinterpret_cast<void*>(&LegacyDealloc)},
+                                {0, nullptr}};
   static PyType_Spec spec = {"gc_test.Legacy", sizeof(LegacyObject), 0,
                              Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, slots};
   return Steal(PyType_FromSpec(&spec));
@@ -194,12 +191,9 @@ TEST_F(GcTest, StatsMatchTheGcModule) {
     const gc::GenerationStats& row = (*stats)[g];
     EXPECT_EQ(row.generation, g);
     PyObject* py_row = PyList_GetItem(py_stats.get(), g);
-    EXPECT_EQ(row.collections,
-              PyLong_AsLongLong(PyDict_GetItemString(py_row, "collections")));
-    EXPECT_EQ(row.collected,
-              PyLong_AsLongLong(PyDict_GetItemString(py_row, "collected")));
-    EXPECT_EQ(row.threshold,
-              PyLong_AsLongLong(PyTuple_GetItem(py_threshold.get(), g)));
+    EXPECT_EQ(row.collections, PyLong_AsLongLong(PyDict_GetItemString(py_row, "collections")));
+    EXPECT_EQ(row.collected, PyLong_AsLongLong(PyDict_GetItemString(py_row, "collected")));
+    EXPECT_EQ(row.threshold, PyLong_AsLongLong(PyTuple_GetItem(py_threshold.get(), g)));
   }
   absl::StatusOr<std::vector<int64_t>> counts = gc::Counts();
   ASSERT_TRUE(counts.ok()) << counts.status();
@@ -218,8 +212,7 @@ TEST_F(GcTest, ThresholdsRoundTripAndBadValuesChangeNothing) {
   EXPECT_EQ(negative.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(negative.message()), HasSubstr("generation 1"));
   EXPECT_EQ(gc::SetThresholds({}).code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(gc::SetThresholds({1, 2, 3, 4}).code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(gc::SetThresholds({1, 2, 3, 4}).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(*gc::Thresholds(), ElementsAre(999, 11, 12));  // Unchanged.
   ASSERT_TRUE(gc::SetThresholds(*original).ok());
 }
@@ -228,8 +221,7 @@ TEST_F(GcTest, BadGenerationIsInvalidArgument) {
   for (int generation : {-1, 3}) {
     absl::StatusOr<gc::CollectResult> result = gc::Collect(generation);
     EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
-    EXPECT_THAT(std::string(result.status().message()),
-                HasSubstr("generation must be 0, 1 or 2"));
+    EXPECT_THAT(std::string(result.status().message()), HasSubstr("generation must be 0, 1 or 2"));
   }
 }
 
@@ -276,8 +268,7 @@ TEST_F(GcTest, EveryCallWithoutTheGilIsFailedPrecondition) {
       codes.push_back(gc::Unfreeze().code());
       codes.push_back(gc::FreezeCount().status().code());
       codes.push_back(gc::SaveAllScope::Begin().status().code());
-      codes.push_back(
-          gc::PauseScope::Begin({.every_allocations = 10}).status().code());
+      codes.push_back(gc::PauseScope::Begin({.every_allocations = 10}).status().code());
       codes.push_back(gc::CollectionRecorder::Begin().status().code());
     }).join();
   }
@@ -331,8 +322,7 @@ TEST_F(GcTest, SaveAllSummarisesGarbageByTypeAndRemovesOnlyItsOwn) {
 }
 
 TEST_F(GcTest, SaveAllTruncatesReprsAndLimitsSamples) {
-  auto scope = gc::SaveAllScope::Begin(
-      {.samples_per_type = 1, .max_repr_length = 10});
+  auto scope = gc::SaveAllScope::Begin({.samples_per_type = 1, .max_repr_length = 10});
   ASSERT_TRUE(scope.ok()) << scope.status();
   Make("make_dict_cycles", 3);
   absl::StatusOr<gc::GarbageReport> report = (*scope)->Collect(2);
@@ -350,8 +340,7 @@ TEST_F(GcTest, SaveAllRejectsBadOptionsAndChangesNothing) {
   EXPECT_EQ(*gc::DebugFlags(), 0);
   auto scope = gc::SaveAllScope::Begin();
   ASSERT_TRUE(scope.ok());
-  EXPECT_EQ((*scope)->Collect(5).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*scope)->Collect(5).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 absl::Status SaveAllWithEarlyReturn(bool fail) {
@@ -406,19 +395,14 @@ TEST_F(GcTest, SaveAllUnderAnExistingSaveAllRemovesOnlyItsOwnCollections) {
 
 TEST_F(GcTest, PauseNeedsAPlanAndValidOptions) {
   ASSERT_TRUE(gc::SetEnabled(true).ok());
-  absl::StatusOr<std::unique_ptr<gc::PauseScope>> none =
-      gc::PauseScope::Begin({});
+  absl::StatusOr<std::unique_ptr<gc::PauseScope>> none = gc::PauseScope::Begin({});
   EXPECT_EQ(none.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(none.status().message()), HasSubstr("needs a plan"));
   EXPECT_EQ(gc::PauseScope::Begin({.every_allocations = -1}).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(gc::PauseScope::Begin({.every = absl::Milliseconds(-5)})
-                .status()
-                .code(),
+  EXPECT_EQ(gc::PauseScope::Begin({.every = absl::Milliseconds(-5)}).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(gc::PauseScope::Begin({.every_allocations = 5, .generation = 3})
-                .status()
-                .code(),
+  EXPECT_EQ(gc::PauseScope::Begin({.every_allocations = 5, .generation = 3}).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(*gc::IsEnabled());  // Unchanged by the failures.
   EXPECT_EQ(Interpreter::WatcherCount(), 0u);
@@ -428,8 +412,8 @@ TEST_F(GcTest, PauseCollectsOnTickWhenAllocationsAccumulate) {
   ASSERT_TRUE(gc::SetEnabled(true).ok());
   absl::StatusOr<std::vector<gc::GenerationStats>> before = gc::Stats();
   {
-    auto pause = gc::PauseScope::Begin(
-        {.every_allocations = 1000, .check_interval = absl::ZeroDuration()});
+    auto pause =
+        gc::PauseScope::Begin({.every_allocations = 1000, .check_interval = absl::ZeroDuration()});
     ASSERT_TRUE(pause.ok()) << pause.status();
     EXPECT_EQ(Interpreter::WatcherCount(), 0u);  // Tick-only: no thread.
     EXPECT_FALSE(*gc::IsEnabled());
@@ -451,8 +435,7 @@ TEST_F(GcTest, PauseCollectsOnTickWhenAllocationsAccumulate) {
 TEST_F(GcTest, PauseRunsTimedCollectionsOnItsThreadWithoutHoldingTheGil) {
   ASSERT_TRUE(gc::SetEnabled(true).ok());
   {
-    auto pause = gc::PauseScope::Begin(
-        {.every = absl::Milliseconds(5), .generation = 0});
+    auto pause = gc::PauseScope::Begin({.every = absl::Milliseconds(5), .generation = 0});
     ASSERT_TRUE(pause.ok()) << pause.status();
     EXPECT_EQ(Interpreter::WatcherCount(), 1u);
     // Give the thread the GIL until it has collected a few times.
@@ -469,8 +452,8 @@ TEST_F(GcTest, PauseRunsTimedCollectionsOnItsThreadWithoutHoldingTheGil) {
 }
 
 TEST_F(GcTest, PauseThreadCollectsWhenAllocationsAccumulate) {
-  auto pause = gc::PauseScope::Begin(
-      {.every_allocations = 200, .check_interval = absl::Milliseconds(1)});
+  auto pause =
+      gc::PauseScope::Begin({.every_allocations = 200, .check_interval = absl::Milliseconds(1)});
   ASSERT_TRUE(pause.ok()) << pause.status();
   Ref keep = testing::Eval("[[] for _ in range(400)]");
   const absl::Time deadline = absl::Now() + absl::Seconds(10);
@@ -505,8 +488,8 @@ TEST_F(GcTest, PauseRestoresOnEarlyReturnExceptionAndNesting) {
   EXPECT_EQ(Interpreter::WatcherCount(), 0u);
 
   {
-    auto outer = gc::PauseScope::Begin({.every_allocations = 100000,
-                                        .check_interval = absl::ZeroDuration()});
+    auto outer = gc::PauseScope::Begin(
+        {.every_allocations = 100000, .check_interval = absl::ZeroDuration()});
     ASSERT_TRUE(outer.ok());
     {
       auto inner = gc::PauseScope::Begin({.every = absl::Seconds(60)});

@@ -13,9 +13,7 @@
 namespace leakguard {
 namespace {
 
-TEST(GilTest, MainThreadHoldsTheGilDuringTests) {
-  EXPECT_TRUE(CheckGil().ok());
-}
+TEST(GilTest, MainThreadHoldsTheGilDuringTests) { EXPECT_TRUE(CheckGil().ok()); }
 
 TEST(GilTest, ReleaseDropsAndRestoresTheGil) {
   {
@@ -23,8 +21,7 @@ TEST(GilTest, ReleaseDropsAndRestoresTheGil) {
     EXPECT_TRUE(release.released());
     absl::Status status = CheckGil();
     EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
-    EXPECT_NE(status.message().find("does not hold"), std::string::npos)
-        << status;
+    EXPECT_NE(status.message().find("does not hold"), std::string::npos) << status;
     {
       GilAcquire again;  // Nested acquire inside a release works.
       EXPECT_TRUE(again.ok());

@@ -64,8 +64,7 @@ TEST(InterpreterTest, AppliesOptions) {
   EXPECT_EQ(EvalStr("__import__('tracemalloc').is_tracing()"), "True");
   EXPECT_EQ(EvalStr("__import__('tracemalloc').get_traceback_limit()"), "7");
   EXPECT_EQ(EvalStr("__import__('sys').flags.isolated"), "0");
-  EXPECT_EQ(EvalStr("__import__('sys').executable"),
-            std::string(LEAKGUARD_PYTHON_EXECUTABLE));
+  EXPECT_EQ(EvalStr("__import__('sys').executable"), std::string(LEAKGUARD_PYTHON_EXECUTABLE));
   EXPECT_TRUE(py->Finalize().ok());
   EXPECT_FALSE(py->owns());
 }
@@ -81,8 +80,8 @@ TEST(InterpreterTest, ConfigureEditsThePyConfigAfterLeakguardFilledIt) {
       }
     }
     config->optimization_level = 2;  // sys.flags.optimize
-    PyStatus status = PyConfig_SetBytesString(config, &config->pycache_prefix,
-                                              "/tmp/leakguard-host-pycache");
+    PyStatus status =
+        PyConfig_SetBytesString(config, &config->pycache_prefix, "/tmp/leakguard-host-pycache");
     if (PyStatus_Exception(status)) return absl::InternalError("pycache_prefix");
     return absl::OkStatus();
   };
@@ -219,8 +218,7 @@ TEST(InterpreterTest, FinalizeStopsRunningWatchersFirst) {
   BusyWatcher late;
   absl::Status refused = Interpreter::RegisterWatcher(&late);
   EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_TRUE(Interpreter::RegisterWatcher(nullptr).code() ==
-              absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Interpreter::RegisterWatcher(nullptr).code() == absl::StatusCode::kInvalidArgument);
 }
 
 // Finalizing with a LeakDetector running stops it first; destroying the

@@ -159,8 +159,7 @@ TEST_F(LeakCheckTest, GoogleTestHelpers) {
   EXPECT_NO_PYTHON_LEAKS(clean.handle());
   ASSERT_NO_PYTHON_LEAKS([] { return absl::OkStatus(); });
   Ref leak = Shape("leak_list");
-  EXPECT_NONFATAL_FAILURE(EXPECT_NO_PYTHON_LEAKS(leak.handle()),
-                          "leaks memory blocks over 6 runs");
+  EXPECT_NONFATAL_FAILURE(EXPECT_NO_PYTHON_LEAKS(leak.handle()), "leaks memory blocks over 6 runs");
   EXPECT_NONFATAL_FAILURE(
       EXPECT_NO_PYTHON_LEAKS(leak.handle(), LeakCheckOptions{.warmup = 2, .repeat = 4}),
       "leak_shapes.py:11");

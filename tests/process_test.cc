@@ -110,9 +110,7 @@ class FakeProcTest : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  void WriteStatus(const std::string& text) {
-    std::ofstream(dir_ / "status") << text;
-  }
+  void WriteStatus(const std::string& text) { std::ofstream(dir_ / "status") << text; }
   void AddFds(int n) {
     for (int i = 0; i < n; ++i) {
       std::ofstream(dir_ / "fd" / ("fake" + std::to_string(i))) << "";
@@ -149,14 +147,11 @@ TEST_F(FakeProcTest, MissingFieldIsDataLoss) {
 
 TEST_F(FakeProcTest, GarbageValueIsDataLoss) {
   WriteStatus("VmRSS:\tlots kB\nVmHWM:\t1 kB\nThreads:\t1\n");
-  EXPECT_EQ(SampleProcessAt(dir_.string()).status().code(),
-            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(SampleProcessAt(dir_.string()).status().code(), absl::StatusCode::kDataLoss);
   WriteStatus("VmRSS:\t12 MB\nVmHWM:\t1 kB\nThreads:\t1\n");
-  EXPECT_EQ(SampleProcessAt(dir_.string()).status().code(),
-            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(SampleProcessAt(dir_.string()).status().code(), absl::StatusCode::kDataLoss);
   WriteStatus("VmRSS:\t-5 kB\nVmHWM:\t1 kB\nThreads:\t1\n");
-  EXPECT_EQ(SampleProcessAt(dir_.string()).status().code(),
-            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(SampleProcessAt(dir_.string()).status().code(), absl::StatusCode::kDataLoss);
 }
 
 TEST_F(FakeProcTest, MissingFdDirectoryIsNotFound) {
@@ -214,8 +209,7 @@ TEST(ReadRssTest, AgreesWithSampleProcessAndSeesGrowth) {
   absl::StatusOr<ProcessSample> sample = SampleProcess();
   ASSERT_TRUE(sample.ok());
   // Two readings moments apart: within 1 MiB of each other.
-  EXPECT_NEAR(static_cast<double>(*rss), static_cast<double>(sample->rss_bytes),
-              1024.0 * 1024);
+  EXPECT_NEAR(static_cast<double>(*rss), static_cast<double>(sample->rss_bytes), 1024.0 * 1024);
   constexpr size_t kSize = 32 * 1024 * 1024;
   char* block = static_cast<char*>(std::malloc(kSize));
   ASSERT_NE(block, nullptr);

@@ -125,13 +125,12 @@ TEST(RefTest, NullRefsNeverTouchPython) {
 TEST(RefTest, ResetSwapsBeforeDecref) {
   static Ref* slot = nullptr;
   static bool saw_null = false;
-  PyMethodDef def = {
-      "probe",
-      [](PyObject*, PyObject*) -> PyObject* {
-        saw_null = !*slot;
-        Py_RETURN_NONE;
-      },
-      METH_NOARGS, nullptr};
+  PyMethodDef def = {"probe",
+                     [](PyObject*, PyObject*) -> PyObject* {
+                       saw_null = !*slot;
+                       Py_RETURN_NONE;
+                     },
+                     METH_NOARGS, nullptr};
   Ref probe = Steal(PyCFunction_New(&def, nullptr));
   ASSERT_TRUE(probe);
   Ref cls = Eval("type('D', (), {'__del__': lambda self: self.probe()})");

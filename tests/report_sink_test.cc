@@ -1,11 +1,11 @@
 // Reports rendered as text and JSON, and delivered by every sink.
 
+#include <unistd.h>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <thread>
-#include <unistd.h>
 
 #include "absl/strings/str_format.h"
 #include "gmock/gmock.h"
@@ -85,11 +85,13 @@ TEST(ReportTest, JsonQuoteAlwaysWritesValidUtf8) {
   const std::string json = RenderJson(report);
   Ref decoded = ::leakguard::testing::Eval(
       "json.loads(raw.decode('utf-8', 'strict'))['top_lines'][0]['file']",
-      "import json\nraw = " + std::string("bytes.fromhex('") + [&] {
-        std::string hex;
-        for (unsigned char c : json) absl::StrAppendFormat(&hex, "%02x", c);
-        return hex;
-      }() + "')");
+      "import json\nraw = " + std::string("bytes.fromhex('") +
+          [&] {
+            std::string hex;
+            for (unsigned char c : json) absl::StrAppendFormat(&hex, "%02x", c);
+            return hex;
+          }() +
+          "')");
   ASSERT_TRUE(decoded);
   EXPECT_EQ(PyUnicode_AsUTF8(decoded.get()), std::string("/srv/\xef\xbf\xbdt\xef\xbf\xbd.py"));
 }
@@ -123,8 +125,8 @@ TEST(SinkTest, StderrSinkWritesTextToItsStream) {
 }
 
 TEST(SinkTest, JsonLinesSinkAppendsOneLinePerReport) {
-  const std::string path = ::testing::TempDir() + "leakguard-sink-" +
-                           std::to_string(::getpid()) + ".jsonl";
+  const std::string path =
+      ::testing::TempDir() + "leakguard-sink-" + std::to_string(::getpid()) + ".jsonl";
   std::filesystem::remove(path);
   {
     auto sink = JsonLinesSink::Open(path);
@@ -147,8 +149,7 @@ TEST(SinkTest, JsonLinesSinkAppendsOneLinePerReport) {
 TEST(SinkTest, JsonLinesSinkOpenErrors) {
   auto missing_dir = JsonLinesSink::Open("/nonexistent-dir/x.jsonl");
   EXPECT_EQ(missing_dir.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_THAT(std::string(missing_dir.status().message()),
-              HasSubstr("/nonexistent-dir/x.jsonl"));
+  EXPECT_THAT(std::string(missing_dir.status().message()), HasSubstr("/nonexistent-dir/x.jsonl"));
 }
 
 TEST(SinkTest, CallbackSinkCountsThrowingCallbacks) {
@@ -203,8 +204,7 @@ logger.propagate = False
   EXPECT_EQ(PyLong_AsLong(PyTuple_GetItem(rec, 4)), 12);
   EXPECT_STREQ(PyUnicode_AsUTF8(PyTuple_GetItem(rec, 5)), "app.Record");
   EXPECT_EQ(PyLong_AsLongLong(PyTuple_GetItem(rec, 6)), 5000);
-  Ref cleanup = testing::Eval("logging.getLogger('leakguard').handlers.clear()",
-                              "import logging");
+  Ref cleanup = testing::Eval("logging.getLogger('leakguard').handlers.clear()", "import logging");
 }
 
 TEST(SinkTest, PythonLoggingSinkKeepsAPendingException) {

@@ -78,7 +78,7 @@ TEST(RequestTrackerTest, StatisticsAndWorstUnits) {
   EXPECT_EQ(stats.count, 102);
   EXPECT_EQ(stats.total_rss_delta, 5050 + 100 - 50);
   EXPECT_EQ(stats.max_rss_delta, 100);
-  EXPECT_EQ(stats.p50_rss_delta, 50);  // 51st of 102: bucket [50, 52).
+  EXPECT_EQ(stats.p50_rss_delta, 50);   // 51st of 102: bucket [50, 52).
   EXPECT_EQ(stats.p99_rss_delta, 100);  // 101st of 102: bucket [100, 104).
   std::vector<std::string> labels;
   for (const UnitRecord& r : stats.worst) labels.push_back(r.label);

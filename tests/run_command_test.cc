@@ -47,8 +47,9 @@ TEST(RunCommandTest, SummaryNamesTheLineThatHoldsMemory) {
   EXPECT_THAT(r.out, HasSubstr("=== leakguard run: "));
   EXPECT_THAT(r.out, HasSubstr("(exit 0,"));
   // The top line is the list comprehension at line 9, in 10,000+ blocks.
-  EXPECT_THAT(r.out, ::testing::ContainsRegex(
-                         " 1\\. [^ ]*run_keeps_memory\\.py:9  [0-9.]+ MiB in 100[0-9][0-9] blocks"));
+  EXPECT_THAT(r.out,
+              ::testing::ContainsRegex(
+                  " 1\\. [^ ]*run_keeps_memory\\.py:9  [0-9.]+ MiB in 100[0-9][0-9] blocks"));
   EXPECT_THAT(r.out, HasSubstr("descriptors  +3 ("));
   EXPECT_THAT(r.out, HasSubstr("threads      +0 ("));
   EXPECT_THAT(r.out, ::testing::ContainsRegex("Python heap  current [0-9.]+ MiB"));
@@ -93,8 +94,8 @@ TEST(RunCommandTest, BadOptionsAreUsageErrors) {
 TEST(RunCommandTest, SysPathMatchesThePython3ItWasBuiltFor) {
   Result ours = Shell(Tool() + " run " + Script("run_prints_path.py"));
   ASSERT_EQ(ours.exit_code, 0) << ours.out;
-  Result theirs = Shell(std::string(LEAKGUARD_PYTHON_EXECUTABLE) + " " +
-                      Script("run_prints_path.py"));
+  Result theirs =
+      Shell(std::string(LEAKGUARD_PYTHON_EXECUTABLE) + " " + Script("run_prints_path.py"));
   ASSERT_EQ(theirs.exit_code, 0) << theirs.out;
   const std::string their_line = theirs.out.substr(0, theirs.out.find('\n'));
   const std::string our_line = ours.out.substr(0, ours.out.find('\n'));
@@ -109,13 +110,16 @@ namespace {
 // With the detector on, a script that leaks 2 MiB every 20 ms is reported
 // while it runs, and the JSON summary carries the same reports.
 TEST(RunCommandTest, DetectorReportsWhileTheScriptRunsAndJsonHasIt) {
-  const std::string json = ::testing::TempDir() + "leakguard-run-" +
-                           std::to_string(::getpid()) + ".json";
-  Result r = Shell(Tool() + " run --detector-interval 0.05 --threshold 4M --json " + json +
-                   " " + Script("run_slow_leak.py"));
+  const std::string json =
+      ::testing::TempDir() + "leakguard-run-" + std::to_string(::getpid()) + ".json";
+  Result r = Shell(Tool() + " run --detector-interval 0.05 --threshold 4M --json " + json + " " +
+                   Script("run_slow_leak.py"));
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_THAT(r.out, HasSubstr("leakguard [warning] leak_detector 'python_heap'"));
-  EXPECT_THAT(r.out, ::testing::ContainsRegex("detector     [0-9]+ rounds every 50ms, [1-9][0-9]* reports? \\(threshold 4.0 MiB\\)"));
+  EXPECT_THAT(
+      r.out,
+      ::testing::ContainsRegex(
+          "detector     [0-9]+ rounds every 50ms, [1-9][0-9]* reports? \\(threshold 4.0 MiB\\)"));
   EXPECT_THAT(r.out, HasSubstr("run_slow_leak.py:8"));
   EXPECT_THAT(r.out, HasSubstr("descriptors +0"));
   // Parse it with the Python the tool was built for.
@@ -123,7 +127,8 @@ TEST(RunCommandTest, DetectorReportsWhileTheScriptRunsAndJsonHasIt) {
                         " -c \"import json,sys; d=json.load(open(sys.argv[1])); "
                         "r=d['detector']['reports'][0]; "
                         "print(d['exit_code'], d['detector']['threshold_bytes'], r['source'], "
-                        "r['top_lines'][0]['line'], d['top_lines'][0]['line'])\" " + json);
+                        "r['top_lines'][0]['line'], d['top_lines'][0]['line'])\" " +
+                        json);
   std::remove(json.c_str());
   EXPECT_EQ(parsed.out, "0 4194304 leak_detector 8 8\n");
 }

@@ -32,8 +32,7 @@ namespace {
 using ::leakguard::testing::Eval;
 using ::testing::HasSubstr;
 
-constexpr GroupBy kAllGroupings[] = {GroupBy::kLineno, GroupBy::kFilename,
-                                     GroupBy::kTraceback};
+constexpr GroupBy kAllGroupings[] = {GroupBy::kLineno, GroupBy::kFilename, GroupBy::kTraceback};
 
 // ------------------------------------------------------------- helpers
 
@@ -45,13 +44,11 @@ Ref Import(const char* name) {
 
 // module.func(*args) with a Py_BuildValue format; fails the test on error.
 template <typename... Args>
-Ref Call(const char* module, const char* func, const char* format,
-         Args... args) {
+Ref Call(const char* module, const char* func, const char* format, Args... args) {
   Ref m = Import(module);
   if (!m) return Ref();
   Ref result = Steal(PyObject_CallMethod(m.get(), func, format, args...));
-  if (!result) ADD_FAILURE() << module << "." << func << ": "
-                             << StatusFromPythonError();
+  if (!result) ADD_FAILURE() << module << "." << func << ": " << StatusFromPythonError();
   return result;
 }
 
@@ -90,8 +87,7 @@ std::string TbLine(const Traceback& tb) {
 std::vector<std::string> OurStatLines(const StatisticList& stats) {
   std::vector<std::string> out;
   for (const Statistic& s : stats) {
-    out.push_back(absl::StrFormat("%s size=%d count=%d", TbLine(s.traceback),
-                                  s.size, s.count));
+    out.push_back(absl::StrFormat("%s size=%d count=%d", TbLine(s.traceback), s.size, s.count));
   }
   return out;
 }
@@ -99,9 +95,8 @@ std::vector<std::string> OurStatLines(const StatisticList& stats) {
 std::vector<std::string> OurDiffLines(const StatisticDiffList& diffs) {
   std::vector<std::string> out;
   for (const StatisticDiff& d : diffs) {
-    out.push_back(absl::StrFormat("%s size=%d (%+d) count=%d (%+d)",
-                                  TbLine(d.traceback), d.size, d.size_diff,
-                                  d.count, d.count_diff));
+    out.push_back(absl::StrFormat("%s size=%d (%+d) count=%d (%+d)", TbLine(d.traceback), d.size,
+                                  d.size_diff, d.count, d.count_diff));
   }
   return out;
 }
@@ -110,16 +105,14 @@ std::vector<std::string> OurTraceLines(const Snapshot& s) {
   std::vector<std::string> out;
   for (std::size_t i = 0; i < s.trace_count(); ++i) {
     const Trace t = s.trace(i);
-    out.push_back(absl::StrFormat(
-        "%d %d %s %s", t.domain, t.size, TbLine(t.traceback),
-        t.total_nframe ? absl::StrCat(*t.total_nframe) : "None"));
+    out.push_back(absl::StrFormat("%d %d %s %s", t.domain, t.size, TbLine(t.traceback),
+                                  t.total_nframe ? absl::StrCat(*t.total_nframe) : "None"));
   }
   return out;
 }
 
 // Equal line by line, naming the first difference.
-void ExpectSameLines(const std::vector<std::string>& ours,
-                     const std::vector<std::string>& python,
+void ExpectSameLines(const std::vector<std::string>& ours, const std::vector<std::string>& python,
                      const std::string& what) {
   ASSERT_EQ(ours.size(), python.size()) << what;
   for (std::size_t i = 0; i < ours.size(); ++i) {
@@ -133,13 +126,11 @@ Snapshot Convert(const Ref& py) {
   return s.ok() ? *std::move(s) : Snapshot();
 }
 
-Ref Synthetic(int seed, int n, bool empty = false, bool shared = true,
-              bool uniform = false) {
+Ref Synthetic(int seed, int n, bool empty = false, bool shared = true, bool uniform = false) {
   Ref m = Import("tm_synthetic");
-  Ref kwargs = Steal(Py_BuildValue("{s:O,s:O,s:O}",
-                                   "empty", empty ? Py_True : Py_False,
-                                   "shared", shared ? Py_True : Py_False,
-                                   "uniform", uniform ? Py_True : Py_False));
+  Ref kwargs =
+      Steal(Py_BuildValue("{s:O,s:O,s:O}", "empty", empty ? Py_True : Py_False, "shared",
+                          shared ? Py_True : Py_False, "uniform", uniform ? Py_True : Py_False));
   Ref args = Steal(Py_BuildValue("(ii)", seed, n));
   Ref make = Steal(PyObject_GetAttrString(m.get(), "make"));
   Ref result = Steal(PyObject_Call(make.get(), args.get(), kwargs.get()));
@@ -149,15 +140,14 @@ Ref Synthetic(int seed, int n, bool empty = false, bool shared = true,
 
 // Statistics and CompareTo of (new, old) in every grouping, both ways
 // cumulative, against Python on the same objects.
-void ExpectSameAsPython(const Ref& py_new, const Ref& py_old,
-                        const std::string& what, bool strings = false) {
+void ExpectSameAsPython(const Ref& py_new, const Ref& py_old, const std::string& what,
+                        bool strings = false) {
   Snapshot new_snapshot = Convert(py_new);
   Snapshot old_snapshot = Convert(py_old);
   for (GroupBy g : kAllGroupings) {
     for (bool cumulative : {false, true}) {
       const std::string name(GroupByName(g));
-      const std::string label =
-          absl::StrCat(what, " ", name, cumulative ? " cumulative" : "");
+      const std::string label = absl::StrCat(what, " ", name, cumulative ? " cumulative" : "");
       if (g == GroupBy::kTraceback && cumulative) {
         EXPECT_EQ(new_snapshot.Statistics(g, true).status().code(),
                   absl::StatusCode::kInvalidArgument);
@@ -168,29 +158,27 @@ void ExpectSameAsPython(const Ref& py_new, const Ref& py_old,
       PyObject* cum = cumulative ? Py_True : Py_False;
       absl::StatusOr<StatisticList> stats = new_snapshot.Statistics(g, cumulative);
       ASSERT_TRUE(stats.ok()) << label << ": " << stats.status();
-      ExpectSameLines(OurStatLines(*stats),
-                      Lines(Call("tm_synthetic", "stat_lines", "OsO",
-                                 py_new.get(), name.c_str(), cum)),
-                      label + " statistics");
-      absl::StatusOr<StatisticDiffList> diffs =
-          new_snapshot.CompareTo(old_snapshot, g, cumulative);
+      ExpectSameLines(
+          OurStatLines(*stats),
+          Lines(Call("tm_synthetic", "stat_lines", "OsO", py_new.get(), name.c_str(), cum)),
+          label + " statistics");
+      absl::StatusOr<StatisticDiffList> diffs = new_snapshot.CompareTo(old_snapshot, g, cumulative);
       ASSERT_TRUE(diffs.ok()) << label << ": " << diffs.status();
       ExpectSameLines(OurDiffLines(*diffs),
-                      Lines(Call("tm_synthetic", "diff_lines", "OOsO",
-                                 py_new.get(), py_old.get(), name.c_str(), cum)),
+                      Lines(Call("tm_synthetic", "diff_lines", "OOsO", py_new.get(), py_old.get(),
+                                 name.c_str(), cum)),
                       label + " compare_to");
       if (strings) {
         std::vector<std::string> ours;
         for (const Statistic& s : *stats) ours.push_back(s.ToString());
-        ExpectSameLines(ours,
-                        Lines(Call("tm_synthetic", "stat_strs", "OsO",
-                                   py_new.get(), name.c_str(), cum)),
-                        label + " str(Statistic)");
+        ExpectSameLines(
+            ours, Lines(Call("tm_synthetic", "stat_strs", "OsO", py_new.get(), name.c_str(), cum)),
+            label + " str(Statistic)");
         ours.clear();
         for (const StatisticDiff& d : *diffs) ours.push_back(d.ToString());
         ExpectSameLines(ours,
-                        Lines(Call("tm_synthetic", "diff_strs", "OOsO",
-                                   py_new.get(), py_old.get(), name.c_str(), cum)),
+                        Lines(Call("tm_synthetic", "diff_strs", "OOsO", py_new.get(), py_old.get(),
+                                   name.c_str(), cum)),
                         label + " str(StatisticDiff)");
       }
     }
@@ -219,8 +207,7 @@ TEST_F(TracemallocTest, ScopeRejectsFramesOutOfRangeAndChangesNothing) {
     EXPECT_FALSE(PyIsTracing());
   }
   PyStart(3);
-  EXPECT_EQ(TracingScope::Start(0).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(TracingScope::Start(0).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(PyIsTracing());
   EXPECT_EQ(PyLimit(), 3);
   // The bounds themselves are fine.
@@ -442,8 +429,7 @@ TEST_F(TracemallocTest, TracedMemoryFollowsAnAllocationAndItsPeak) {
   Ref py = Call("tracemalloc", "get_traced_memory", nullptr);
   absl::StatusOr<TracedMemory> ours = GetTracedMemory();
   const auto py_current = PyLong_AsSize_t(PyTuple_GetItem(py.get(), 0));
-  EXPECT_LE(ours->current > py_current ? ours->current - py_current
-                                       : py_current - ours->current,
+  EXPECT_LE(ours->current > py_current ? ours->current - py_current : py_current - ours->current,
             512u);
 }
 
@@ -490,8 +476,7 @@ TEST_F(TracemallocTest, WorkloadStatisticsAndDiffsEqualPython) {
   EXPECT_EQ(s.traceback_count(), PyLong_AsSize_t(PyTuple_GetItem(counts.get(), 2)));
   EXPECT_GT(s.traceback_count(), 10u);
   EXPECT_EQ(s.traceback_limit(), 10);
-  ExpectSameLines(OurTraceLines(s),
-                  Lines(Call("tm_synthetic", "trace_lines", "O", new_py.get())),
+  ExpectSameLines(OurTraceLines(s), Lines(Call("tm_synthetic", "trace_lines", "O", new_py.get())),
                   "traces");
 }
 
@@ -506,20 +491,16 @@ TEST_F(TracemallocTest, CumulativeCountsARepeatedFramePerOccurrence) {
   absl::StatusOr<StatisticList> by_line = s.Statistics(GroupBy::kLineno, true);
   ASSERT_TRUE(by_line.ok());
   EXPECT_THAT(OurStatLines(*by_line),
-              ::testing::ElementsAre("r.py:5 size=20 count=2",
-                                     "m.py:1 size=10 count=1",
+              ::testing::ElementsAre("r.py:5 size=20 count=2", "m.py:1 size=10 count=1",
                                      "m.py:2 size=7 count=1"));
   absl::StatusOr<StatisticList> by_file = s.Statistics(GroupBy::kFilename, true);
   EXPECT_THAT(OurStatLines(*by_file),
-              ::testing::ElementsAre("r.py:0 size=20 count=2",
-                                     "m.py:0 size=17 count=2"));
+              ::testing::ElementsAre("r.py:0 size=20 count=2", "m.py:0 size=17 count=2"));
   ExpectSameLines(OurStatLines(*by_line),
-                  Lines(Call("tm_synthetic", "stat_lines", "OsO", py.get(),
-                             "lineno", Py_True)),
+                  Lines(Call("tm_synthetic", "stat_lines", "OsO", py.get(), "lineno", Py_True)),
                   "python");
   ExpectSameLines(OurStatLines(*by_file),
-                  Lines(Call("tm_synthetic", "stat_lines", "OsO", py.get(),
-                             "filename", Py_True)),
+                  Lines(Call("tm_synthetic", "stat_lines", "OsO", py.get(), "filename", Py_True)),
                   "python");
 }
 
@@ -546,8 +527,7 @@ TEST_F(TracemallocTest, SyntheticTiesAndOddNamesOrderAsPython) {
   absl::StatusOr<StatisticList> none = Snapshot().Statistics(GroupBy::kLineno);
   ASSERT_TRUE(none.ok());
   EXPECT_TRUE(none->empty());
-  absl::StatusOr<StatisticDiffList> gone =
-      Snapshot().CompareTo(shared, GroupBy::kTraceback);
+  absl::StatusOr<StatisticDiffList> gone = Snapshot().CompareTo(shared, GroupBy::kTraceback);
   ASSERT_TRUE(gone.ok());
   EXPECT_EQ(gone->size(), shared.traceback_count());
   for (const StatisticDiff& d : *gone) {
@@ -575,8 +555,7 @@ TEST_F(TracemallocTest, FiltersEqualPython) {
       const bool inclusive = PyObject_IsTrue(PyTuple_GET_ITEM(spec, 1)) == 1;
       if (kind == "D") {
         filters.emplace_back(DomainFilter{
-            inclusive, static_cast<std::uint32_t>(
-                           PyLong_AsLong(PyTuple_GET_ITEM(spec, 2)))});
+            inclusive, static_cast<std::uint32_t>(PyLong_AsLong(PyTuple_GET_ITEM(spec, 2)))});
         continue;
       }
       Filter f;
@@ -587,8 +566,7 @@ TEST_F(TracemallocTest, FiltersEqualPython) {
       }
       f.all_frames = PyObject_IsTrue(PyTuple_GET_ITEM(spec, 4)) == 1;
       if (PyTuple_GET_ITEM(spec, 5) != Py_None) {
-        f.domain = static_cast<std::uint32_t>(
-            PyLong_AsLong(PyTuple_GET_ITEM(spec, 5)));
+        f.domain = static_cast<std::uint32_t>(PyLong_AsLong(PyTuple_GET_ITEM(spec, 5)));
       }
       filters.push_back(f);
     }
@@ -597,9 +575,7 @@ TEST_F(TracemallocTest, FiltersEqualPython) {
     ASSERT_TRUE(ours.ok()) << ours.status();
     const std::string what = absl::StrCat("filter list ", i);
     ExpectSameLines(OurTraceLines(*ours),
-                    Lines(Call("tm_synthetic", "trace_lines", "O",
-                               py_filtered.get())),
-                    what);
+                    Lines(Call("tm_synthetic", "trace_lines", "O", py_filtered.get())), what);
     if (ours->trace_count() > 0) ++kept_some;
     if (ours->trace_count() < s.trace_count()) ++dropped_some;
     if (i % 25 == 0) {
@@ -621,26 +597,23 @@ TEST_F(TracemallocTest, EmptyTracebacksBehaveAsInPython) {
   Snapshot s = Convert(py);
   Snapshot o = Convert(old_py);
   // lineno and traceback groupings, and filename cumulative, work.
-  for (auto [g, cumulative] : {std::pair{GroupBy::kLineno, false},
-                               std::pair{GroupBy::kLineno, true},
-                               std::pair{GroupBy::kTraceback, false},
-                               std::pair{GroupBy::kFilename, true}}) {
+  for (auto [g, cumulative] :
+       {std::pair{GroupBy::kLineno, false}, std::pair{GroupBy::kLineno, true},
+        std::pair{GroupBy::kTraceback, false}, std::pair{GroupBy::kFilename, true}}) {
     const std::string name(GroupByName(g));
     PyObject* cum = cumulative ? Py_True : Py_False;
     ExpectSameLines(OurStatLines(*s.Statistics(g, cumulative)),
-                    Lines(Call("tm_synthetic", "stat_lines", "OsO", py.get(),
-                               name.c_str(), cum)),
+                    Lines(Call("tm_synthetic", "stat_lines", "OsO", py.get(), name.c_str(), cum)),
                     name);
     ExpectSameLines(OurDiffLines(*s.CompareTo(o, g, cumulative)),
-                    Lines(Call("tm_synthetic", "diff_lines", "OOsO", py.get(),
-                               old_py.get(), name.c_str(), cum)),
+                    Lines(Call("tm_synthetic", "diff_lines", "OOsO", py.get(), old_py.get(),
+                               name.c_str(), cum)),
                     name + " diff");
   }
   // Python raises IndexError for filename without cumulative; so do we.
   absl::StatusOr<StatisticList> by_file = s.Statistics(GroupBy::kFilename);
   EXPECT_EQ(by_file.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(by_file.status().message()),
-              HasSubstr("empty traceback"));
+  EXPECT_THAT(std::string(by_file.status().message()), HasSubstr("empty traceback"));
   Ref raised = Steal(PyObject_CallMethod(py.get(), "statistics", "s", "filename"));
   EXPECT_FALSE(raised);
   EXPECT_TRUE(PyErr_ExceptionMatches(PyExc_IndexError));
@@ -648,19 +621,17 @@ TEST_F(TracemallocTest, EmptyTracebacksBehaveAsInPython) {
   // A Filter that looks at the most recent frame raises too; all_frames not.
   Filter recent;
   recent.filename_pattern = "*";
-  EXPECT_EQ(s.FilterTraces({recent}).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.FilterTraces({recent}).status().code(), absl::StatusCode::kInvalidArgument);
   Filter all = recent;
   all.all_frames = true;
   absl::StatusOr<Snapshot> kept = s.FilterTraces({all});
   ASSERT_TRUE(kept.ok());
-  Ref spec = Steal(Py_BuildValue("[(sOsOOO)]", "F", Py_True, "*", Py_None,
-                                 Py_True, Py_None));
-  ExpectSameLines(OurTraceLines(*kept),
-                  Lines(Call("tm_synthetic", "trace_lines", "O",
-                             Call("tm_synthetic", "apply_specs", "OO", py.get(),
-                                  spec.get()).get())),
-                  "all_frames filter");
+  Ref spec = Steal(Py_BuildValue("[(sOsOOO)]", "F", Py_True, "*", Py_None, Py_True, Py_None));
+  ExpectSameLines(
+      OurTraceLines(*kept),
+      Lines(Call("tm_synthetic", "trace_lines", "O",
+                 Call("tm_synthetic", "apply_specs", "OO", py.get(), spec.get()).get())),
+      "all_frames filter");
   EXPECT_LT(kept->trace_count(), s.trace_count());
 }
 
@@ -675,14 +646,12 @@ PyObject* TakeForPython(PyObject*, PyObject*) {
   g_live->emplace(*std::move(s));
   Py_RETURN_NONE;
 }
-PyMethodDef g_take_def = {"leakguard_take", TakeForPython, METH_NOARGS,
-                          nullptr};
+PyMethodDef g_take_def = {"leakguard_take", TakeForPython, METH_NOARGS, nullptr};
 
 // How the live snapshot and Python's, taken right after it, differ once the
 // takes' own leftovers are filtered out: the first differing statistic of
 // each grouping and every non-zero diff by traceback; empty when identical.
-std::vector<std::string> LiveTakeDifferences(const Snapshot& live,
-                                             const Snapshot& theirs) {
+std::vector<std::string> LiveTakeDifferences(const Snapshot& live, const Snapshot& theirs) {
   // The two takes see each other's leftovers (tuples kept by free lists),
   // allocated from tm_live.py and tracemalloc.py, and, on 3.9, a few blocks
   // that C code (no Python frame: "<unknown>") frees in between; everything
@@ -707,14 +676,13 @@ std::vector<std::string> LiveTakeDifferences(const Snapshot& live,
     const std::vector<std::string> ours = OurStatLines(*a->Statistics(g));
     const std::vector<std::string> python = OurStatLines(*b->Statistics(g));
     if (ours.size() != python.size()) {
-      out.push_back(absl::StrCat(std::string(GroupByName(g)), ": ",
-                                 ours.size(), " vs ", python.size(),
-                                 " statistics"));
+      out.push_back(absl::StrCat(std::string(GroupByName(g)), ": ", ours.size(), " vs ",
+                                 python.size(), " statistics"));
     }
     for (std::size_t i = 0; i < std::min(ours.size(), python.size()); ++i) {
       if (ours[i] != python[i]) {
-        out.push_back(absl::StrCat(std::string(GroupByName(g)), " entry ", i,
-                                   ": ", ours[i], " vs ", python[i]));
+        out.push_back(absl::StrCat(std::string(GroupByName(g)), " entry ", i, ": ", ours[i], " vs ",
+                                   python[i]));
         break;
       }
     }
@@ -748,8 +716,7 @@ TEST_F(TracemallocTest, LiveTakeEqualsTakeSnapshotTakenRightAfter) {
       Ref py = Call("tm_live", order, "O", take.get());
       ASSERT_TRUE(live.has_value());
       EXPECT_EQ(live->traceback_limit(), 6);
-      const std::vector<std::string> differences =
-          LiveTakeDifferences(*live, Convert(py));
+      const std::vector<std::string> differences = LiveTakeDifferences(*live, Convert(py));
       identical = differences.empty();
       attempts.push_back(absl::StrJoin(differences, "\n  "));
     }
@@ -763,20 +730,17 @@ TEST_F(TracemallocTest, TracebackFormatEqualsPython) {
   Ref py = Synthetic(41, 40);
   Snapshot s = Convert(py);
   for (std::optional<int> limit :
-       {std::optional<int>(), std::optional<int>(0), std::optional<int>(1),
-        std::optional<int>(2), std::optional<int>(-1), std::optional<int>(-3),
-        std::optional<int>(10)}) {
+       {std::optional<int>(), std::optional<int>(0), std::optional<int>(1), std::optional<int>(2),
+        std::optional<int>(-1), std::optional<int>(-3), std::optional<int>(10)}) {
     for (bool recent_first : {false, true}) {
       Ref py_limit = limit ? Steal(PyLong_FromLong(*limit)) : Borrow(Py_None);
-      Ref theirs = Call("tm_synthetic", "format_lines", "OOO", py.get(),
-                        py_limit.get(), recent_first ? Py_True : Py_False);
-      ASSERT_EQ(static_cast<std::size_t>(PyList_GET_SIZE(theirs.get())),
-                s.trace_count());
+      Ref theirs = Call("tm_synthetic", "format_lines", "OOO", py.get(), py_limit.get(),
+                        recent_first ? Py_True : Py_False);
+      ASSERT_EQ(static_cast<std::size_t>(PyList_GET_SIZE(theirs.get())), s.trace_count());
       for (std::size_t i = 0; i < s.trace_count(); ++i) {
-        ExpectSameLines(
-            s.trace(i).traceback.Format(limit, recent_first),
-            Lines(Borrow(PyList_GET_ITEM(theirs.get(), static_cast<Py_ssize_t>(i)))),
-            absl::StrCat("trace ", i, " limit ", limit.value_or(999)));
+        ExpectSameLines(s.trace(i).traceback.Format(limit, recent_first),
+                        Lines(Borrow(PyList_GET_ITEM(theirs.get(), static_cast<Py_ssize_t>(i)))),
+                        absl::StrCat("trace ", i, " limit ", limit.value_or(999)));
       }
     }
   }
@@ -805,8 +769,7 @@ TEST_F(TracemallocTest, KeysRenderAsFileAndLine) {
   EXPECT_EQ(tb[1].ToString(), "app.py:12");
   EXPECT_EQ(tb.ToString(), "main.py:3");  // str(Traceback) = str(tb[0])
   EXPECT_THAT(tb.Format(),
-              ::testing::ElementsAre("  File \"main.py\", line 3",
-                                     "  File \"app.py\", line 12"));
+              ::testing::ElementsAre("  File \"main.py\", line 3", "  File \"app.py\", line 12"));
   const Trace t = s.trace(0);
   EXPECT_EQ(t.size, 100u);
   EXPECT_EQ(t.total_nframe, 2u);
@@ -816,8 +779,7 @@ TEST_F(TracemallocTest, KeysRenderAsFileAndLine) {
   EXPECT_EQ(s.total_size(), 150u);
   EXPECT_EQ(GroupByName(GroupBy::kFilename), "filename");
   EXPECT_EQ(*ParseGroupBy("traceback"), GroupBy::kTraceback);
-  EXPECT_EQ(ParseGroupBy("line").status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseGroupBy("line").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(TracemallocTest, DumpLoadAndToPythonRoundTrip) {
@@ -834,8 +796,7 @@ TEST_F(TracemallocTest, DumpLoadAndToPythonRoundTrip) {
   ASSERT_TRUE(direct.Dump(path).ok());
   Ref tm = Import("tracemalloc");
   Ref snapshot_type = Steal(PyObject_GetAttrString(tm.get(), "Snapshot"));
-  Ref reloaded = Steal(PyObject_CallMethod(snapshot_type.get(), "load", "s",
-                                           path.c_str()));
+  Ref reloaded = Steal(PyObject_CallMethod(snapshot_type.get(), "load", "s", path.c_str()));
   ASSERT_TRUE(reloaded) << StatusFromPythonError();
   PyObject* a = PyObject_GetAttrString(reloaded.get(), "traces");
   Ref a_traces = Steal(PyObject_GetAttrString(a, "_traces"));
@@ -859,14 +820,15 @@ TEST_F(TracemallocTest, DumpLoadAndToPythonRoundTrip) {
 // (MemoryError here; under ASan an abort; with less, gigabytes allocated);
 // read whole and unpickled from memory it is just truncated data.
 TEST_F(TracemallocTest, LoadOfAFileDeclaringAHugePickleFrameIsTruncatedData) {
-  const std::string path =
-      absl::StrCat(::testing::TempDir(), "/tm_frame_", getpid(), ".pickle");
-  Eval("None", "import tracemalloc, pickle\n"
-               "good = pickle.dumps(tracemalloc.Snapshot(((0, 64, (('/srv/a.py', 10),), 1),), 5),"
-               " protocol=5)\n"
-               "assert good[2] == 0x95\n"  // FRAME, then its 8-byte length.
-               "bad = good[:3] + (0xfffffffe0000c7).to_bytes(8, 'little') + good[11:]\n"
-               "with open(" + absl::StrCat("'", path, "'") + ", 'wb') as f: f.write(bad)");
+  const std::string path = absl::StrCat(::testing::TempDir(), "/tm_frame_", getpid(), ".pickle");
+  Eval("None",
+       "import tracemalloc, pickle\n"
+       "good = pickle.dumps(tracemalloc.Snapshot(((0, 64, (('/srv/a.py', 10),), 1),), 5),"
+       " protocol=5)\n"
+       "assert good[2] == 0x95\n"  // FRAME, then its 8-byte length.
+       "bad = good[:3] + (0xfffffffe0000c7).to_bytes(8, 'little') + good[11:]\n"
+       "with open(" +
+           absl::StrCat("'", path, "'") + ", 'wb') as f: f.write(bad)");
   absl::StatusOr<Snapshot> loaded = Snapshot::Load(path);
   std::remove(path.c_str());
   EXPECT_EQ(loaded.status().code(), absl::StatusCode::kInvalidArgument) << loaded.status();
@@ -877,18 +839,15 @@ TEST_F(TracemallocTest, LoadOfAFileDeclaringAHugePickleFrameIsTruncatedData) {
 TEST_F(TracemallocTest, LoadAndFromPythonRejectBadInput) {
   absl::StatusOr<Snapshot> missing = Snapshot::Load("/nonexistent/snap.pickle");
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
-  const std::string path =
-      absl::StrCat(::testing::TempDir(), "/tm_bad_", getpid(), ".pickle");
+  const std::string path = absl::StrCat(::testing::TempDir(), "/tm_bad_", getpid(), ".pickle");
   Eval("None", "import pickle\nwith open(" + absl::StrCat("'", path, "'") +
                    ", 'wb') as f: pickle.dump({'a': 1}, f)");
   absl::StatusOr<Snapshot> not_snapshot = Snapshot::Load(path);
   EXPECT_EQ(not_snapshot.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(not_snapshot.status().message()),
-              HasSubstr("holds a pickled dict"));
-  Eval("None", "with open(" + absl::StrCat("'", path, "'") +
-                   ", 'wb') as f: f.write(b'not a pickle')");
-  EXPECT_EQ(Snapshot::Load(path).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(not_snapshot.status().message()), HasSubstr("holds a pickled dict"));
+  Eval("None",
+       "with open(" + absl::StrCat("'", path, "'") + ", 'wb') as f: f.write(b'not a pickle')");
+  EXPECT_EQ(Snapshot::Load(path).status().code(), absl::StatusCode::kInvalidArgument);
   std::remove(path.c_str());
   EXPECT_EQ(PyErr_Occurred(), nullptr);
 
@@ -901,8 +860,7 @@ TEST_F(TracemallocTest, LoadAndFromPythonRejectBadInput) {
     const char* message;
   };
   for (const Case& c : {
-           Case{"[(0, 10, (('a.py', 1),), 1), (0, -1, (), 1)]",
-                "trace 1: size is not an int"},
+           Case{"[(0, 10, (('a.py', 1),), 1), (0, -1, (), 1)]", "trace 1: size is not an int"},
            Case{"[(0, 1, (('a.py', 1),))]", "trace 0: not a tuple of 4 items"},
            Case{"[(0, 1, ((b'a.py', 1),), 1)]", "trace 0: a frame's filename is not a str"},
            Case{"[(0, 1, (('a.py', '1'),), 1)]", "trace 0: a frame's lineno is not an int"},
@@ -910,8 +868,7 @@ TEST_F(TracemallocTest, LoadAndFromPythonRejectBadInput) {
            Case{"[(0, 1, [('a.py', 1)], 1)]", "trace 0: traceback is not a tuple"},
            Case{"[(0, 1, (), 'x')]", "trace 0: total_nframe"},
        }) {
-    Ref bad = Eval(absl::StrCat("tracemalloc.Snapshot(", c.traces, ", 1)"),
-                   "import tracemalloc");
+    Ref bad = Eval(absl::StrCat("tracemalloc.Snapshot(", c.traces, ", 1)"), "import tracemalloc");
     absl::StatusOr<Snapshot> s = Snapshot::FromPython(bad.handle());
     EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument) << c.traces;
     EXPECT_THAT(std::string(s.status().message()), HasSubstr(c.message));
@@ -922,10 +879,8 @@ TEST_F(TracemallocTest, LoadAndFromPythonRejectBadInput) {
 TEST_F(TracemallocTest, StatisticsAndCompareRunOnThreadsWithoutTheGil) {
   Snapshot a = Convert(Synthetic(61, 2000));
   Snapshot b = Convert(Synthetic(62, 2000));
-  const std::vector<std::string> want_stats =
-      OurStatLines(*a.Statistics(GroupBy::kTraceback));
-  const std::vector<std::string> want_diffs =
-      OurDiffLines(*a.CompareTo(b, GroupBy::kLineno, true));
+  const std::vector<std::string> want_stats = OurStatLines(*a.Statistics(GroupBy::kTraceback));
+  const std::vector<std::string> want_diffs = OurDiffLines(*a.CompareTo(b, GroupBy::kLineno, true));
   std::vector<std::vector<std::string>> stats(4);
   std::vector<std::vector<std::string>> diffs(4);
   {
@@ -980,8 +935,7 @@ TEST(TracemallocFnmatchTest, EqualsPythonOnRandomPatterns) {
     const std::string pattern = PyUnicode_AsUTF8(PyTuple_GET_ITEM(c, 1));
     absl::StatusOr<bool> ours = internal::FnMatch(name, pattern);
     ASSERT_TRUE(ours.ok()) << pattern << ": " << ours.status();
-    ASSERT_EQ(*ours, verdict == Py_True)
-        << "fnmatch(" << name << ", " << pattern << ")";
+    ASSERT_EQ(*ours, verdict == Py_True) << "fnmatch(" << name << ", " << pattern << ")";
     ++compared;
     matched += *ours ? 1 : 0;
   }
@@ -996,29 +950,24 @@ TEST(TracemallocFnmatchTest, KnownCases) {
     bool match;
   };
   for (const Case& c : {
-           Case{"/usr/lib/python3/app.py", "*/app.py", true},
-           Case{"app.py", "*/app.py", false},
-           Case{"a\nb", "a*b", true},      // '*' crosses newlines
+           Case{"/usr/lib/python3/app.py", "*/app.py", true}, Case{"app.py", "*/app.py", false},
+           Case{"a\nb", "a*b", true},        // '*' crosses newlines
            Case{"App.py", "app.py", false},  // case-sensitive
-           Case{"b.py", "[!a].py", true},
-           Case{"].py", "[]].py", true},
-           Case{"-", "[a-]", true},
-           Case{"z", "[z-a]", false},  // reversed range: matches nothing
-           Case{"q", "[!z-a]", true},  // ... and negated, anything
-           Case{"\\", "[\\]", true},   // '\' is literal
-           Case{"[", "[", true},       // unclosed '[' is literal
+           Case{"b.py", "[!a].py", true}, Case{"].py", "[]].py", true}, Case{"-", "[a-]", true},
+           Case{"z", "[z-a]", false},          // reversed range: matches nothing
+           Case{"q", "[!z-a]", true},          // ... and negated, anything
+           Case{"\\", "[\\]", true},           // '\' is literal
+           Case{"[", "[", true},               // unclosed '[' is literal
            Case{"\xc3\xa9.py", "?.py", true},  // '?' is one code point
        }) {
     absl::StatusOr<bool> m = internal::FnMatch(c.name, c.pattern);
     ASSERT_TRUE(m.ok()) << c.pattern;
     EXPECT_EQ(*m, c.match) << c.name << " vs " << c.pattern;
   }
-  EXPECT_EQ(internal::FnMatch("a", "\xff").status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(internal::FnMatch("a", "\xff").status().code(), absl::StatusCode::kInvalidArgument);
   Filter bad;  // a pattern that is not UTF-8
   bad.filename_pattern = "\xc3";
-  EXPECT_EQ(Snapshot().FilterTraces({bad}).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Snapshot().FilterTraces({bad}).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

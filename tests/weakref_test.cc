@@ -26,9 +26,7 @@ namespace {
 using ::testing::HasSubstr;
 
 // A fresh instance of a plain class (weak-referenceable).
-Ref NewObject() {
-  return testing::Eval("Thing()", "class Thing:\n    pass\n");
-}
+Ref NewObject() { return testing::Eval("Thing()", "class Thing:\n    pass\n"); }
 
 // A callable that counts its runs; `token.use_count() == 1` once every copy
 // of the callable has been destroyed.
@@ -80,8 +78,7 @@ TEST(WeakRefTest, DestroyingTheWeakRefFirstCancelsTheCallback) {
   Probe probe;
   Ref obj = NewObject();
   {
-    absl::StatusOr<WeakRef> weak =
-        WeakRef::Create(obj.handle(), probe.Callback());
+    absl::StatusOr<WeakRef> weak = WeakRef::Create(obj.handle(), probe.Callback());
     ASSERT_TRUE(weak.ok());
   }
   EXPECT_TRUE(probe.CallableDestroyed());
@@ -91,8 +88,8 @@ TEST(WeakRefTest, DestroyingTheWeakRefFirstCancelsTheCallback) {
 
 TEST(WeakRefTest, CallbackThatThrowsIsContained) {
   Ref obj = NewObject();
-  absl::StatusOr<WeakRef> weak = WeakRef::Create(
-      obj.handle(), [] { throw std::runtime_error("from a callback"); });
+  absl::StatusOr<WeakRef> weak =
+      WeakRef::Create(obj.handle(), [] { throw std::runtime_error("from a callback"); });
   ASSERT_TRUE(weak.ok());
   obj.Reset();  // Must not terminate or leave a Python error behind.
   EXPECT_EQ(PyErr_Occurred(), nullptr);
@@ -105,17 +102,14 @@ TEST(WeakRefTest, ObjectsWithoutWeakrefSupportAreInvalidArgument) {
     Probe probe;
     absl::StatusOr<WeakRef> weak = WeakRef::Create(obj.handle(), probe.Callback());
     EXPECT_EQ(weak.status().code(), absl::StatusCode::kInvalidArgument) << expr;
-    EXPECT_THAT(std::string(weak.status().message()),
-                HasSubstr("cannot create weak reference to"))
+    EXPECT_THAT(std::string(weak.status().message()), HasSubstr("cannot create weak reference to"))
         << expr;
     EXPECT_TRUE(probe.CallableDestroyed()) << expr;
     EXPECT_EQ(PyErr_Occurred(), nullptr);
   }
   Ref slotted = testing::Eval("S()", "class S:\n    __slots__ = ('a',)\n");
-  EXPECT_EQ(WeakRef::Create(slotted.handle()).status().code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(WeakRef::Create(Handle()).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(WeakRef::Create(slotted.handle()).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(WeakRef::Create(Handle()).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(WeakRefTest, EmptyWeakRefLocksToNothing) {
@@ -160,8 +154,7 @@ TEST(FinalizerTest, DestroyedBeforeTheObjectDetachesCleanly) {
   Probe probe;
   Ref obj = NewObject();
   {
-    absl::StatusOr<Finalizer> fin =
-        Finalizer::Create(obj.handle(), probe.Callback());
+    absl::StatusOr<Finalizer> fin = Finalizer::Create(obj.handle(), probe.Callback());
     ASSERT_TRUE(fin.ok());
     Finalizer moved = *std::move(fin);  // The moved-from one detaches nothing.
     EXPECT_TRUE(*moved.Alive());
@@ -242,8 +235,8 @@ int RunAtExitInChild(bool run_at_exit) {
   PyObject* main_dict = PyModule_GetDict(PyImport_AddModule("__main__"));
   PyDict_SetItemString(main_dict, "kept_until_exit", obj.get());
   auto counted = std::make_shared<Counted>();
-  auto* fin = new Finalizer(*Finalizer::Create(
-      obj.handle(), [counted] { ++runs; }, {.run_at_exit = run_at_exit}));
+  auto* fin = new Finalizer(
+      *Finalizer::Create(obj.handle(), [counted] { ++runs; }, {.run_at_exit = run_at_exit}));
   counted.reset();
   obj.Reset();
   Py_FinalizeEx();

@@ -245,7 +245,6 @@ absl::StatusOr<Ref> LoadScript(const std::string& path, const std::string& stem)
   return module;
 }
 
-
 // Imports `name` with importlib (packages, relative imports and all).
 absl::StatusOr<Ref> ImportByName(const std::string& name) {
   Ref importlib = Steal(PyImport_ImportModule("importlib"));
@@ -313,7 +312,8 @@ absl::StatusOr<Ref> WorkloadOf(PyObject* module, const DoctorCommandOptions& giv
   if (!ran) return StatusFromPythonError();
   if (!given.call.empty()) {
     PyObject* call = PyDict_GetItemString(globals.get(), "call");  // Borrowed.
-    Ref made = Steal(PyObject_CallFunction(call, "sO", given.call.c_str(), PyModule_GetDict(module)));
+    Ref made =
+        Steal(PyObject_CallFunction(call, "sO", given.call.c_str(), PyModule_GetDict(module)));
     if (!made) return StatusFromPythonError();
     return made;
   }
@@ -401,7 +401,8 @@ int RunDoctor(const DoctorCommandOptions& given) {
   std::string script_path;
   if (!by_module) {
     if (::access(options.script.c_str(), R_OK) != 0) {
-      return Fail(absl::StrCat("cannot open script '", options.script, "': ", std::strerror(errno)));
+      return Fail(
+          absl::StrCat("cannot open script '", options.script, "': ", std::strerror(errno)));
     }
     std::string file = options.script;
     if (const size_t slash = file.rfind('/'); slash != std::string::npos) {

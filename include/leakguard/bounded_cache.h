@@ -98,13 +98,11 @@ struct HoldsPythonObjects<std::pair<A, B>>
     : std::disjunction<HoldsPythonObjects<A>, HoldsPythonObjects<B>> {};
 /// A tuple holds what any element holds.
 template <typename... T>
-struct HoldsPythonObjects<std::tuple<T...>>
-    : std::disjunction<HoldsPythonObjects<T>...> {};
+struct HoldsPythonObjects<std::tuple<T...>> : std::disjunction<HoldsPythonObjects<T>...> {};
 
 /// `HoldsPythonObjects<T>::value`, ignoring const/volatile.
 template <typename T>
-inline constexpr bool kHoldsPythonObjects =
-    HoldsPythonObjects<std::remove_cv_t<T>>::value;
+inline constexpr bool kHoldsPythonObjects = HoldsPythonObjects<std::remove_cv_t<T>>::value;
 
 /// Why the cache dropped an entry on its own (reported to `on_evict`).
 enum class EvictionReason {
@@ -197,8 +195,7 @@ class LruCore {
   // Most operations drop at most one entry: no heap allocation for those.
   using DroppedList = absl::InlinedVector<Dropped, 1>;
 
-  LruCore(std::size_t max_entries, uint64_t max_weight,
-          const BoundedCacheOptions<K, V>* options)
+  LruCore(std::size_t max_entries, uint64_t max_weight, const BoundedCacheOptions<K, V>* options)
       : max_entries_(max_entries),
         max_weight_(max_weight),
         options_(options),
@@ -228,14 +225,14 @@ class LruCore {
       ++stats_.misses;
       return nullptr;
     }
-    if (node->has_ttl && DropIfExpired(node, out)) [[unlikely]] return nullptr;
+    if (node->has_ttl && DropIfExpired(node, out)) [[unlikely]]
+      return nullptr;
     MoveToFront(node);
     ++stats_.hits;
     return &node->value;
   }
 
-  absl::Status Put(K key, V value, absl::Duration ttl, uint64_t max_weight,
-                   DroppedList* out) {
+  absl::Status Put(K key, V value, absl::Duration ttl, uint64_t max_weight, DroppedList* out) {
     uint64_t weight = 1;
     if (max_weight_ > 0) {
       // Every entry weighs at least 1, so a weight bound is also a count
@@ -243,18 +240,16 @@ class LruCore {
       weight = std::max<uint64_t>(options_->weigher(key, value), 1);
       if (weight > max_weight_) {
         out->push_back(Dropped{std::move(key), std::move(value), std::nullopt});
-        return absl::InvalidArgumentError(absl::StrCat(
-            "entry weighs ", weight, ", more than the cache's bound of ",
-            max_weight_,
-            max_weight_ == max_weight ? std::string()
-                                      : absl::StrCat(" per shard (max_weight ",
-                                                     max_weight, " over shards)"),
-            "; nothing was stored"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("entry weighs ", weight, ", more than the cache's bound of ", max_weight_,
+                         max_weight_ == max_weight
+                             ? std::string()
+                             : absl::StrCat(" per shard (max_weight ", max_weight, " over shards)"),
+                         "; nothing was stored"));
       }
     }
-    const absl::Time expires = ttl == absl::InfiniteDuration()
-                                   ? absl::InfiniteFuture()
-                                   : Now() + ttl;
+    const absl::Time expires =
+        ttl == absl::InfiniteDuration() ? absl::InfiniteFuture() : Now() + ttl;
     const uint64_t hash = Mix(key);
     Node* node = Find(key, hash);
     if (node == nullptr) {
@@ -341,7 +336,10 @@ class LruCore {
   };
   struct Node : Link {
     Node(K k, V v, uint64_t h, absl::Time e)
-        : hash(h), key(std::move(k)), value(std::move(v)), expires(e),
+        : hash(h),
+          key(std::move(k)),
+          value(std::move(v)),
+          expires(e),
           has_ttl(e != absl::InfiniteFuture()) {}
     Node* chain = nullptr;  // The next node of the same bucket.
     uint64_t hash;          // Mix() of the key.
@@ -411,9 +409,7 @@ class LruCore {
     return true;
   }
 
-  absl::Time Now() const {
-    return options_->clock ? options_->clock() : absl::Now();
-  }
+  absl::Time Now() const { return options_->clock ? options_->clock() : absl::Now(); }
 
   void LinkFront(Link* l) {
     l->prev = &head_;
@@ -431,8 +427,7 @@ class LruCore {
     LinkFront(l);
   }
 
-  void Remove(Node* node, std::optional<EvictionReason> reason,
-              DroppedList* out) {
+  void Remove(Node* node, std::optional<EvictionReason> reason, DroppedList* out) {
     Unlink(node);
     Unchain(node);
     total_weight_ -= node->weight;
@@ -455,15 +450,13 @@ class LruCore {
 
   void EvictOldest(DroppedList* out) {
     Node* oldest = static_cast<Node*>(head_.prev);
-    const bool expired =
-        oldest->expires != absl::InfiniteFuture() && Now() >= oldest->expires;
+    const bool expired = oldest->expires != absl::InfiniteFuture() && Now() >= oldest->expires;
     if (expired) {
       ++stats_.expirations;
     } else {
       ++stats_.evictions;
     }
-    Remove(oldest, expired ? EvictionReason::kExpired : EvictionReason::kCapacity,
-           out);
+    Remove(oldest, expired ? EvictionReason::kExpired : EvictionReason::kCapacity, out);
   }
 
   void EvictToBounds(DroppedList* out) {
@@ -496,9 +489,7 @@ class ABSL_LOCKABLE ShardMutex {
 
 class ABSL_SCOPED_LOCKABLE ShardLock {
  public:
-  explicit ShardLock(ShardMutex* mu) ABSL_EXCLUSIVE_LOCK_FUNCTION(mu) : mu_(mu) {
-    mu_->Lock();
-  }
+  explicit ShardLock(ShardMutex* mu) ABSL_EXCLUSIVE_LOCK_FUNCTION(mu) : mu_(mu) { mu_->Lock(); }
   ~ShardLock() ABSL_UNLOCK_FUNCTION() { mu_->Unlock(); }
   ShardLock(const ShardLock&) = delete;
   ShardLock& operator=(const ShardLock&) = delete;
@@ -512,8 +503,7 @@ class ABSL_SCOPED_LOCKABLE ShardLock {
 // such values cannot be released safely; they are leaked on purpose (a
 // cache holding Refs must not outlive the interpreter).
 template <typename K, typename V, typename DroppedList>
-void DisposeDropped(const BoundedCacheOptions<K, V>& options,
-                    DroppedList* dropped) {
+void DisposeDropped(const BoundedCacheOptions<K, V>& options, DroppedList* dropped) {
   if (dropped->empty()) return;
   // In order (least recently used first): report, then destroy the value.
   auto report_and_clear = [&] {
@@ -556,19 +546,19 @@ absl::Status ValidateCacheOptions(const BoundedCacheOptions<K, V>& options) {
         "the weigher");
   }
   if (options.ttl <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "ttl must be positive (or absl::InfiniteDuration() for none), got ",
-        absl::FormatDuration(options.ttl)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("ttl must be positive (or absl::InfiniteDuration() for none), got ",
+                     absl::FormatDuration(options.ttl)));
   }
   return absl::OkStatus();
 }
 
 inline absl::Status ValidateEntryTtl(absl::Duration ttl) {
   if (ttl <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "an entry's ttl must be positive (or absl::InfiniteDuration() for "
-        "none), got ",
-        absl::FormatDuration(ttl)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("an entry's ttl must be positive (or absl::InfiniteDuration() for "
+                     "none), got ",
+                     absl::FormatDuration(ttl)));
   }
   return absl::OkStatus();
 }
@@ -591,7 +581,7 @@ class MaybeGil {
   bool ok() const { return true; }
 };
 template <typename V>
-  requires kHoldsPythonObjects<V>
+requires kHoldsPythonObjects<V>
 class MaybeGil<V> {
  public:
   MaybeGil() = default;
@@ -643,8 +633,7 @@ absl::StatusOr<V> GetOrComputeIn(Cache& cache, const K& key, F&& compute) {
 /// Values that hold Python objects: every operation takes the GIL itself;
 /// with no interpreter running, Get() misses and dropped values are leaked
 /// rather than released without the GIL.
-template <typename K, typename V, typename Hash = std::hash<K>,
-          typename Eq = std::equal_to<K>>
+template <typename K, typename V, typename Hash = std::hash<K>, typename Eq = std::equal_to<K>>
 class BoundedCache {
   static_assert(!kHoldsPythonObjects<K>,
                 "BoundedCache keys must not hold Python objects; key by a "
@@ -657,8 +646,7 @@ class BoundedCache {
   /// Makes a cache. InvalidArgument when no bound is set, when max_weight
   /// and weigher are not given together, or when ttl is not positive.
   static absl::StatusOr<BoundedCache> Create(Options options) {
-    if (absl::Status valid = internal::ValidateCacheOptions(options);
-        !valid.ok()) {
+    if (absl::Status valid = internal::ValidateCacheOptions(options); !valid.ok()) {
       return valid;
     }
     return BoundedCache(std::move(options));
@@ -710,8 +698,7 @@ class BoundedCache {
   /// not positive.
   absl::Status PutWithTtl(K key, V value, absl::Duration ttl) {
     return internal::PutThrough<Core>(
-        *options_, std::move(key), std::move(value), ttl,
-        [&](K&& k, V&& v, DroppedList* dropped) {
+        *options_, std::move(key), std::move(value), ttl, [&](K&& k, V&& v, DroppedList* dropped) {
           return core_->Put(std::move(k), std::move(v), ttl, options_->max_weight, dropped);
         });
   }
@@ -723,8 +710,8 @@ class BoundedCache {
   /// `compute` runs with no lock held (and with the GIL held when V holds
   /// Python objects); it may use the cache.
   template <typename F>
-    requires std::is_copy_constructible_v<V>
-  absl::StatusOr<V> GetOrCompute(const K& key, F&& compute) {
+  requires std::is_copy_constructible_v<V> absl::StatusOr<V> GetOrCompute(const K& key,
+                                                                          F&& compute) {
     return internal::GetOrComputeIn<V>(*this, key, std::forward<F>(compute));
   }
 
@@ -771,8 +758,8 @@ class BoundedCache {
 
   explicit BoundedCache(Options options)
       : options_(std::make_unique<Options>(std::move(options))),
-        core_(std::make_unique<Core>(options_->max_entries,
-                                     options_->max_weight, options_.get())) {}
+        core_(std::make_unique<Core>(options_->max_entries, options_->max_weight, options_.get())) {
+  }
 
   std::unique_ptr<Options> options_;
   std::unique_ptr<Core> core_;
@@ -780,15 +767,14 @@ class BoundedCache {
 
 /// The thread-safe BoundedCache: keys are spread over shards (by a mix of
 /// Hash), each an LRU with 1/N of max_entries and max_weight under its own
-/// std::mutex (a leaf lock; see the file comment). Same operations and semantics as BoundedCache, except that
-/// recency (and so eviction order) is per shard and an entry must fit in
-/// one shard's weight budget (max_weight / shards).
+/// std::mutex (a leaf lock; see the file comment). Same operations and semantics as BoundedCache,
+/// except that recency (and so eviction order) is per shard and an entry must fit in one shard's
+/// weight budget (max_weight / shards).
 ///
 /// Thread-safety: every method may be called from any thread. Callbacks,
 /// `compute` and value destruction run with no shard lock held. Values that
 /// hold Python objects: each operation takes the GIL before any shard lock.
-template <typename K, typename V, typename Hash = std::hash<K>,
-          typename Eq = std::equal_to<K>>
+template <typename K, typename V, typename Hash = std::hash<K>, typename Eq = std::equal_to<K>>
 class ConcurrentBoundedCache {
   static_assert(!kHoldsPythonObjects<K>,
                 "ConcurrentBoundedCache keys must not hold Python objects; key "
@@ -801,10 +787,8 @@ class ConcurrentBoundedCache {
   /// Makes a cache. InvalidArgument as BoundedCache::Create(), and when
   /// `shards` is not a power of two, exceeds kMaxCacheShards, max_entries
   /// or max_weight. Never throws for any `shards`.
-  static absl::StatusOr<std::unique_ptr<ConcurrentBoundedCache>> Create(
-      Options options) {
-    if (absl::Status valid = internal::ValidateCacheOptions(options);
-        !valid.ok()) {
+  static absl::StatusOr<std::unique_ptr<ConcurrentBoundedCache>> Create(Options options) {
+    if (absl::Status valid = internal::ValidateCacheOptions(options); !valid.ok()) {
       return valid;
     }
     std::size_t shards = options.shards;
@@ -815,20 +799,19 @@ class ConcurrentBoundedCache {
       }
     } else if (shards > kMaxCacheShards) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "shards (", shards, ") exceeds the most a cache accepts (",
-          kMaxCacheShards, ")"));
+          "shards (", shards, ") exceeds the most a cache accepts (", kMaxCacheShards, ")"));
     } else if (!std::has_single_bit(shards)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "shards must be a power of two (or 0 for automatic), got ", shards));
+      return absl::InvalidArgumentError(
+          absl::StrCat("shards must be a power of two (or 0 for automatic), got ", shards));
     } else if (options.max_entries > 0 && shards > options.max_entries) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "shards (", shards, ") exceeds max_entries (", options.max_entries,
-          "): every shard needs room for one entry"));
+      return absl::InvalidArgumentError(absl::StrCat("shards (", shards, ") exceeds max_entries (",
+                                                     options.max_entries,
+                                                     "): every shard needs room for one entry"));
     }
     if (options.max_weight > 0 && options.max_weight < shards) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "max_weight (", options.max_weight, ") is below the shard count (",
-          shards, "): every shard needs a weight budget"));
+      return absl::InvalidArgumentError(absl::StrCat("max_weight (", options.max_weight,
+                                                     ") is below the shard count (", shards,
+                                                     "): every shard needs a weight budget"));
     }
     return std::unique_ptr<ConcurrentBoundedCache>(
         new ConcurrentBoundedCache(std::move(options), shards));
@@ -865,8 +848,7 @@ class ConcurrentBoundedCache {
   /// As BoundedCache::PutWithTtl().
   absl::Status PutWithTtl(K key, V value, absl::Duration ttl) {
     return internal::PutThrough<Core>(
-        *options_, std::move(key), std::move(value), ttl,
-        [&](K&& k, V&& v, DroppedList* dropped) {
+        *options_, std::move(key), std::move(value), ttl, [&](K&& k, V&& v, DroppedList* dropped) {
           Shard& shard = ShardFor(k);
           internal::ShardLock lock(&shard.mu);
           return shard.core.Put(std::move(k), std::move(v), ttl, options_->max_weight, dropped);
@@ -876,8 +858,8 @@ class ConcurrentBoundedCache {
   /// As BoundedCache::GetOrCompute(). Two threads missing the same key at
   /// once may both compute it; the later Put wins.
   template <typename F>
-    requires std::is_copy_constructible_v<V>
-  absl::StatusOr<V> GetOrCompute(const K& key, F&& compute) {
+  requires std::is_copy_constructible_v<V> absl::StatusOr<V> GetOrCompute(const K& key,
+                                                                          F&& compute) {
     return internal::GetOrComputeIn<V>(*this, key, std::forward<F>(compute));
   }
 
@@ -969,13 +951,11 @@ class ConcurrentBoundedCache {
       const std::size_t entries =
           options_->max_entries == 0
               ? 0
-              : options_->max_entries / shards +
-                    (i < options_->max_entries % shards ? 1 : 0);
+              : options_->max_entries / shards + (i < options_->max_entries % shards ? 1 : 0);
       const uint64_t weight =
           options_->max_weight == 0
               ? 0
-              : options_->max_weight / shards +
-                    (i < options_->max_weight % shards ? 1 : 0);
+              : options_->max_weight / shards + (i < options_->max_weight % shards ? 1 : 0);
       shards_.push_back(std::make_unique<Shard>(entries, weight, options_.get()));
     }
   }
@@ -984,8 +964,7 @@ class ConcurrentBoundedCache {
     if (shard_count_ == 1) return *shards_[0];
     // Fibonacci hashing: the shard comes from the high bits of a mix of the
     // hash, so it does not correlate with the map's bucket (low bits).
-    const uint64_t h =
-        static_cast<uint64_t>(hash_(key)) * 0x9E3779B97F4A7C15ull;
+    const uint64_t h = static_cast<uint64_t>(hash_(key)) * 0x9E3779B97F4A7C15ull;
     return *shards_[static_cast<std::size_t>(h >> shift_)];
   }
 

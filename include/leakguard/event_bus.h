@@ -70,8 +70,7 @@ class ListenerBase {
   const std::weak_ptr<const void>& owner() const { return owner_; }
   // Subscribed, and its owner (if it has one) alive.
   bool Alive() const {
-    return active_.load(std::memory_order_acquire) &&
-           (!has_owner_ || !owner_.expired());
+    return active_.load(std::memory_order_acquire) && (!has_owner_ || !owner_.expired());
   }
   bool active() const { return active_.load(std::memory_order_acquire); }
   void Deactivate() { active_.store(false, std::memory_order_release); }
@@ -204,16 +203,14 @@ class EventBus {
   /// object weakly. The method receives the event's arguments and returns
   /// void or absl::Status.
   template <typename T, typename M>
-  Subscription Subscribe(std::type_identity_t<std::weak_ptr<T>> owner,
-                         M T::*method) {
+  Subscription Subscribe(std::type_identity_t<std::weak_ptr<T>> owner, M T::*method) {
     static_assert(std::is_member_function_pointer_v<M T::*>,
                   "Subscribe(owner, &T::Method) needs a member function");
     std::weak_ptr<const void> erased = owner;
-    return Add(std::move(erased), true,
-               [method](const void* self, const Arg<Args>&... args) {
-                 T* object = static_cast<T*>(const_cast<void*>(self));
-                 return internal::InvokeListener(method, object, args...);
-               });
+    return Add(std::move(erased), true, [method](const void* self, const Arg<Args>&... args) {
+      T* object = static_cast<T*>(const_cast<void*>(self));
+      return internal::InvokeListener(method, object, args...);
+    });
   }
 
   /// Subscribes `listener`, a callable that lives as long as `owner` (held
@@ -225,8 +222,7 @@ class EventBus {
                   "the listener must be callable with the bus's arguments");
     std::weak_ptr<const void> erased = owner;
     return Add(std::move(erased), true,
-               [f = std::move(listener)](const void*,
-                                         const Arg<Args>&... args) mutable {
+               [f = std::move(listener)](const void*, const Arg<Args>&... args) mutable {
                  return internal::InvokeListener(f, args...);
                });
   }
@@ -238,8 +234,7 @@ class EventBus {
     static_assert(std::is_invocable_v<F&, const Arg<Args>&...>,
                   "the listener must be callable with the bus's arguments");
     return Add(std::weak_ptr<const void>(), false,
-               [f = std::move(listener)](const void*,
-                                         const Arg<Args>&... args) mutable {
+               [f = std::move(listener)](const void*, const Arg<Args>&... args) mutable {
                  return internal::InvokeListener(f, args...);
                });
   }
@@ -270,8 +265,8 @@ class EventBus {
       absl::Status status = Call(*listener, owner.get(), args...);
       if (!status.ok()) {
         result.failures.push_back(absl::Status(
-            status.code(), absl::StrCat("listener #", listener->id(),
-                                        " failed: ", status.message())));
+            status.code(),
+            absl::StrCat("listener #", listener->id(), " failed: ", status.message())));
       }
     }
     if (dead > 0) result.pruned = state_->Prune();
@@ -304,10 +299,8 @@ class EventBus {
 
   class Listener : public internal::ListenerBase {
    public:
-    Listener(uint64_t id, std::weak_ptr<const void> owner, bool has_owner,
-             Callback callback)
-        : ListenerBase(id, std::move(owner), has_owner),
-          callback_(std::move(callback)) {}
+    Listener(uint64_t id, std::weak_ptr<const void> owner, bool has_owner, Callback callback)
+        : ListenerBase(id, std::move(owner), has_owner), callback_(std::move(callback)) {}
     const Callback& callback() const { return callback_; }
 
    private:
@@ -352,14 +345,13 @@ class EventBus {
   };
 
   template <typename F>
-  Subscription Add(std::weak_ptr<const void> owner, bool has_owner,
-                   F callback) {
+  Subscription Add(std::weak_ptr<const void> owner, bool has_owner, F callback) {
     std::shared_ptr<Listener> listener;
     std::shared_ptr<const ListenerList> old;
     {
       absl::MutexLock lock(&state_->mu);
-      listener = std::make_shared<Listener>(state_->next_id++, std::move(owner),
-                                            has_owner, Callback(std::move(callback)));
+      listener = std::make_shared<Listener>(state_->next_id++, std::move(owner), has_owner,
+                                            Callback(std::move(callback)));
       auto next = std::make_shared<ListenerList>();
       next->reserve(state_->listeners->size() + 1);
       for (const std::shared_ptr<Listener>& l : *state_->listeners) {
@@ -381,8 +373,9 @@ class EventBus {
     } catch (const std::exception& e) {
       return absl::InternalError(absl::StrCat("threw ", e.what()));
     } catch (...) {
-      return absl::UnknownError("threw an exception not derived from "
-                                "std::exception");
+      return absl::UnknownError(
+          "threw an exception not derived from "
+          "std::exception");
     }
 #else
     return listener.callback()(owner, args...);

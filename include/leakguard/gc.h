@@ -85,8 +85,7 @@ struct CollectResult {
 /// collection is held off meanwhile so that nothing else is counted).
 /// InvalidArgument unless 0 <= generation <= 2. Finalizers (`__del__`,
 /// weakref callbacks) may run Python code during the call.
-LEAKGUARD_EXPORT absl::StatusOr<CollectResult> Collect(
-    int generation = kOldestGeneration);
+LEAKGUARD_EXPORT absl::StatusOr<CollectResult> Collect(int generation = kOldestGeneration);
 
 /// One row of `gc.get_stats()`, with the generation's counter and threshold.
 struct GenerationStats {
@@ -119,8 +118,7 @@ LEAKGUARD_EXPORT absl::StatusOr<std::vector<int64_t>> Thresholds();
 /// generations not given keep theirs. A threshold of 0 for generation 0
 /// disables automatic collection. InvalidArgument (nothing changed) for an
 /// empty or longer list, or a negative value.
-LEAKGUARD_EXPORT absl::Status SetThresholds(
-    const std::vector<int64_t>& thresholds);
+LEAKGUARD_EXPORT absl::Status SetThresholds(const std::vector<int64_t>& thresholds);
 
 /// `gc.isenabled()`.
 LEAKGUARD_EXPORT absl::StatusOr<bool> IsEnabled();
@@ -193,8 +191,7 @@ class LEAKGUARD_EXPORT SaveAllScope {
  public:
   /// Saves the flags and the current `gc.garbage` entries, then sets
   /// DEBUG_SAVEALL. InvalidArgument for bad options.
-  static absl::StatusOr<std::unique_ptr<SaveAllScope>> Begin(
-      const SaveAllOptions& options = {});
+  static absl::StatusOr<std::unique_ptr<SaveAllScope>> Begin(const SaveAllOptions& options = {});
 
   /// Restores the flags and takes this scope's entries out of `gc.garbage`.
   ~SaveAllScope();
@@ -215,10 +212,10 @@ class LEAKGUARD_EXPORT SaveAllScope {
   SaveAllOptions options_;
   bool active_ = false;  // Set once Begin() changed the flags.
   int previous_flags_ = 0;
-  Ref garbage_;                        // gc.garbage, the list itself.
-  Ref baseline_;                       // Its entries at Begin() (a list).
+  Ref garbage_;                               // gc.garbage, the list itself.
+  Ref baseline_;                              // Its entries at Begin() (a list).
   std::vector<std::uintptr_t> baseline_ids_;  // Sorted addresses of those.
-  Ref own_;                            // Entries our Collect() calls added.
+  Ref own_;                                   // Entries our Collect() calls added.
 };
 
 /// Options of PauseScope: the plan for collections while paused. At least
@@ -256,8 +253,7 @@ class LEAKGUARD_EXPORT PauseScope final : private Watcher {
   /// Disables automatic collection and starts the plan. InvalidArgument
   /// (state unchanged) for a missing plan, negative values or a bad
   /// generation.
-  static absl::StatusOr<std::unique_ptr<PauseScope>> Begin(
-      const PauseOptions& options);
+  static absl::StatusOr<std::unique_ptr<PauseScope>> Begin(const PauseOptions& options);
 
   /// Stops the thread, collects once more, restores the enabled state.
   ~PauseScope() override;
@@ -336,8 +332,7 @@ class LEAKGUARD_EXPORT CollectionRecorder {
  public:
   /// Appends the callback to `gc.callbacks`. Keeps at most `max_events`
   /// events (later ones only count in Summary() and dropped_events()).
-  static absl::StatusOr<std::unique_ptr<CollectionRecorder>> Begin(
-      std::size_t max_events = 10000);
+  static absl::StatusOr<std::unique_ptr<CollectionRecorder>> Begin(std::size_t max_events = 10000);
 
   /// Removes the callback from `gc.callbacks`.
   ~CollectionRecorder();

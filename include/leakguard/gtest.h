@@ -50,10 +50,12 @@ template <typename Callable>
 /// Python callable) leaks nothing by RunLeakCheck()'s rule. Optional second
 /// argument: LeakCheckOptions.
 #define EXPECT_NO_PYTHON_LEAKS(callable, ...) \
-  EXPECT_TRUE(::leakguard::testing::CheckNoPythonLeaks(#callable, callable __VA_OPT__(, ) __VA_ARGS__))
+  EXPECT_TRUE(                                \
+      ::leakguard::testing::CheckNoPythonLeaks(#callable, callable __VA_OPT__(, ) __VA_ARGS__))
 
 /// Fatal version of EXPECT_NO_PYTHON_LEAKS.
 #define ASSERT_NO_PYTHON_LEAKS(callable, ...) \
-  ASSERT_TRUE(::leakguard::testing::CheckNoPythonLeaks(#callable, callable __VA_OPT__(, ) __VA_ARGS__))
+  ASSERT_TRUE(                                \
+      ::leakguard::testing::CheckNoPythonLeaks(#callable, callable __VA_OPT__(, ) __VA_ARGS__))
 
 #endif  // LEAKGUARD_GTEST_H_

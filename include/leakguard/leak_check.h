@@ -136,8 +136,8 @@ LEAKGUARD_EXPORT absl::StatusOr<LeakCheckResult> RunLeakCheck(
 /// The same for a Python callable, called with no arguments; an exception
 /// it raises stops the check and comes back as a Status.
 /// REQUIRES: the GIL is held.
-LEAKGUARD_EXPORT absl::StatusOr<LeakCheckResult> RunLeakCheck(
-    Handle callable, const LeakCheckOptions& options = {});
+LEAKGUARD_EXPORT absl::StatusOr<LeakCheckResult> RunLeakCheck(Handle callable,
+                                                              const LeakCheckOptions& options = {});
 
 }  // namespace leakguard
 

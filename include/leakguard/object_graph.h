@@ -100,9 +100,7 @@ class LEAKGUARD_EXPORT TypeCensus {
   int64_t total() const noexcept { return total_; }
   /// One entry per type object, in the order each type was first met in
   /// `gc.get_objects()` order.
-  const std::vector<TypeCensusEntry>& by_type() const noexcept {
-    return by_type_;
-  }
+  const std::vector<TypeCensusEntry>& by_type() const noexcept { return by_type_; }
   /// Counts by name, in first-met order: equal to `objgraph.typestats()`
   /// (a dict, with the same iteration order).
   std::vector<TypeCount> Counts(TypeNames names = TypeNames::kShort) const;
@@ -147,14 +145,12 @@ struct CensusOptions {
 };
 
 /// Counts every gc-tracked object by type.
-LEAKGUARD_EXPORT absl::StatusOr<TypeCensus> TakeTypeCensus(
-    const CensusOptions& options = {});
+LEAKGUARD_EXPORT absl::StatusOr<TypeCensus> TakeTypeCensus(const CensusOptions& options = {});
 
 /// Counts the given objects by type (objgraph.typestats(objects=...)),
 /// tracked or not; null entries are skipped. E.g. the census of
 /// ObjectMark::NewObjects().
-LEAKGUARD_EXPORT absl::StatusOr<TypeCensus> CensusOf(
-    const std::vector<Ref>& objects);
+LEAKGUARD_EXPORT absl::StatusOr<TypeCensus> CensusOf(const std::vector<Ref>& objects);
 
 /// One row of GrowthTracker::Update().
 struct GrowthEntry {
@@ -197,8 +193,7 @@ class LEAKGUARD_EXPORT GrowthTracker {
   /// Takes a census and returns the growth since the last call (the first
   /// call reports every type, from zero). Sorted by growth, largest first,
   /// ties in first-met order, cut to `limit`.
-  absl::StatusOr<std::vector<GrowthEntry>> Update(
-      const GrowthOptions& options = {});
+  absl::StatusOr<std::vector<GrowthEntry>> Update(const GrowthOptions& options = {});
   /// The peaks seen so far, by name, in first-seen order.
   const std::vector<TypeCount>& peaks() const noexcept { return peaks_; }
   /// Forgets every peak.
@@ -216,8 +211,7 @@ class LEAKGUARD_EXPORT GrowthTracker {
 /// contains a dot, else a short one), in `gc.get_objects()` order;
 /// objgraph.by_type. Empty for a name no object has. InvalidArgument for an
 /// empty name.
-LEAKGUARD_EXPORT absl::StatusOr<std::vector<Ref>> ObjectsByType(
-    std::string_view type_name);
+LEAKGUARD_EXPORT absl::StatusOr<std::vector<Ref>> ObjectsByType(std::string_view type_name);
 
 /// The identities of every tracked object at one moment, to find the
 /// objects created since (objgraph.get_new_ids without the printing). An
@@ -295,9 +289,7 @@ struct LEAKGUARD_EXPORT BackrefChain {
   std::vector<ChainLink> links;
 
   /// References in the chain (links - 1).
-  std::size_t depth() const noexcept {
-    return links.empty() ? 0 : links.size() - 1;
-  }
+  std::size_t depth() const noexcept { return links.empty() ? 0 : links.size() - 1; }
   /// The readable path, root first, each object followed by how it refers
   /// to the next, the target left implicit:
   /// `module app .__dict__['_cache'] -> dict['key'] -> list[3]`.
@@ -361,8 +353,7 @@ class LEAKGUARD_EXPORT ReferrerGraph {
   /// referrer order, same tie-breaking, same max_depth meaning).
   /// NotFound when no root is within `max_depth` references.
   /// InvalidArgument for a null target or a negative max_depth.
-  absl::StatusOr<BackrefChain> FindChain(Handle target,
-                                         const ChainOptions& options = {}) const;
+  absl::StatusOr<BackrefChain> FindChain(Handle target, const ChainOptions& options = {}) const;
 
   /// The direct referrers of `target` among the snapshot's objects, in
   /// `gc.get_referrers()` order, each once.
@@ -371,9 +362,8 @@ class LEAKGUARD_EXPORT ReferrerGraph {
   /// The referrers of `targets`, up to `max_depth` levels, as Graphviz DOT in
   /// objgraph.show_backrefs' layout (node ids "o<address>", the targets in
   /// red, modules green, edges referrer -> referent with labels).
-  absl::StatusOr<std::string> BackrefsDot(
-      const std::vector<Handle>& targets,
-      const BackrefsDotOptions& options = {}) const;
+  absl::StatusOr<std::string> BackrefsDot(const std::vector<Handle>& targets,
+                                          const BackrefsDotOptions& options = {}) const;
 
   /// Tracked objects in the snapshot.
   std::size_t object_count() const noexcept;
@@ -401,8 +391,7 @@ class LEAKGUARD_EXPORT ReferrerGraph {
 /// index only if the search goes deeper than 12 levels. For many queries on
 /// the same heap build a ReferrerGraph once.
 LEAKGUARD_EXPORT absl::StatusOr<BackrefChain> FindBackrefChain(
-    Handle target, const ChainOptions& options = {},
-    const GraphOptions& graph_options = {});
+    Handle target, const ChainOptions& options = {}, const GraphOptions& graph_options = {});
 
 }  // namespace leakguard
 

@@ -58,8 +58,7 @@ struct ProcessDelta {
 };
 
 /// `after - before`, field by field.
-LEAKGUARD_EXPORT ProcessDelta operator-(const ProcessSample& after,
-                                        const ProcessSample& before);
+LEAKGUARD_EXPORT ProcessDelta operator-(const ProcessSample& after, const ProcessSample& before);
 
 /// Samples the calling process.
 /// Errors: Unavailable when /proc is not mounted; DataLoss when an entry
@@ -70,8 +69,7 @@ LEAKGUARD_EXPORT absl::StatusOr<ProcessSample> SampleProcess();
 /// and `fd/`). The native heap is read from this process's C library only
 /// when `proc_dir` is "/proc/self". Meant for tests and tools.
 /// Errors as SampleProcess(), NotFound naming the missing entry.
-LEAKGUARD_EXPORT absl::StatusOr<ProcessSample> SampleProcessAt(
-    std::string_view proc_dir);
+LEAKGUARD_EXPORT absl::StatusOr<ProcessSample> SampleProcessAt(std::string_view proc_dir);
 
 /// The resident set size alone, in bytes: the cheapest reading there is
 /// (one pread of /proc/self/statm on a descriptor kept open; reopened after

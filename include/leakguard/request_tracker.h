@@ -147,8 +147,7 @@ class LEAKGUARD_EXPORT RequestTracker {
 
   /// Creates a tracker. InvalidArgument for a negative report_every or
   /// threshold, or worst_kept outside 0..1000.
-  static absl::StatusOr<std::unique_ptr<RequestTracker>> Create(
-      RequestTrackerOptions options);
+  static absl::StatusOr<std::unique_ptr<RequestTracker>> Create(RequestTrackerOptions options);
 
   RequestTracker(const RequestTracker&) = delete;
   RequestTracker& operator=(const RequestTracker&) = delete;

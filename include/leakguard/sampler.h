@@ -90,7 +90,7 @@ namespace leakguard {
 struct SamplerOptions {
   /// Mean number of bytes allocated between two samples (R). 1: every
   /// block is recorded with its size (exact mode). 1 to 1 GiB.
-  int64_t sampling_interval = 512 * 1024;
+  int64_t sampling_interval = int64_t{512} * 1024;
   /// Python frames kept per sample, most recent first; 1 to 256.
   int max_frames = 16;
   /// Most live samples held; past it, new samples are dropped (counted in

@@ -67,8 +67,7 @@ class LEAKGUARD_EXPORT JsonLinesSink : public Sink {
  public:
   /// Opens `path` for appending (created if missing). Errors: the errno
   /// text as Unavailable / NotFound / PermissionDenied.
-  static absl::StatusOr<std::unique_ptr<JsonLinesSink>> Open(
-      const std::string& path);
+  static absl::StatusOr<std::unique_ptr<JsonLinesSink>> Open(const std::string& path);
   /// Closes the file.
   ~JsonLinesSink() override;
   JsonLinesSink(const JsonLinesSink&) = delete;
@@ -91,8 +90,7 @@ class LEAKGUARD_EXPORT JsonLinesSink : public Sink {
 class LEAKGUARD_EXPORT PythonLoggingSink : public Sink {
  public:
   /// Logs to the logger named `logger` (default "leakguard").
-  explicit PythonLoggingSink(std::string logger = "leakguard")
-      : logger_(std::move(logger)) {}
+  explicit PythonLoggingSink(std::string logger = "leakguard") : logger_(std::move(logger)) {}
   /// Logs the report; never raises into the caller.
   void Write(const Report& report) noexcept override;
 

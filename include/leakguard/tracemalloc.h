@@ -232,12 +232,10 @@ class LEAKGUARD_EXPORT Traceback {
                                   bool most_recent_first = false) const;
 
   /// Frame-by-frame equality, as `Traceback.__eq__`.
-  friend LEAKGUARD_EXPORT bool operator==(const Traceback& a,
-                                          const Traceback& b) noexcept;
+  friend LEAKGUARD_EXPORT bool operator==(const Traceback& a, const Traceback& b) noexcept;
   /// Lexicographic order over the frames oldest first, as
   /// `Traceback.__lt__` (a tuple comparison of `(filename, lineno)` tuples).
-  friend LEAKGUARD_EXPORT bool operator<(const Traceback& a,
-                                         const Traceback& b) noexcept;
+  friend LEAKGUARD_EXPORT bool operator<(const Traceback& a, const Traceback& b) noexcept;
 
   /// How a view names its frames (internal).
   enum class Kind : std::uint8_t {
@@ -246,8 +244,7 @@ class LEAKGUARD_EXPORT Traceback {
     kFile,   ///< one file name with line 0 (a filename key)
   };
   /// Internal: a view of key `id` of `kind` in `tables`.
-  Traceback(const internal::SnapshotTables* tables, Kind kind,
-            std::uint32_t id) noexcept
+  Traceback(const internal::SnapshotTables* tables, Kind kind, std::uint32_t id) noexcept
       : tables_(tables), kind_(kind), id_(id) {}
 
  private:
@@ -366,8 +363,7 @@ class ResultList {
   ResultList() = default;
   /// Internal: `items` whose views point into `owners`.
   ResultList(std::vector<T> items,
-             std::vector<std::shared_ptr<const internal::SnapshotTables>>
-                 owners) noexcept
+             std::vector<std::shared_ptr<const internal::SnapshotTables>> owners) noexcept
       : items_(std::move(items)), owners_(std::move(owners)) {}
 
   /// Number of entries.
@@ -377,13 +373,9 @@ class ResultList {
   /// Entry `i` (0 <= i < size()).
   const T& operator[](std::size_t i) const noexcept { return items_[i]; }
   /// First entry.
-  typename std::vector<T>::const_iterator begin() const noexcept {
-    return items_.begin();
-  }
+  typename std::vector<T>::const_iterator begin() const noexcept { return items_.begin(); }
   /// Past the last entry.
-  typename std::vector<T>::const_iterator end() const noexcept {
-    return items_.end();
-  }
+  typename std::vector<T>::const_iterator end() const noexcept { return items_.end(); }
   /// All entries (views valid while this list lives).
   const std::vector<T>& items() const noexcept { return items_; }
 
@@ -467,8 +459,7 @@ class LEAKGUARD_EXPORT Snapshot {
   /// trace must pass all of them). An empty list keeps everything.
   /// InvalidArgument where Python raises (a Filter without all_frames on a
   /// trace with an empty traceback) or for a pattern that is not UTF-8.
-  absl::StatusOr<Snapshot> FilterTraces(
-      const std::vector<TraceFilter>& filters) const;
+  absl::StatusOr<Snapshot> FilterTraces(const std::vector<TraceFilter>& filters) const;
 
   /// Groups the traces, as `Snapshot.statistics(key_type, cumulative)`:
   /// sorted by (size, count, traceback), largest first. `cumulative` counts
@@ -476,15 +467,13 @@ class LEAKGUARD_EXPORT Snapshot {
   /// as in recursion, counts twice, as in Python). InvalidArgument for
   /// cumulative with kTraceback, and for kFilename on an empty traceback
   /// (Python: IndexError).
-  absl::StatusOr<StatisticList> Statistics(GroupBy group_by,
-                                           bool cumulative = false) const;
+  absl::StatusOr<StatisticList> Statistics(GroupBy group_by, bool cumulative = false) const;
 
   /// Differences from `older` to this snapshot, as
   /// `Snapshot.compare_to(older, key_type, cumulative)`: sorted by
   /// (|size_diff|, size, |count_diff|, count, traceback), largest first.
   /// Errors as Statistics().
-  absl::StatusOr<StatisticDiffList> CompareTo(const Snapshot& older,
-                                              GroupBy group_by,
+  absl::StatusOr<StatisticDiffList> CompareTo(const Snapshot& older, GroupBy group_by,
                                               bool cumulative = false) const;
 
  private:
@@ -505,8 +494,7 @@ namespace internal {
 /// `fnmatch.fnmatch(name, pattern)` of CPython 3.10+ on POSIX (no case
 /// folding). Both are UTF-8 (surrogatepass). InvalidArgument for text that is
 /// not UTF-8. Exposed for tests.
-LEAKGUARD_EXPORT absl::StatusOr<bool> FnMatch(std::string_view name,
-                                              std::string_view pattern);
+LEAKGUARD_EXPORT absl::StatusOr<bool> FnMatch(std::string_view name, std::string_view pattern);
 
 }  // namespace internal
 

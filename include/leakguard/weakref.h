@@ -83,8 +83,7 @@ class LEAKGUARD_EXPORT WeakRef {
   /// once when the object dies. InvalidArgument for a null handle or an
   /// object that cannot be weakly referenced (with Python's message, e.g.
   /// "cannot create weak reference to 'list' object").
-  static absl::StatusOr<WeakRef> Create(Handle object,
-                                        std::function<void()> on_death = {});
+  static absl::StatusOr<WeakRef> Create(Handle object, std::function<void()> on_death = {});
 
   /// A strong reference to the object while it lives; a null Ref once it
   /// died (or for an empty WeakRef).
@@ -144,8 +143,7 @@ class LEAKGUARD_EXPORT Finalizer {
   /// Registers `callback` to run when `object` dies. InvalidArgument for a
   /// null handle, an empty callback, or an object that cannot be weakly
   /// referenced.
-  static absl::StatusOr<Finalizer> Create(Handle object,
-                                          std::function<void()> callback,
+  static absl::StatusOr<Finalizer> Create(Handle object, std::function<void()> callback,
                                           const FinalizerOptions& options = {});
 
   /// Cancels the finalizer: the callable will not run and is destroyed now.

@@ -145,10 +145,11 @@ std::string HolderOnChain(const BackrefChain& chain) {
       into_dict_of_object = true;
       continue;
     }
-    if (absl::ConsumePrefix(&edge, ".__dict__['") && absl::ConsumeSuffix(&edge, "']")) {
-      absl::StrAppend(&path, ".", edge);
-    } else if (into_dict_of_object && absl::ConsumePrefix(&edge, "['") &&
-               absl::ConsumeSuffix(&edge, "']")) {
+    // An attribute: `.__dict__['name']`, or `['name']` right after `.__dict__`
+    // (evaluated in that order: a partial match of the first changes `edge`).
+    if ((absl::ConsumePrefix(&edge, ".__dict__['") && absl::ConsumeSuffix(&edge, "']")) ||
+        (into_dict_of_object && absl::ConsumePrefix(&edge, "['") &&
+         absl::ConsumeSuffix(&edge, "']"))) {
       absl::StrAppend(&path, ".", edge);
     } else if (absl::StartsWith(edge, "[") || absl::StartsWith(edge, ".")) {
       absl::StrAppend(&path, edge);

@@ -2,10 +2,10 @@
 
 #include <algorithm>
 
-#include "absl/strings/match.h"
 #include <string>
 #include <utility>
 #include <vector>
+#include "absl/strings/match.h"
 
 namespace leakguard::internal {
 namespace {
@@ -23,7 +23,9 @@ std::vector<int64_t> Measured(const Investigation& inv, int64_t (*field)(const I
 // path among equals.
 const HolderEvidence* SteadyHolder(const Investigation& inv) {
   const HolderEvidence* best = nullptr;
-  auto rank = [](const HolderEvidence& h) { return std::make_pair(!h.registry.empty(), h.path.size()); };
+  auto rank = [](const HolderEvidence& h) {
+    return std::make_pair(!h.registry.empty(), h.path.size());
+  };
   for (const HolderEvidence& h : inv.holders) {
     if (h.internal || IsBounded(h, inv.options) || !Steady(Steps(h.series), 1)) continue;
     if (best == nullptr || rank(h) < rank(*best)) best = &h;
@@ -93,7 +95,7 @@ Facts DeriveFacts(const Investigation& inv) {
   f.fds_steady = Steady(f.fds, 1);
   f.threads_steady = Steady(f.threads, 1);
   f.cycles_pile_up = !inv.gc_automatic && inv.cyclic_garbage >= f.repeat;
-  f.native = Steady(f.rss, 4096) && f.total.rss_bytes >= 256 * 1024 &&
+  f.native = Steady(f.rss, 4096) && f.total.rss_bytes >= int64_t{256} * 1024 &&
              f.traced_total * 4 < f.total.rss_bytes && !DyingAway(f.rss);
   f.holder = SteadyHolder(inv);
   if (f.holder != nullptr) {
@@ -121,9 +123,8 @@ Facts DeriveFacts(const Investigation& inv) {
     }
   }
   f.chain_counts = !inv.chain.empty() && !chain_bounded;
-  f.above_noise_floor =
-      !chain_bounded && (f.traced_total >= kUnexplainedFloor * f.repeat || tracked_growth ||
-                         f.chain_counts);
+  f.above_noise_floor = !chain_bounded && (f.traced_total >= kUnexplainedFloor * f.repeat ||
+                                           tracked_growth || f.chain_counts);
   f.settling = f.python_heap && !f.holder_every_step && DyingAway(f.traced);
   f.numpy_dominant = inv.numpy_bytes > 0 && inv.numpy_bytes * 2 > f.traced_total;
 

@@ -69,13 +69,13 @@ struct Facts {
   bool settling = false;
 
   // For the verdict when no cause fires.
-  int growing_steps = 0;          // measured iterations whose blocks grew
-  int64_t block_growth = 0;       // blocks gained over the measured iterations
+  int growing_steps = 0;                       // measured iterations whose blocks grew
+  int64_t block_growth = 0;                    // blocks gained over the measured iterations
   std::vector<const HolderEvidence*> stopped;  // grew, then stopped
-  int64_t first_blocks = 0;       // the first (warm-up) iteration's blocks
-  int64_t run_blocks = 0;         // blocks over every iteration
-  double freed_per_iter = 0;      // what the collector freed per iteration
-  int64_t first_rss = 0;          // the first iteration's RSS growth
+  int64_t first_blocks = 0;                    // the first (warm-up) iteration's blocks
+  int64_t run_blocks = 0;                      // blocks over every iteration
+  double freed_per_iter = 0;                   // what the collector freed per iteration
+  int64_t first_rss = 0;                       // the first iteration's RSS growth
 };
 
 Facts DeriveFacts(const Investigation& inv);

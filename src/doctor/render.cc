@@ -20,9 +20,9 @@ namespace {
 
 constexpr std::string_view kVerdictNames[] = {"leak", "no_leak", "inconclusive"};
 constexpr std::string_view kCauseNames[] = {
-    "unbounded_cache",    "global_state",          "reference_cycles", "closure_capture",
-    "unclosed_resources", "native_memory",         "listener_accumulation",
-    "thread_local",       "array_copies",          "logging_buffer"};
+    "unbounded_cache",    "global_state",  "reference_cycles",      "closure_capture",
+    "unclosed_resources", "native_memory", "listener_accumulation", "thread_local",
+    "array_copies",       "logging_buffer"};
 constexpr std::string_view kNoteNames[] = {"plateau", "one_time_growth", "allocator_retention",
                                            "cyclic_churn"};
 
@@ -141,16 +141,16 @@ std::string RenderEvidence(const Evidence& e) {
     case Kind::kRssOutsidePython:
       return absl::StrCat("RSS grew ", FormatBytes(e.amount), " (",
                           FormatBytes(e.amount / (e.iterations > 0 ? e.iterations : 1)),
-                          " per iteration) while Python's traced heap grew ",
-                          FormatBytes(e.other), ": memory outside Python's allocator");
+                          " per iteration) while Python's traced heap grew ", FormatBytes(e.other),
+                          ": memory outside Python's allocator");
     case Kind::kHolderKeepsNative:
       return absl::StrCat(e.subject, " (", e.detail, " of ", e.item, ") grew by ", e.amount,
                           " and keeps the native objects alive");
     case Kind::kHeapGrew:
-      return absl::StrCat("Python's traced heap grew ", FormatBytes(e.amount), " over ",
-                          e.iterations, " iterations (",
-                          FormatBytes(e.amount / (e.iterations > 0 ? e.iterations : 1)), " and ",
-                          PerIter(e.other, e.iterations), " blocks per iteration), in every iteration");
+      return absl::StrCat(
+          "Python's traced heap grew ", FormatBytes(e.amount), " over ", e.iterations,
+          " iterations (", FormatBytes(e.amount / (e.iterations > 0 ? e.iterations : 1)), " and ",
+          PerIter(e.other, e.iterations), " blocks per iteration), in every iteration");
     case Kind::kHolderGrew: {
       const bool bytes = e.detail == "ndarray" || e.detail == "ndarray_list";
       return absl::StrCat(e.subject, " is a ", e.detail, " that grew by ",
@@ -213,28 +213,30 @@ std::string RenderEvidence(const Evidence& e) {
       return absl::StrCat("ran ", e.amount, " more iterations first, until ", e.subject,
                           " was full, and measured after that");
     case Kind::kNeedsMore:
-      return absl::StrCat(e.subject, " is bounded at ", e.other, " entries and still filling: ",
-                          "about ", e.amount,
+      return absl::StrCat(e.subject, " is bounded at ", e.other,
+                          " entries and still filling: ", "about ", e.amount,
                           " more iterations are needed to be sure (raise --max-repeat)");
     case Kind::kRanLonger:
-      return absl::StrCat("too irregular to call; ran ", e.amount,
-                          " more iterations");
+      return absl::StrCat("too irregular to call; ran ", e.amount, " more iterations");
     case Kind::kSavedGarbage:
       return "gc.garbage keeps every object the collector finds unreachable: gc.DEBUG_SAVEALL "
              "is set (gc.get_debug()), so reference cycles are never freed";
     case Kind::kRegistry:
-      return absl::StrCat(e.subject, " is a registry of the standard library: what is added to "
+      return absl::StrCat(e.subject,
+                          " is a registry of the standard library: what is added to "
                           "it stays for the life of the process");
     case Kind::kConfirmed:
       return absl::StrCat("nothing was found to hold the growth: measured again over ", e.amount,
                           " more iterations before deciding");
     case Kind::kSettling:
       return absl::StrCat("Python's traced heap grew ", FormatBytes(e.amount), " over ",
-                          e.iterations, " iterations, less and less: a warm-up still going on; "
+                          e.iterations,
+                          " iterations, less and less: a warm-up still going on; "
                           "run with more --warmup or --max-repeat");
     case Kind::kBelowNoiseFloor:
       return absl::StrCat("Python's traced heap grew ", FormatBytes(e.amount), " over ",
-                          e.iterations, " iterations with nothing that holds it: below the noise "
+                          e.iterations,
+                          " iterations with nothing that holds it: below the noise "
                           "floor (256 B per iteration of untracked objects; CPython's own caches, "
                           "such as the method cache's attribute names, grow like this)");
     case Kind::kContextVariable:
@@ -246,13 +248,13 @@ std::string RenderEvidence(const Evidence& e) {
 
 std::string Diagnosis::ToJson() const {
   std::string out = absl::StrCat(
-      "{\"verdict\":", JsonQuote(std::string(VerdictName(verdict))), ",\"note\":",
-      note ? JsonQuote(std::string(NoteName(*note))) : std::string("null"),
+      "{\"verdict\":", JsonQuote(std::string(VerdictName(verdict))),
+      ",\"note\":", note ? JsonQuote(std::string(NoteName(*note))) : std::string("null"),
       ",\"iterations\":{\"warmup\":", warmup, ",\"repeat\":", repeat,
       "},\"growth\":{\"rss_bytes_per_iter\":", rss_bytes_per_iter,
-      ",\"traced_bytes_per_iter\":", traced_bytes_per_iter, ",\"blocks_per_iter\":",
-      blocks_per_iter, ",\"fds_per_iter\":", fds_per_iter, ",\"threads_per_iter\":",
-      threads_per_iter, ",\"types\":[");
+      ",\"traced_bytes_per_iter\":", traced_bytes_per_iter,
+      ",\"blocks_per_iter\":", blocks_per_iter, ",\"fds_per_iter\":", fds_per_iter,
+      ",\"threads_per_iter\":", threads_per_iter, ",\"types\":[");
   for (size_t i = 0; i < types.size(); ++i) {
     absl::StrAppend(&out, i ? "," : "", "{\"type\":", JsonQuote(types[i].type),
                     ",\"per_iter\":", absl::StrFormat("%.2f", types[i].per_iter), "}");
@@ -266,8 +268,8 @@ std::string Diagnosis::ToJson() const {
                     ",\"sites\":[");
     for (size_t j = 0; j < c.sites.size(); ++j) {
       absl::StrAppend(&out, j ? "," : "", "{\"file\":", JsonQuote(c.sites[j].file),
-                      ",\"line\":", c.sites[j].line, ",\"bytes_per_iter\":",
-                      c.sites[j].bytes_per_iter, "}");
+                      ",\"line\":", c.sites[j].line,
+                      ",\"bytes_per_iter\":", c.sites[j].bytes_per_iter, "}");
     }
     absl::StrAppend(&out, "],\"evidence\":[");
     for (size_t j = 0; j < c.evidence.size(); ++j) {
@@ -282,9 +284,9 @@ std::string Diagnosis::ToJson() const {
 std::string Diagnosis::ToText() const {
   std::string out;
   if (verdict == Verdict::kLeak) {
-    absl::StrAppend(&out, "LEAK: ",
-                    causes.size() == 1 ? "one cause" : absl::StrCat(causes.size(), " causes"),
-                    " found");
+    absl::StrAppend(
+        &out, "LEAK: ", causes.size() == 1 ? "one cause" : absl::StrCat(causes.size(), " causes"),
+        " found");
   } else if (verdict == Verdict::kNoLeak) {
     absl::StrAppend(&out, "NO LEAK");
     if (note) absl::StrAppend(&out, " (", std::string(NoteName(*note)), ")");
@@ -333,10 +335,10 @@ std::string Diagnosis::ToDot() const {
   int n = 0;
   for (const Cause& c : causes) {
     const std::string cause = absl::StrCat("cause", n++);
-    absl::StrAppend(&out, "  ", cause, " [label=",
-                    DotQuote(absl::StrFormat("%s (confidence %.2f)", CauseIdName(c.id),
-                                             c.confidence)),
-                    ", style=filled, fillcolor=\"#f4cccc\"];\n");
+    absl::StrAppend(
+        &out, "  ", cause, " [label=",
+        DotQuote(absl::StrFormat("%s (confidence %.2f)", CauseIdName(c.id), c.confidence)),
+        ", style=filled, fillcolor=\"#f4cccc\"];\n");
     if (c.holder) {
       const std::string holder = absl::StrCat(cause, "_holder");
       absl::StrAppend(&out, "  ", holder, " [label=", DotQuote(*c.holder),
@@ -353,9 +355,9 @@ std::string Diagnosis::ToDot() const {
     }
   }
   if (causes.empty()) {
-    absl::StrAppend(&out, "  label=", DotQuote(absl::StrCat("no growth to show: ",
-                                                            std::string(VerdictName(verdict)))),
-                    ";\n");
+    absl::StrAppend(
+        &out, "  label=",
+        DotQuote(absl::StrCat("no growth to show: ", std::string(VerdictName(verdict)))), ";\n");
   }
   absl::StrAppend(&out, "}\n");
   return out;

@@ -11,6 +11,7 @@
 // per row.
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -41,8 +42,8 @@ void HeapEvidence(const Facts& f, Cause& c) {
   c.evidence.push_back(Ev(Kind::kHeapGrew, f.traced_total, f.total.blocks, f.repeat));
   if (f.holder != nullptr) {
     c.holder = HolderName(*f.holder);
-    Evidence e = Ev(Kind::kHolderGrew, f.holder->series.back() - f.holder->series.front(), 0,
-                    f.repeat);
+    Evidence e =
+        Ev(Kind::kHolderGrew, f.holder->series.back() - f.holder->series.front(), 0, f.repeat);
     e.subject = *c.holder;
     e.detail = f.holder->kind;
     e.item = f.holder->item;
@@ -284,7 +285,7 @@ const Row kRules[] = {
     "automatic collection is on and it freed at least one object per iteration", ""},
    [](const Facts& f) { return f.inv->gc_automatic && f.freed_per_iter >= 1; },
    [](const Facts& f, Cause& c) {
-     c.evidence.push_back(Ev(Kind::kChurn, static_cast<int64_t>(f.freed_per_iter + 0.5)));
+     c.evidence.push_back(Ev(Kind::kChurn, static_cast<int64_t>(std::llround(f.freed_per_iter))));
    }},
   {{"note.allocator_retention", 35, "verdict", std::nullopt, "allocator_retention", 0,
     "RSS is 1 MiB higher over the measured iterations, or the first iteration added 4 MiB", ""},

@@ -11,7 +11,6 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "probes/growth.h"
 #include "leakguard/object_graph.h"
 #include "leakguard/process.h"
 #include "leakguard/python/call.h"
@@ -20,6 +19,7 @@
 #include "leakguard/python/python.h"
 #include "leakguard/python/ref.h"
 #include "leakguard/tracemalloc.h"
+#include "probes/growth.h"
 
 namespace leakguard {
 namespace {
@@ -111,15 +111,15 @@ void Judge(LeakCheckResult& result) {
   const std::vector<int64_t> fds = post([](const RunDelta& d) { return d.fds; });
   result.leaked_fds = std::any_of(fds.begin(), fds.end(), [](int64_t x) { return x != 0; });
   result.leaked_rss = all_at_least(post([](const RunDelta& d) { return d.rss_bytes; }), kPage);
-  result.leaked = result.leaked_blocks || result.leaked_refs || result.leaked_fds ||
-                  result.leaked_rss;
+  result.leaked =
+      result.leaked_blocks || result.leaked_refs || result.leaked_fds || result.leaked_rss;
 }
 
 absl::StatusOr<LeakCheckResult> Run(const std::function<absl::Status()>& fn,
                                     const LeakCheckOptions& options) {
   if (absl::Status gil = CheckGil(); !gil.ok()) return gil;
-  if (options.warmup < 0 || options.warmup > 1000 || options.repeat < 1 ||
-      options.repeat > 1000 || options.top < 0 || options.top > 1000) {
+  if (options.warmup < 0 || options.warmup > 1000 || options.repeat < 1 || options.repeat > 1000 ||
+      options.top < 0 || options.top > 1000) {
     return absl::InvalidArgumentError(absl::StrCat(
         "LeakCheck needs warmup in 0..1000, repeat in 1..1000 and top in 0..1000; got warmup=",
         options.warmup, " repeat=", options.repeat, " top=", options.top));
@@ -227,8 +227,8 @@ std::string LeakCheckResult::Describe() const {
   if (leaked_refs) what.push_back("references");
   if (leaked_fds) what.push_back("file descriptors");
   if (leaked_rss) what.push_back("RSS");
-  std::string out = leaked ? absl::StrCat("leaks ", absl::StrJoin(what, ", "))
-                           : std::string("no leak");
+  std::string out =
+      leaked ? absl::StrCat("leaks ", absl::StrJoin(what, ", ")) : std::string("no leak");
   absl::StrAppend(&out, " over ", options.repeat, " runs (after ", options.warmup,
                   " warmup runs)\n");
   const size_t w = static_cast<size_t>(options.warmup);
@@ -250,16 +250,15 @@ std::string LeakCheckResult::Describe() const {
   if (!top_lines.empty()) {
     absl::StrAppend(&out, "  lines that grew over the ", options.repeat, " runs:\n");
     for (const LineGrowth& line : top_lines) {
-      absl::StrAppend(&out, "    ", line.file, ":", line.line, "  ",
-                      SignedSize(line.size_diff), " in ", Signed(line.count_diff),
-                      " blocks\n");
+      absl::StrAppend(&out, "    ", line.file, ":", line.line, "  ", SignedSize(line.size_diff),
+                      " in ", Signed(line.count_diff), " blocks\n");
     }
   }
   if (!top_types.empty()) {
     std::vector<std::string> types;
     for (const TypeDelta& t : top_types) types.push_back(absl::StrCat(t.type, " +", t.count));
-    absl::StrAppend(&out, "  types that grew over the ", options.repeat, " runs: ",
-                    absl::StrJoin(types, ", "), "\n");
+    absl::StrAppend(&out, "  types that grew over the ", options.repeat,
+                    " runs: ", absl::StrJoin(types, ", "), "\n");
   }
   absl::StrAppend(&out,
                   "  rule: blocks/refs leak when every post-warmup delta is >= 1 (over 4+ "
@@ -273,8 +272,7 @@ absl::StatusOr<LeakCheckResult> RunLeakCheck(const std::function<absl::Status()>
   return Run(fn, options);
 }
 
-absl::StatusOr<LeakCheckResult> RunLeakCheck(Handle callable,
-                                             const LeakCheckOptions& options) {
+absl::StatusOr<LeakCheckResult> RunLeakCheck(Handle callable, const LeakCheckOptions& options) {
   if (absl::Status gil = CheckGil(); !gil.ok()) return gil;
   if (!callable || !PyCallable_Check(callable.ptr())) {
     return absl::InvalidArgumentError("RunLeakCheck needs a Python callable");

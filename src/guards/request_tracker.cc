@@ -103,17 +103,16 @@ UnitRecord RequestTracker::Unit::Finish() {
 absl::StatusOr<std::unique_ptr<RequestTracker>> RequestTracker::Create(
     RequestTrackerOptions options) {
   if (options.report_every < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "report_every must be >= 0 (0: never), got ", options.report_every));
+    return absl::InvalidArgumentError(
+        absl::StrCat("report_every must be >= 0 (0: never), got ", options.report_every));
   }
   if (options.rss_threshold_bytes < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("rss_threshold_bytes must be >= 0 (0: off), got ",
-                     options.rss_threshold_bytes));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rss_threshold_bytes must be >= 0 (0: off), got ", options.rss_threshold_bytes));
   }
   if (options.worst_kept < 0 || options.worst_kept > 1000) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "worst_kept must be in 0..1000, got ", options.worst_kept));
+    return absl::InvalidArgumentError(
+        absl::StrCat("worst_kept must be in 0..1000, got ", options.worst_kept));
   }
   return std::unique_ptr<RequestTracker>(new RequestTracker(std::move(options)));
 }
@@ -136,18 +135,17 @@ void RequestTracker::Record(UnitRecord record) {
     total_ += record.rss_delta;
     max_ = histogram_.count() == 1 ? record.rss_delta : std::max(max_, record.rss_delta);
     const int64_t seq = sequence_++;
-    over = options_.rss_threshold_bytes > 0 &&
-           record.rss_delta >= options_.rss_threshold_bytes;
+    over = options_.rss_threshold_bytes > 0 && record.rss_delta >= options_.rss_threshold_bytes;
     if (over) ++over_threshold_;
     if (options_.worst_kept > 0) {
       const size_t kept = static_cast<size_t>(options_.worst_kept);
-      const bool qualifies = worst_.size() < kept || record.rss_delta > worst_.back().second.rss_delta;
+      const bool qualifies =
+          worst_.size() < kept || record.rss_delta > worst_.back().second.rss_delta;
       if (qualifies) {
-        auto pos = std::upper_bound(
-            worst_.begin(), worst_.end(), record.rss_delta,
-            [](int64_t delta, const std::pair<int64_t, UnitRecord>& entry) {
-              return delta > entry.second.rss_delta;
-            });
+        auto pos = std::upper_bound(worst_.begin(), worst_.end(), record.rss_delta,
+                                    [](int64_t delta, const std::pair<int64_t, UnitRecord>& entry) {
+                                      return delta > entry.second.rss_delta;
+                                    });
         worst_.insert(pos, {seq, record});
         if (worst_.size() > kept) worst_.pop_back();
       }
@@ -163,9 +161,9 @@ void RequestTracker::Record(UnitRecord record) {
     report.severity = Severity::kWarning;
     report.time = absl::Now();
     report.elapsed = record.elapsed;
-    report.summary = absl::StrCat("unit grew RSS by ", FormatBytes(record.rss_delta),
-                                  " (threshold ", FormatBytes(options_.rss_threshold_bytes),
-                                  ") in ", options_.name);
+    report.summary =
+        absl::StrCat("unit grew RSS by ", FormatBytes(record.rss_delta), " (threshold ",
+                     FormatBytes(options_.rss_threshold_bytes), ") in ", options_.name);
     report.metrics = {{"rss_bytes", record.rss_delta}};
     sink_->Write(report);
   }
@@ -175,18 +173,18 @@ void RequestTracker::Record(UnitRecord record) {
     report.label = options_.name;
     report.severity = Severity::kInfo;
     report.time = absl::Now();
-    report.summary = absl::StrFormat(
-        "%d units: RSS %s in total, p50 %s, p99 %s, max %s per unit", stats.count,
-        FormatBytes(stats.total_rss_delta), FormatBytes(stats.p50_rss_delta),
-        FormatBytes(stats.p99_rss_delta), FormatBytes(stats.max_rss_delta));
+    report.summary =
+        absl::StrFormat("%d units: RSS %s in total, p50 %s, p99 %s, max %s per unit", stats.count,
+                        FormatBytes(stats.total_rss_delta), FormatBytes(stats.p50_rss_delta),
+                        FormatBytes(stats.p99_rss_delta), FormatBytes(stats.max_rss_delta));
     report.metrics = {{"units", stats.count},
                       {"total_rss_bytes", stats.total_rss_delta},
                       {"p50_rss_bytes", stats.p50_rss_delta},
                       {"p99_rss_bytes", stats.p99_rss_delta},
                       {"max_rss_bytes", stats.max_rss_delta}};
     for (const UnitRecord& worst : stats.worst) {
-      report.notes.push_back(absl::StrCat("worst: '", worst.label, "' ",
-                                          FormatBytes(worst.rss_delta)));
+      report.notes.push_back(
+          absl::StrCat("worst: '", worst.label, "' ", FormatBytes(worst.rss_delta)));
     }
     sink_->Write(report);
   }

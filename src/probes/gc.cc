@@ -29,9 +29,8 @@ constexpr int kGenerations = kOldestGeneration + 1;
 
 absl::Status CheckGeneration(int generation) {
   if (generation < 0 || generation > kOldestGeneration) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "generation must be 0, 1 or 2 (2 is a full collection), got ",
-        generation));
+    return absl::InvalidArgumentError(
+        absl::StrCat("generation must be 0, 1 or 2 (2 is a full collection), got ", generation));
   }
   return absl::OkStatus();
 }
@@ -66,8 +65,7 @@ absl::StatusOr<std::vector<int64_t>> IntSequence(PyObject* seq) {
   std::vector<int64_t> out;
   const Py_ssize_t n = PySequence_Fast_GET_SIZE(fast.get());
   for (Py_ssize_t i = 0; i < n; ++i) {
-    absl::StatusOr<int64_t> v =
-        AsInt64(PySequence_Fast_GET_ITEM(fast.get(), i));
+    absl::StatusOr<int64_t> v = AsInt64(PySequence_Fast_GET_ITEM(fast.get(), i));
     if (!v.ok()) return v.status();
     out.push_back(*v);
   }
@@ -91,10 +89,9 @@ absl::StatusOr<std::vector<RawStats>> GetRawStats() {
   for (Py_ssize_t i = 0; i < PyList_GET_SIZE(stats->get()); ++i) {
     PyObject* row = PyList_GET_ITEM(stats->get(), i);
     RawStats raw;
-    std::pair<const char*, int64_t*> fields[] = {
-        {"collections", &raw.collections},
-        {"collected", &raw.collected},
-        {"uncollectable", &raw.uncollectable}};
+    std::pair<const char*, int64_t*> fields[] = {{"collections", &raw.collections},
+                                                 {"collected", &raw.collected},
+                                                 {"uncollectable", &raw.uncollectable}};
     for (auto& [key, slot] : fields) {
       Ref value = Steal(PyMapping_GetItemString(row, key));
       if (!value) return StatusFromPythonError();
@@ -155,15 +152,13 @@ absl::StatusOr<CollectResult> CollectNoCheck(int generation) {
   CollectResult result;
   result.generation = generation;
   result.collected = (*after)[generation].collected - (*before)[generation].collected;
-  result.uncollectable =
-      (*after)[generation].uncollectable - (*before)[generation].uncollectable;
+  result.uncollectable = (*after)[generation].uncollectable - (*before)[generation].uncollectable;
   result.duration = absl::FromChrono(stop - start);
   return result;
 }
 
 std::string ShortTypeName(PyTypeObject* type) {
-  Ref name = Steal(
-      PyObject_GetAttrString(reinterpret_cast<PyObject*>(type), "__name__"));
+  Ref name = Steal(PyObject_GetAttrString(reinterpret_cast<PyObject*>(type), "__name__"));
   if (name && PyUnicode_Check(name.get())) {
     const char* utf8 = PyUnicode_AsUTF8(name.get());
     if (utf8 != nullptr) return utf8;
@@ -266,14 +261,12 @@ absl::Status SetThresholds(const std::vector<int64_t>& thresholds) {
   if (absl::Status s = CheckGil(); !s.ok()) return s;
   if (thresholds.empty() || thresholds.size() > kGenerations) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "SetThresholds takes 1 to 3 thresholds (youngest first), got ",
-        thresholds.size()));
+        "SetThresholds takes 1 to 3 thresholds (youngest first), got ", thresholds.size()));
   }
   for (std::size_t i = 0; i < thresholds.size(); ++i) {
     if (thresholds[i] < 0 || thresholds[i] > INT32_MAX) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "threshold of generation ", i, " must be 0..2147483647, got ",
-          thresholds[i]));
+          "threshold of generation ", i, " must be 0..2147483647, got ", thresholds[i]));
     }
   }
   Ref args = Steal(PyTuple_New(static_cast<Py_ssize_t>(thresholds.size())));
@@ -314,8 +307,7 @@ absl::StatusOr<int> DebugFlags() {
 absl::Status SetDebugFlags(int flags) {
   if (absl::Status s = CheckGil(); !s.ok()) return s;
   if (flags < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("gc debug flags must be >= 0, got ", flags));
+    return absl::InvalidArgumentError(absl::StrCat("gc debug flags must be >= 0, got ", flags));
   }
   Ref value = Steal(PyLong_FromLong(flags));
   if (!value) return StatusFromPythonError();
@@ -341,16 +333,15 @@ absl::StatusOr<int64_t> FreezeCount() {
 
 // ---------------------------------------------------------------- SaveAll
 
-absl::StatusOr<std::unique_ptr<SaveAllScope>> SaveAllScope::Begin(
-    const SaveAllOptions& options) {
+absl::StatusOr<std::unique_ptr<SaveAllScope>> SaveAllScope::Begin(const SaveAllOptions& options) {
   if (absl::Status s = CheckGil(); !s.ok()) return s;
   if (options.samples_per_type < 0 || options.samples_per_type > 100) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "samples_per_type must be 0..100, got ", options.samples_per_type));
+    return absl::InvalidArgumentError(
+        absl::StrCat("samples_per_type must be 0..100, got ", options.samples_per_type));
   }
   if (options.max_repr_length < 8) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "max_repr_length must be at least 8, got ", options.max_repr_length));
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_repr_length must be at least 8, got ", options.max_repr_length));
   }
   absl::StatusOr<int> flags = DebugFlags();
   if (!flags.ok()) return flags.status();
@@ -359,8 +350,7 @@ absl::StatusOr<std::unique_ptr<SaveAllScope>> SaveAllScope::Begin(
   Ref garbage = Steal(PyObject_GetAttrString(module->get(), "garbage"));
   if (!garbage) return StatusFromPythonError();
   if (!PyList_Check(garbage.get())) {
-    return absl::FailedPreconditionError(
-        "gc.garbage is not a list; something replaced it");
+    return absl::FailedPreconditionError("gc.garbage is not a list; something replaced it");
   }
   std::unique_ptr<SaveAllScope> scope(new SaveAllScope());
   scope->options_ = options;
@@ -369,8 +359,8 @@ absl::StatusOr<std::unique_ptr<SaveAllScope>> SaveAllScope::Begin(
   scope->own_ = Steal(PyList_New(0));
   if (!scope->baseline_ || !scope->own_) return StatusFromPythonError();
   for (Py_ssize_t i = 0; i < PyList_GET_SIZE(scope->baseline_.get()); ++i) {
-    scope->baseline_ids_.push_back(reinterpret_cast<std::uintptr_t>(
-        PyList_GET_ITEM(scope->baseline_.get(), i)));
+    scope->baseline_ids_.push_back(
+        reinterpret_cast<std::uintptr_t>(PyList_GET_ITEM(scope->baseline_.get(), i)));
   }
   std::sort(scope->baseline_ids_.begin(), scope->baseline_ids_.end());
   scope->garbage_ = std::move(garbage);
@@ -429,8 +419,7 @@ absl::StatusOr<GarbageReport> SaveAllScope::Collect(int generation) {
   }
   for (PerType& row : per_type) {
     GarbageType out;
-    out.type_name =
-        ShortTypeName(reinterpret_cast<PyTypeObject*>(row.type.get()));
+    out.type_name = ShortTypeName(reinterpret_cast<PyTypeObject*>(row.type.get()));
     out.count = row.count;
     for (const Ref& sample : row.samples) {
       out.samples.push_back(ReprOf(sample.get(), options_.max_repr_length));
@@ -471,8 +460,7 @@ SaveAllScope::~SaveAllScope() {
     const bool was_saveall = (previous_flags_ & kDebugSaveAll) != 0;
     std::vector<std::uintptr_t> own_ids;
     for (Py_ssize_t i = 0; own_ && i < PyList_GET_SIZE(own_.get()); ++i) {
-      own_ids.push_back(
-          reinterpret_cast<std::uintptr_t>(PyList_GET_ITEM(own_.get(), i)));
+      own_ids.push_back(reinterpret_cast<std::uintptr_t>(PyList_GET_ITEM(own_.get(), i)));
     }
     std::sort(own_ids.begin(), own_ids.end());
     Ref kept = Steal(PyList_New(0));
@@ -482,9 +470,7 @@ SaveAllScope::~SaveAllScope() {
         PyObject* entry = PyList_GET_ITEM(garbage, i);
         const auto id = reinterpret_cast<std::uintptr_t>(entry);
         const bool keep =
-            was_saveall
-                ? !std::binary_search(own_ids.begin(), own_ids.end(), id)
-                : Baseline(entry);
+            was_saveall ? !std::binary_search(own_ids.begin(), own_ids.end(), id) : Baseline(entry);
         if (keep && PyList_Append(kept.get(), entry) != 0) ok = false;
       }
       if (ok) {
@@ -505,8 +491,7 @@ SaveAllScope::~SaveAllScope() {
 
 // ---------------------------------------------------------------- Pause
 
-absl::StatusOr<std::unique_ptr<PauseScope>> PauseScope::Begin(
-    const PauseOptions& options) {
+absl::StatusOr<std::unique_ptr<PauseScope>> PauseScope::Begin(const PauseOptions& options) {
   if (absl::Status s = CheckGil(); !s.ok()) return s;
   if (options.every < absl::ZeroDuration() || options.every_allocations < 0 ||
       options.check_interval < absl::ZeroDuration()) {
@@ -527,16 +512,15 @@ absl::StatusOr<std::unique_ptr<PauseScope>> PauseScope::Begin(
   scope->previously_enabled_ = *enabled;
   const bool needs_thread =
       options.every > absl::ZeroDuration() ||
-      (options.every_allocations > 0 &&
-       options.check_interval > absl::ZeroDuration());
+      (options.every_allocations > 0 && options.check_interval > absl::ZeroDuration());
   if (needs_thread) {
     if (absl::Status s = Interpreter::RegisterWatcher(scope.get()); !s.ok()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "PauseScope's background thread needs a running "
-          "leakguard::Interpreter (",
-          s.message(),
-          "); without one, set check_interval to zero, leave `every` unset "
-          "and call Tick()"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("PauseScope's background thread needs a running "
+                       "leakguard::Interpreter (",
+                       s.message(),
+                       "); without one, set check_interval to zero, leave `every` unset "
+                       "and call Tick()"));
     }
     scope->registered_ = true;
   }
@@ -605,13 +589,11 @@ void PauseScope::Loop() noexcept {
     {
       absl::MutexLock lock(&mu_);
       absl::Duration wait = absl::InfiniteDuration();
-      if (options_.every_allocations > 0 &&
-          options_.check_interval > absl::ZeroDuration()) {
+      if (options_.every_allocations > 0 && options_.check_interval > absl::ZeroDuration()) {
         wait = options_.check_interval;
       }
       if (options_.every > absl::ZeroDuration()) {
-        wait = std::min(wait, std::max(absl::ZeroDuration(),
-                                       next_due_ - absl::Now()));
+        wait = std::min(wait, std::max(absl::ZeroDuration(), next_due_ - absl::Now()));
       }
       mu_.AwaitWithTimeout(absl::Condition(&stop_), wait);
       if (stop_) return;
@@ -737,10 +719,8 @@ PyObject* RecorderCallback(PyObject* self, PyObject* args) noexcept {
   Py_RETURN_NONE;
 }
 
-PyMethodDef kRecorderMethod = {
-    "leakguard_collection_recorder",
-    &RecorderCallback,
-    METH_VARARGS, "Records gc collections for leakguard::gc::CollectionRecorder."};
+PyMethodDef kRecorderMethod = {"leakguard_collection_recorder", &RecorderCallback, METH_VARARGS,
+                               "Records gc collections for leakguard::gc::CollectionRecorder."};
 
 }  // namespace
 
@@ -754,8 +734,7 @@ absl::StatusOr<std::unique_ptr<CollectionRecorder>> CollectionRecorder::Begin(
     for (int g = 0; g < kGenerations; ++g) state->summary[g].generation = g;
   }
   auto* holder = new std::shared_ptr<State>(state);
-  Ref capsule =
-      Steal(PyCapsule_New(holder, kRecorderCapsule, &DeleteRecorderState));
+  Ref capsule = Steal(PyCapsule_New(holder, kRecorderCapsule, &DeleteRecorderState));
   if (!capsule) {
     delete holder;
     return StatusFromPythonError();
@@ -767,8 +746,7 @@ absl::StatusOr<std::unique_ptr<CollectionRecorder>> CollectionRecorder::Begin(
   Ref callbacks = Steal(PyObject_GetAttrString(module->get(), "callbacks"));
   if (!callbacks) return StatusFromPythonError();
   if (!PyList_Check(callbacks.get())) {
-    return absl::FailedPreconditionError(
-        "gc.callbacks is not a list; something replaced it");
+    return absl::FailedPreconditionError("gc.callbacks is not a list; something replaced it");
   }
   if (PyList_Append(callbacks.get(), callback.get()) != 0) {
     return StatusFromPythonError();
@@ -815,8 +793,7 @@ std::vector<CollectionEvent> CollectionRecorder::Events() const {
 
 std::vector<GenerationPauses> CollectionRecorder::Summary() const {
   absl::MutexLock lock(&state_->mu);
-  return std::vector<GenerationPauses>(state_->summary,
-                                       state_->summary + kGenerations);
+  return std::vector<GenerationPauses>(state_->summary, state_->summary + kGenerations);
 }
 
 int64_t CollectionRecorder::dropped_events() const {

@@ -1,9 +1,5 @@
 
 
-
-
-
-
 // The collector's generation lists, walked in place (CPython 3.9 to 3.13
 // with the GIL).
 //
@@ -32,16 +28,14 @@
 
 #include "probes/gc_walk.h"
 
-#if PY_VERSION_HEX >= 0x03090000 && PY_VERSION_HEX < 0x030E0000 && \
-    !defined(Py_GIL_DISABLED)
+#if PY_VERSION_HEX >= 0x03090000 && PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED)
 #define LEAKGUARD_GC_WALK 1
 #ifndef Py_BUILD_CORE
 #define Py_BUILD_CORE 1
 #endif
 #include <internal/pycore_gc.h>
 #include <internal/pycore_interp.h>
-_Static_assert(NUM_GENERATIONS == 3,
-               "gc_walk.h promises three generations (lengths[3])");
+_Static_assert(NUM_GENERATIONS == 3, "gc_walk.h promises three generations (lengths[3])");
 #endif
 
 #ifdef LEAKGUARD_GC_WALK
@@ -91,8 +85,7 @@ int leakguard_gc_walk(leakguard_gc_visit visit, void* arg) {
 #endif
 }
 
-int leakguard_gc_walk_both_ends(leakguard_gc_visit_placed visit, void* arg,
-                                Py_ssize_t lengths[3]) {
+int leakguard_gc_walk_both_ends(leakguard_gc_visit_placed visit, void* arg, Py_ssize_t lengths[3]) {
 #ifdef LEAKGUARD_GC_WALK
   PyInterpreterState* interp = PyInterpreterState_Get();
   struct _gc_runtime_state* gcstate = &interp->gc;

@@ -24,8 +24,8 @@ int leakguard_gc_walk(leakguard_gc_visit visit, void* arg);
 // Called once per tracked object by leakguard_gc_walk_both_ends():
 // `generation` 0 to 2, `index` its place in that generation's list, from
 // the front (0 = first) when >= 0, from the back (-1 = last) when < 0.
-typedef void (*leakguard_gc_visit_placed)(PyObject* op, int generation,
-                                          Py_ssize_t index, void* arg);
+typedef void (*leakguard_gc_visit_placed)(PyObject* op, int generation, Py_ssize_t index,
+                                          void* arg);
 
 // Visits the same objects as leakguard_gc_walk(), each generation's list
 // from both ends at once (about 1.4x faster on a heap of a million
@@ -34,8 +34,7 @@ typedef void (*leakguard_gc_visit_placed)(PyObject* op, int generation,
 // place in gc.get_objects() order can be worked out afterwards. Needs the
 // GIL; the visitor has leakguard_gc_visit's limits. Returns 0, having
 // visited nothing, where not supported.
-int leakguard_gc_walk_both_ends(leakguard_gc_visit_placed visit, void* arg,
-                                Py_ssize_t lengths[3]);
+int leakguard_gc_walk_both_ends(leakguard_gc_visit_placed visit, void* arg, Py_ssize_t lengths[3]);
 
 #ifdef __cplusplus
 }  // extern "C"

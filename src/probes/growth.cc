@@ -11,9 +11,9 @@
 
 namespace leakguard::internal {
 
-absl::StatusOr<std::vector<LineGrowth>> GrownLines(
-    const tracemalloc::Snapshot& before, const tracemalloc::Snapshot& after,
-    tracemalloc::GroupBy group_by, int top) {
+absl::StatusOr<std::vector<LineGrowth>> GrownLines(const tracemalloc::Snapshot& before,
+                                                   const tracemalloc::Snapshot& after,
+                                                   tracemalloc::GroupBy group_by, int top) {
   const std::vector<tracemalloc::TraceFilter>& filters = OwnFrameFilters();
   absl::StatusOr<tracemalloc::Snapshot> a = before.FilterTraces(filters);
   if (!a.ok()) return a.status();
@@ -28,10 +28,10 @@ absl::StatusOr<std::vector<LineGrowth>> GrownLines(
     if (static_cast<int>(lines.size()) >= top) break;
     if (diff.size_diff <= 0 || diff.traceback.empty()) continue;
     const tracemalloc::Frame frame = diff.traceback.most_recent();
-    lines.push_back({std::string(frame.filename),
-                     group_by == tracemalloc::GroupBy::kFilename ? 0
-                                                                  : static_cast<int>(frame.lineno),
-                     diff.size_diff, diff.count_diff, diff.size});
+    lines.push_back(
+        {std::string(frame.filename),
+         group_by == tracemalloc::GroupBy::kFilename ? 0 : static_cast<int>(frame.lineno),
+         diff.size_diff, diff.count_diff, diff.size});
   }
   return lines;
 }

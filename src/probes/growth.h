@@ -19,9 +19,9 @@ namespace leakguard::internal {
 // at most `top`, leaving out OwnFrameFilters() (leakguard's own frames, the
 // import machinery and tracemalloc itself: their allocations are the tools',
 // not the user's). Does not need the GIL.
-absl::StatusOr<std::vector<LineGrowth>> GrownLines(
-    const tracemalloc::Snapshot& before, const tracemalloc::Snapshot& after,
-    tracemalloc::GroupBy group_by, int top);
+absl::StatusOr<std::vector<LineGrowth>> GrownLines(const tracemalloc::Snapshot& before,
+                                                   const tracemalloc::Snapshot& after,
+                                                   tracemalloc::GroupBy group_by, int top);
 
 // sys.getallocatedblocks(). REQUIRES: the GIL is held.
 absl::StatusOr<int64_t> AllocatedBlocks();

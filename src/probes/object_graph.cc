@@ -16,11 +16,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
-#include "probes/gc_walk.h"
 #include "leakguard/python/error.h"
 #include "leakguard/python/gil.h"
 #include "leakguard/python/python.h"
 #include "leakguard/python/ref.h"
+#include "probes/gc_walk.h"
 #include "probes/object_graph_internal.h"
 
 // PyFrame_Check lives outside <Python.h> before 3.11.
@@ -69,7 +69,7 @@ class PointerIndex {
     if (slots_.empty()) return -1;
     const auto k = reinterpret_cast<std::uintptr_t>(key);
     const std::size_t mask = slots_.size() - 1;
-    for (std::size_t i = Hash(k); ; i = (i + 1) & mask) {
+    for (std::size_t i = Hash(k);; i = (i + 1) & mask) {
       const Slot& slot = slots_[i];
       if (slot.key == k) return slot.value;
       if (slot.key == 0) return -1;
@@ -86,7 +86,7 @@ class PointerIndex {
   }
   uint32_t Insert(std::uintptr_t k, uint32_t value) {
     const std::size_t mask = slots_.size() - 1;
-    for (std::size_t i = Hash(k); ; i = (i + 1) & mask) {
+    for (std::size_t i = Hash(k);; i = (i + 1) & mask) {
       Slot& slot = slots_[i];
       if (slot.key == k) return slot.value;
       if (slot.key == 0) {
@@ -170,18 +170,14 @@ absl::Status WalkTracked(Fn&& fn, std::vector<PyObject*>* kept) {
   };
   if (leakguard_gc_walk_supported()) {
     leakguard_gc_walk(
-        [](PyObject* op, void* arg) {
-          (*static_cast<decltype(visit_one)*>(arg))(op);
-        },
-        &visit_one);
+        [](PyObject* op, void* arg) { (*static_cast<decltype(visit_one)*>(arg))(op); }, &visit_one);
     return absl::OkStatus();
   }
   absl::StatusOr<bool> visit = CanVisitObjects();
   if (!visit.ok()) return visit.status();
 #if PY_VERSION_HEX >= 0x030C0000
   if (*visit) {
-    PyUnstable_GC_VisitObjects(&VisitTrampoline<decltype(visit_one)>,
-                               &visit_one);
+    PyUnstable_GC_VisitObjects(&VisitTrampoline<decltype(visit_one)>, &visit_one);
     return absl::OkStatus();
   }
 #endif
@@ -264,18 +260,15 @@ class CensusBuilder {
         const Place& place = places_[i];
         int64_t start = 0;  // Where the type's generation starts.
         for (int g = 0; g < place.generation; ++g) start += lengths[g];
-        first[i] = start + (place.front >= 0
-                                ? place.front
-                                : lengths[place.generation] + place.back);
+        first[i] =
+            start + (place.front >= 0 ? place.front : lengths[place.generation] + place.back);
       }
-      std::sort(order.begin(), order.end(), [&first](std::size_t a, std::size_t b) {
-        return first[a] < first[b];
-      });
+      std::sort(order.begin(), order.end(),
+                [&first](std::size_t a, std::size_t b) { return first[a] < first[b]; });
     } else if (walked && kWalkReversed) {
       // First met in the reversed walk = last met in the walk.
-      std::sort(order.begin(), order.end(), [this](std::size_t a, std::size_t b) {
-        return last_seen_[a] > last_seen_[b];
-      });
+      std::sort(order.begin(), order.end(),
+                [this](std::size_t a, std::size_t b) { return last_seen_[a] > last_seen_[b]; });
     }
     for (std::size_t i : order) {
       TypeCensusEntry entry;
@@ -308,8 +301,7 @@ class CensusBuilder {
 
   uint32_t IndexOf(PyTypeObject* type, LastType& last) noexcept {
     if (type != last.type) {
-      const uint32_t index =
-          index_.FindOrInsert(type, static_cast<uint32_t>(types_.size()));
+      const uint32_t index = index_.FindOrInsert(type, static_cast<uint32_t>(types_.size()));
       if (index == types_.size()) {
         Py_INCREF(type);
         types_.push_back(type);
@@ -355,10 +347,10 @@ struct Scratch {
 
 // The snapshot behind a ReferrerGraph.
 struct GraphData {
-  std::vector<PyObject*> nodes;    // Owned references, heap order.
-  PointerIndex index;              // Node -> position in `nodes`.
-  std::vector<uint32_t> offsets;   // Reverse CSR: referrers of node j are
-  std::vector<uint32_t> referrers; // referrers[offsets[j] .. offsets[j+1]).
+  std::vector<PyObject*> nodes;     // Owned references, heap order.
+  PointerIndex index;               // Node -> position in `nodes`.
+  std::vector<uint32_t> offsets;    // Reverse CSR: referrers of node j are
+  std::vector<uint32_t> referrers;  // referrers[offsets[j] .. offsets[j+1]).
 
   absl::Mutex mu;
   std::vector<std::unique_ptr<Scratch>> spare ABSL_GUARDED_BY(mu);
@@ -400,8 +392,7 @@ std::vector<TypeCount> TypeCensus::Counts(TypeNames names) const {
   std::vector<TypeCount> out;
   std::unordered_map<std::string, std::size_t> at;
   for (const TypeCensusEntry& entry : by_type_) {
-    const std::string& name =
-        names == TypeNames::kShort ? entry.short_name : entry.full_name;
+    const std::string& name = names == TypeNames::kShort ? entry.short_name : entry.full_name;
     auto [it, added] = at.try_emplace(name, out.size());
     if (added) out.push_back(TypeCount{name, 0});
     out[it->second].count += entry.count;
@@ -409,13 +400,10 @@ std::vector<TypeCount> TypeCensus::Counts(TypeNames names) const {
   return out;
 }
 
-std::vector<TypeCount> TypeCensus::MostCommon(std::size_t limit,
-                                              TypeNames names) const {
+std::vector<TypeCount> TypeCensus::MostCommon(std::size_t limit, TypeNames names) const {
   std::vector<TypeCount> out = Counts(names);
   std::stable_sort(out.begin(), out.end(),
-                   [](const TypeCount& a, const TypeCount& b) {
-                     return a.count > b.count;
-                   });
+                   [](const TypeCount& a, const TypeCount& b) { return a.count > b.count; });
   if (limit != 0 && out.size() > limit) out.resize(limit);
   return out;
 }
@@ -462,8 +450,7 @@ absl::StatusOr<TypeCensus> CensusOf(const std::vector<Ref>& objects) {
   return builder.Finish(/*walked=*/false);
 }
 
-absl::StatusOr<std::vector<GrowthEntry>> GrowthTracker::Update(
-    const GrowthOptions& options) {
+absl::StatusOr<std::vector<GrowthEntry>> GrowthTracker::Update(const GrowthOptions& options) {
   if (absl::Status s = CheckGil(); !s.ok()) return s;
   if (options.collect_first) {
     if (absl::Status s = internal::Collect(options.collect_depth); !s.ok()) return s;
@@ -482,9 +469,7 @@ absl::StatusOr<std::vector<GrowthEntry>> GrowthTracker::Update(
   }
   // sorted(..., reverse=True) in objgraph is stable: ties keep dict order.
   std::stable_sort(deltas.begin(), deltas.end(),
-                   [](const GrowthEntry& a, const GrowthEntry& b) {
-                     return a.delta > b.delta;
-                   });
+                   [](const GrowthEntry& a, const GrowthEntry& b) { return a.delta > b.delta; });
   if (options.limit != 0 && deltas.size() > options.limit) {
     deltas.resize(options.limit);
   }
@@ -510,15 +495,13 @@ absl::StatusOr<std::vector<Ref>> ObjectsByType(std::string_view type_name) {
   const bool full = type_name.find('.') != std::string_view::npos;
   PointerIndex wanted;
   for (PyTypeObject* type : builder.types()) {
-    const std::string name = full ? internal::FullTypeName(type)
-                                  : internal::ShortTypeName(type);
+    const std::string name = full ? internal::FullTypeName(type) : internal::ShortTypeName(type);
     if (name == type_name) wanted.FindOrInsert(type, 1);
   }
   // Walk 2: keep the objects of those types.
   std::vector<PyObject*> kept;
-  walked = internal::WalkTracked(
-      [&wanted](PyObject* op) { return wanted.Find(Py_TYPE(op)) >= 0; },
-      &kept);
+  walked = internal::WalkTracked([&wanted](PyObject* op) { return wanted.Find(Py_TYPE(op)) >= 0; },
+                                 &kept);
   if (internal::kWalkReversed) std::reverse(kept.begin(), kept.end());
   std::vector<Ref> out;
   out.reserve(kept.size());
@@ -546,8 +529,7 @@ absl::StatusOr<ObjectMark> ObjectMark::Take(bool collect_first) {
   return mark;
 }
 
-absl::StatusOr<std::vector<Ref>> ObjectMark::NewObjects(
-    bool collect_first) const {
+absl::StatusOr<std::vector<Ref>> ObjectMark::NewObjects(bool collect_first) const {
   if (absl::Status s = CheckGil(); !s.ok()) return s;
   if (collect_first) {
     if (absl::Status s = internal::CollectFull(); !s.ok()) return s;
@@ -555,8 +537,7 @@ absl::StatusOr<std::vector<Ref>> ObjectMark::NewObjects(
   std::vector<PyObject*> kept;
   absl::Status walked = internal::WalkTracked(
       [this](PyObject* op) {
-        return !std::binary_search(ids_.begin(), ids_.end(),
-                                   reinterpret_cast<std::uintptr_t>(op));
+        return !std::binary_search(ids_.begin(), ids_.end(), reinterpret_cast<std::uintptr_t>(op));
       },
       &kept);
   if (internal::kWalkReversed) std::reverse(kept.begin(), kept.end());
@@ -670,8 +651,8 @@ BackrefChain MakeChain(const std::vector<PyObject*>& path) {
   chain.links.reserve(path.size());
   for (PyObject* obj : path) chain.links.push_back(MakeLink(obj));
   for (std::size_t k = 0; k + 1 < chain.links.size(); ++k) {
-    chain.links[k].edge = internal::EdgeLabel(chain.links[k].object.get(),
-                                              chain.links[k + 1].object.get());
+    chain.links[k].edge =
+        internal::EdgeLabel(chain.links[k].object.get(), chain.links[k + 1].object.get());
     // The snapshot said k refers to k+1; if it no longer does, say so.
     // (Not on free-threaded builds: tp_traverse outside a stopped world
     // could race with another thread changing the container.)
@@ -726,8 +707,7 @@ absl::Status TakeSnapshot(Snapshot* snapshot) {
     for (std::size_t i = 0; i < n; ++i) {
       const std::size_t old = n - 1 - i;
       reversed_first[i] = reversed_referents.size();
-      reversed_referents.insert(reversed_referents.end(),
-                                referents.begin() + first_edge[old],
+      reversed_referents.insert(reversed_referents.end(), referents.begin() + first_edge[old],
                                 referents.begin() + first_edge[old + 1]);
     }
     reversed_first[n] = reversed_referents.size();
@@ -747,8 +727,7 @@ class RootTest {
   bool operator()(PyObject* obj) const {
     if (options_.roots.modules && PyModule_Check(obj)) return true;
     if (options_.roots.proper_modules && PyModule_Check(obj) &&
-        std::binary_search(proper_.begin(), proper_.end(),
-                           reinterpret_cast<std::uintptr_t>(obj))) {
+        std::binary_search(proper_.begin(), proper_.end(), reinterpret_cast<std::uintptr_t>(obj))) {
       return true;
     }
     if (options_.roots.classes && PyType_Check(obj)) return true;
@@ -783,16 +762,14 @@ absl::StatusOr<std::unique_ptr<GraphData>> IndexSnapshot(Snapshot* snapshot);
 
 absl::Status NoChain(const ChainOptions& options, std::size_t searched) {
   return absl::NotFoundError(absl::StrCat(
-      "no root within ", options.max_depth,
-      " references of the object (searched ", searched,
+      "no root within ", options.max_depth, " references of the object (searched ", searched,
       " referrers); raise max_depth, or widen the roots (classes, frames, "
       "any module, a predicate)"));
 }
 
 }  // namespace
 
-ReferrerGraph::ReferrerGraph(std::unique_ptr<GraphData> data)
-    : data_(std::move(data)) {}
+ReferrerGraph::ReferrerGraph(std::unique_ptr<GraphData> data) : data_(std::move(data)) {}
 
 ReferrerGraph::ReferrerGraph(ReferrerGraph&& other) noexcept = default;
 
@@ -817,9 +794,7 @@ ReferrerGraph::~ReferrerGraph() {
   data_->Release();
 }
 
-std::size_t ReferrerGraph::object_count() const noexcept {
-  return data_ ? data_->nodes.size() : 0;
-}
+std::size_t ReferrerGraph::object_count() const noexcept { return data_ ? data_->nodes.size() : 0; }
 
 std::size_t ReferrerGraph::edge_count() const noexcept {
   return data_ ? data_->referrers.size() : 0;
@@ -917,8 +892,8 @@ absl::StatusOr<std::vector<Ref>> ReferrerGraph::Referrers(Handle target) const {
   return out;
 }
 
-absl::StatusOr<BackrefChain> ReferrerGraph::FindChain(
-    Handle target, const ChainOptions& options) const {
+absl::StatusOr<BackrefChain> ReferrerGraph::FindChain(Handle target,
+                                                      const ChainOptions& options) const {
   if (absl::Status s = CheckGil(); !s.ok()) return s;
   if (absl::Status s = CheckChainArguments(target, options); !s.ok()) return s;
   if (!data_) return absl::FailedPreconditionError("empty (moved-from) graph");
@@ -929,9 +904,7 @@ absl::StatusOr<BackrefChain> ReferrerGraph::FindChain(
   const uint32_t t = found >= 0 ? static_cast<uint32_t>(found) : n;
   std::vector<uint32_t> virtual_referrers;
   if (t == n) virtual_referrers = ScanReferrers(data, target.ptr());
-  auto object_of = [&](uint32_t i) {
-    return i == n ? keep_target.get() : data.nodes[i];
-  };
+  auto object_of = [&](uint32_t i) { return i == n ? keep_target.get() : data.nodes[i]; };
   const RootTest is_root(options);
 
   std::unique_ptr<Scratch> scratch = data.TakeScratch();
@@ -982,12 +955,11 @@ absl::StatusOr<BackrefChain> ReferrerGraph::FindChain(
   return MakeChain(path);
 }
 
-absl::StatusOr<std::string> ReferrerGraph::BackrefsDot(
-    const std::vector<Handle>& targets, const BackrefsDotOptions& options) const {
+absl::StatusOr<std::string> ReferrerGraph::BackrefsDot(const std::vector<Handle>& targets,
+                                                       const BackrefsDotOptions& options) const {
   if (absl::Status s = CheckGil(); !s.ok()) return s;
   if (options.max_depth < 0 || options.too_many < 0) {
-    return absl::InvalidArgumentError(
-        "BackrefsDot: max_depth and too_many must be >= 0");
+    return absl::InvalidArgumentError("BackrefsDot: max_depth and too_many must be >= 0");
   }
   for (Handle target : targets) {
     if (!target) return absl::InvalidArgumentError("BackrefsDot of a null handle");
@@ -1016,9 +988,7 @@ absl::StatusOr<std::string> ReferrerGraph::BackrefsDot(
     }
   }
   auto gradient = [&](double s0, double v0, double s1, double v1, int depth) {
-    const double f = options.max_depth == 0
-                         ? 0.0
-                         : static_cast<double>(depth) / options.max_depth;
+    const double f = options.max_depth == 0 ? 0.0 : static_cast<double>(depth) / options.max_depth;
     return std::make_pair(s0 * (1 - f) + s1 * f, v0 * (1 - f) + v1 * f);
   };
   for (std::size_t head = 0; head < queue.size(); ++head) {
@@ -1026,9 +996,8 @@ absl::StatusOr<std::string> ReferrerGraph::BackrefsDot(
     const int depth = queue[head].depth;
     const std::string id = internal::DotNodeId(target);
     absl::StrAppend(&out, "  ", id, "[label=\"",
-                    internal::DotQuote(absl::StrCat(
-                        internal::ShortTypeName(Py_TYPE(target)), "\n",
-                        internal::ShortLabel(target))),
+                    internal::DotQuote(absl::StrCat(internal::ShortTypeName(Py_TYPE(target)), "\n",
+                                                    internal::ShortLabel(target))),
                     "\"];\n");
     auto [sat, val] = gradient(0, 1, 0, 0.3, depth);
     double hue = 0;
@@ -1036,11 +1005,10 @@ absl::StatusOr<std::string> ReferrerGraph::BackrefsDot(
       hue = 0.3;
       sat = 1;
     }
-    absl::StrAppend(&out, "  ", id,
-                    absl::StrFormat("[fillcolor=\"%g,%g,%g\"];\n", hue, sat, val));
+    absl::StrAppend(&out, "  ", id, absl::StrFormat("[fillcolor=\"%g,%g,%g\"];\n", hue, sat, val));
     if (val < 0.5) absl::StrAppend(&out, "  ", id, "[fontcolor=white];\n");
-    const int has_del = PyObject_HasAttrString(
-        reinterpret_cast<PyObject*>(Py_TYPE(target)), "__del__");
+    const int has_del =
+        PyObject_HasAttrString(reinterpret_cast<PyObject*>(Py_TYPE(target)), "__del__");
     if (has_del == 1) {
       absl::StrAppend(&out, "  ", id, "->", id,
                       "_has_a_del[color=red,style=dotted,len=0.25,weight=10];\n");
@@ -1085,12 +1053,10 @@ absl::StatusOr<std::string> ReferrerGraph::BackrefsDot(
     if (skipped > 0) {
       auto [s2, v2] = gradient(1, 1, 1, 0.3, depth + 1);
       const std::string more = absl::StrCat("too_many_", id);
-      absl::StrAppend(&out, "  ", more, "->", id,
-                      "[color=red,style=dotted,len=0.25,weight=10];\n");
+      absl::StrAppend(&out, "  ", more, "->", id, "[color=red,style=dotted,len=0.25,weight=10];\n");
       absl::StrAppend(&out, "  ", more, "[label=\"", skipped,
                       " more backreferences\",shape=box,height=0.25,color=red,",
-                      absl::StrFormat("fillcolor=\"%g,%g,%g\",fontsize=6];\n", 0.0,
-                                      s2, v2));
+                      absl::StrFormat("fillcolor=\"%g,%g,%g\",fontsize=6];\n", 0.0, s2, v2));
       absl::StrAppend(&out, "  ", more, "[fontcolor=white];\n");
     }
   }
@@ -1099,8 +1065,7 @@ absl::StatusOr<std::string> ReferrerGraph::BackrefsDot(
   return out;
 }
 
-absl::StatusOr<BackrefChain> FindBackrefChain(Handle target,
-                                              const ChainOptions& options,
+absl::StatusOr<BackrefChain> FindBackrefChain(Handle target, const ChainOptions& options,
                                               const GraphOptions& graph_options) {
   if (absl::Status s = CheckGil(); !s.ok()) return s;
   if (absl::Status s = CheckChainArguments(target, options); !s.ok()) return s;
@@ -1116,9 +1081,7 @@ absl::StatusOr<BackrefChain> FindBackrefChain(Handle target,
   const std::size_t n = nodes.size();
   const uint32_t kTarget = static_cast<uint32_t>(n);  // Its id, node or not.
   Ref keep_target = Borrow(target.ptr());
-  auto object_of = [&](uint32_t i) {
-    return i == kTarget ? keep_target.get() : nodes[i];
-  };
+  auto object_of = [&](uint32_t i) { return i == kTarget ? keep_target.get() : nodes[i]; };
   PointerIndex ignored;
   for (Handle h : options.ignore) {
     if (h) ignored.FindOrInsert(h.ptr(), 1);
@@ -1133,9 +1096,8 @@ absl::StatusOr<BackrefChain> FindBackrefChain(Handle target,
   // referent with one L1 load before the exact lookup.
   std::vector<uint64_t> filter(1024);
   auto bit = [](const void* p) {
-    return static_cast<uint32_t>((reinterpret_cast<std::uintptr_t>(p) >> 4) *
-                                     0x9E3779B97F4A7C15ull >>
-                                 48);
+    return static_cast<uint32_t>(
+        (reinterpret_cast<std::uintptr_t>(p) >> 4) * 0x9E3779B97F4A7C15ull >> 48);
   };
   std::vector<std::pair<uint32_t, uint32_t>> found;  // (position in level, referrer)
   constexpr int kMaxLevelScans = 12;

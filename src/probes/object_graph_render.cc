@@ -89,8 +89,7 @@ std::string FrameLocalLabel(PyObject* frame, PyObject* dst) {
   }
   for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items.get()); ++i) {
     PyObject* pair = PyList_GET_ITEM(items.get(), i);
-    if (PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2 &&
-        PyTuple_GET_ITEM(pair, 1) == dst) {
+    if (PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2 && PyTuple_GET_ITEM(pair, 1) == dst) {
       return absl::StrCat(".f_locals[", KeyText(PyTuple_GET_ITEM(pair, 0)), "]");
     }
   }
@@ -119,9 +118,7 @@ bool TypeDefines(PyTypeObject* type, PyObject* name) {
   if (mro == nullptr || !PyTuple_Check(mro)) return true;  // Be safe: skip.
   for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(mro); ++i) {
     PyObject* base = PyTuple_GET_ITEM(mro, i);
-    PyObject* dict = PyType_Check(base)
-                         ? reinterpret_cast<PyTypeObject*>(base)->tp_dict
-                         : nullptr;
+    PyObject* dict = PyType_Check(base) ? reinterpret_cast<PyTypeObject*>(base)->tp_dict : nullptr;
     if (dict == nullptr || !PyDict_Check(dict)) continue;
     if (PyDict_GetItemWithError(dict, name) != nullptr) return true;
     if (PyErr_Occurred()) {
@@ -182,8 +179,7 @@ std::string ManagedAttributeName(PyObject* src, PyObject* dst) {
       AddNamesOf(reinterpret_cast<PyTypeObject*>(base)->tp_dict, false, &names);
     }
   }
-  Ref module_name = Steal(
-      PyObject_GetAttrString(reinterpret_cast<PyObject*>(type), "__module__"));
+  Ref module_name = Steal(PyObject_GetAttrString(reinterpret_cast<PyObject*>(type), "__module__"));
   PyObject* modules = PySys_GetObject("modules");  // Borrowed.
   if (module_name && modules != nullptr) {
     Ref module = Steal(PyObject_GetItem(modules, module_name.get()));
@@ -287,13 +283,17 @@ std::string InstanceLabel(PyObject* src, PyObject* dst) {
 
 std::string FunctionLabel(PyObject* src, PyObject* dst) {
   auto* f = reinterpret_cast<PyFunctionObject*>(src);
-  const std::pair<PyObject*, const char*> fields[] = {
-      {f->func_globals, "__globals__"},   {f->func_closure, "__closure__"},
-      {f->func_defaults, "__defaults__"}, {f->func_kwdefaults, "__kwdefaults__"},
-      {f->func_code, "__code__"},         {f->func_dict, "__dict__"},
-      {f->func_annotations, "__annotations__"},
-      {f->func_module, "__module__"},     {f->func_name, "__name__"},
-      {f->func_qualname, "__qualname__"}, {f->func_doc, "__doc__"}};
+  const std::pair<PyObject*, const char*> fields[] = {{f->func_globals, "__globals__"},
+                                                      {f->func_closure, "__closure__"},
+                                                      {f->func_defaults, "__defaults__"},
+                                                      {f->func_kwdefaults, "__kwdefaults__"},
+                                                      {f->func_code, "__code__"},
+                                                      {f->func_dict, "__dict__"},
+                                                      {f->func_annotations, "__annotations__"},
+                                                      {f->func_module, "__module__"},
+                                                      {f->func_name, "__name__"},
+                                                      {f->func_qualname, "__qualname__"},
+                                                      {f->func_doc, "__doc__"}};
   for (const auto& [value, name] : fields) {
     if (value == dst) return absl::StrCat(".", name);
   }
@@ -335,8 +335,7 @@ std::string ShortTypeName(PyTypeObject* type) {
 
 std::string FullTypeName(PyTypeObject* type) {
   std::string name = ShortTypeName(type);
-  Ref module = Steal(
-      PyObject_GetAttrString(reinterpret_cast<PyObject*>(type), "__module__"));
+  Ref module = Steal(PyObject_GetAttrString(reinterpret_cast<PyObject*>(type), "__module__"));
   if (!module) {
     PyErr_Clear();
     return name;
@@ -359,20 +358,16 @@ std::string Describe(PyObject* obj) {
   if (PyModule_Check(obj)) return absl::StrCat("module ", AttrText(obj, "__name__", "?"));
   if (PyType_Check(obj)) {
     return absl::StrCat(
-        "class ", AttrText(obj, "__qualname__",
-                           reinterpret_cast<PyTypeObject*>(obj)->tp_name));
+        "class ", AttrText(obj, "__qualname__", reinterpret_cast<PyTypeObject*>(obj)->tp_name));
   }
   if (PyFunction_Check(obj) || PyCFunction_Check(obj)) {
-    return absl::StrCat("function ",
-                        AttrText(obj, "__qualname__", AttrText(obj, "__name__", "?")));
+    return absl::StrCat("function ", AttrText(obj, "__qualname__", AttrText(obj, "__name__", "?")));
   }
   if (PyMethod_Check(obj)) {
-    return absl::StrCat("method ",
-                        AttrText(PyMethod_GET_FUNCTION(obj), "__qualname__", "?"));
+    return absl::StrCat("method ", AttrText(PyMethod_GET_FUNCTION(obj), "__qualname__", "?"));
   }
   if (PyFrame_Check(obj)) {
-    return absl::StrCat("frame ", FrameFunction(obj), " (", FrameWhere(obj, true),
-                        ")");
+    return absl::StrCat("frame ", FrameFunction(obj), " (", FrameWhere(obj, true), ")");
   }
   return ShortTypeName(Py_TYPE(obj));
 }
@@ -396,12 +391,11 @@ std::string ShortLabel(PyObject* obj) {
   }
   if (PyFunction_Check(obj) && AttrText(obj, "__name__", "") == "<lambda>") {
     PyObject* code = PyFunction_GET_CODE(obj);
-    return absl::StrCat("lambda: ", Basename(AttrText(code, "co_filename", "?")),
-                        ":", AttrText(code, "co_firstlineno", "?"));
+    return absl::StrCat("lambda: ", Basename(AttrText(code, "co_filename", "?")), ":",
+                        AttrText(code, "co_firstlineno", "?"));
   }
   if (PyFrame_Check(obj)) return FrameWhere(obj, false);
-  if (PyTuple_Check(obj) || PyList_Check(obj) || PyDict_Check(obj) ||
-      PySet_Check(obj)) {
+  if (PyTuple_Check(obj) || PyList_Check(obj) || PyDict_Check(obj) || PySet_Check(obj)) {
     const Py_ssize_t n = PyObject_Size(obj);
     if (n < 0) {
       PyErr_Clear();
@@ -491,11 +485,20 @@ std::string DotQuote(std::string_view s) {
   out.reserve(s.size());
   for (char c : s) {
     switch (c) {
-      case '\\': out += "\\\\"; break;
-      case '"': out += "\\\""; break;
-      case '\n': out += "\\n"; break;
-      case '\0': out += "\\\\0"; break;
-      default: out += c;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\0':
+        out += "\\\\0";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -550,8 +553,7 @@ std::string BackrefChain::Dot() const {
     const ChainLink& link = links[n - 1 - d];
     const std::string id = internal::DotNodeId(link.object.get());
     absl::StrAppend(&out, "  ", id, "[label=\"",
-                    internal::DotQuote(absl::StrCat(link.type_name, "\n", link.label)),
-                    "\"];\n");
+                    internal::DotQuote(absl::StrCat(link.type_name, "\n", link.label)), "\"];\n");
     const double f = max_depth == 0 ? 0.0 : static_cast<double>(d) / max_depth;
     double h = 0, s = 0;
     const double v = 1.0 * (1 - f) + 0.3 * f;

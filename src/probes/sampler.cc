@@ -112,7 +112,7 @@ struct LiveSample {
 struct State {
   // Read by the hooks without the lock.
   std::atomic<bool> enabled{false};
-  std::atomic<int64_t> interval{512 * 1024};
+  std::atomic<int64_t> interval{int64_t{512} * 1024};
   std::atomic<int> max_frames{16};
   std::atomic<uint64_t> seed{1};
   std::atomic<uint64_t> thread_seeds{0};
@@ -755,11 +755,13 @@ SamplerStats AllocationSampler::Stats() const {
   stats.stacks = t.stack_count();
   int64_t bytes =
       static_cast<int64_t>(s.live.capacity() * (sizeof(std::pair<uintptr_t, LiveSample>) + 1));
-  for (const std::string& f : t.filenames) bytes += static_cast<int64_t>(f.capacity() + sizeof f);
+  for (const std::string& f : t.filenames) {
+    bytes += static_cast<int64_t>(f.capacity() + sizeof(std::string));
+  }
   bytes += static_cast<int64_t>(t.frames.capacity() * sizeof(internal::SnapshotFrame) +
                                 t.stack_offsets.capacity() * 4 + t.stack_frames.capacity() * 4);
   // The builder's interning maps hold about as much again as its tables.
-  bytes += static_cast<int64_t>(t.frames.size() * 24 + t.stack_count() * 8 +
+  bytes += static_cast<int64_t>(t.frames.size() * 24 + std::size_t{t.stack_count()} * 8 +
                                 s.filename_by_object.capacity() * 17);
   bytes += static_cast<int64_t>(s.frame_cache.size() * sizeof(State::FrameCacheEntry));
   // Each touched page of counts has an eighth of a page of bits beside it.

@@ -127,10 +127,10 @@ absl::Status RestoreLocked(bool tracing, int frames) {
 // ------------------------------------------------- Python -> Snapshot
 
 absl::Status BadTrace(std::size_t index, absl::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat(
-      "trace ", index, ": ", what,
-      " (expected (domain, size, traceback, total_nframe) with a traceback "
-      "of (filename: str, lineno: int) tuples, most recent first)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("trace ", index, ": ", what,
+                   " (expected (domain, size, traceback, total_nframe) with a traceback "
+                   "of (filename: str, lineno: int) tuples, most recent first)"));
 }
 
 // Reads an int in [0, max] into `out`; false (error cleared) otherwise.
@@ -162,21 +162,20 @@ class Converter {
       }
       SnapshotTrace out;
       std::uint64_t v = 0;
-      if (!ReadUnsigned(PyTuple_GET_ITEM(t, 0),
-                        std::numeric_limits<std::uint32_t>::max(), v)) {
+      if (!ReadUnsigned(PyTuple_GET_ITEM(t, 0), std::numeric_limits<std::uint32_t>::max(), v)) {
         return BadTrace(i, "domain is not an int in 0..2**32-1");
       }
       out.domain = static_cast<std::uint32_t>(v);
-      if (!ReadUnsigned(PyTuple_GET_ITEM(t, 1),
-                        std::numeric_limits<std::uint64_t>::max(), v)) {
+      if (!ReadUnsigned(PyTuple_GET_ITEM(t, 1), std::numeric_limits<std::uint64_t>::max(), v)) {
         return BadTrace(i, "size is not an int in 0..2**64-1");
       }
       out.size = v;
       PyObject* nframe = PyTuple_GET_ITEM(t, 3);
       if (nframe != Py_None) {
         if (!ReadUnsigned(nframe, SnapshotTrace::kNoTotalNframe - 1, v)) {
-          return BadTrace(i, "total_nframe is neither None nor an int in "
-                             "0..2**32-2");
+          return BadTrace(i,
+                          "total_nframe is neither None nor an int in "
+                          "0..2**32-2");
         }
         out.total_nframe = static_cast<std::uint32_t>(v);
       }
@@ -190,8 +189,7 @@ class Converter {
 
   Snapshot Finish(int traceback_limit) {
     return SnapshotAccess::Make(
-        builder_.Finish(),
-        std::make_shared<const std::vector<SnapshotTrace>>(std::move(traces_)),
+        builder_.Finish(), std::make_shared<const std::vector<SnapshotTrace>>(std::move(traces_)),
         traceback_limit);
   }
 
@@ -228,8 +226,7 @@ class Converter {
       if (!file.ok()) return file.status();
       scratch_.push_back(builder_.InternFrame(*file, line));
     }
-    const std::uint32_t id =
-        builder_.InternStack(scratch_.data(), scratch_.size());
+    const std::uint32_t id = builder_.InternStack(scratch_.data(), scratch_.size());
     stack_ids_.emplace(tb, id);
     return id;
   }
@@ -247,8 +244,7 @@ class Converter {
         PyErr_Clear();
         return BadTrace(index, "a frame's filename cannot be read");
       }
-      id = builder_.InternFilename(
-          std::string_view(data, static_cast<std::size_t>(size)));
+      id = builder_.InternFilename(std::string_view(data, static_cast<std::size_t>(size)));
     } else {
       // surrogatepass keeps lone surrogates (surrogateescape'd bytes of odd
       // paths) and the code point order.
@@ -257,9 +253,8 @@ class Converter {
         PyErr_Clear();
         return BadTrace(index, "a frame's filename cannot be encoded");
       }
-      id = builder_.InternFilename(
-          std::string_view(PyBytes_AS_STRING(bytes.get()),
-                           static_cast<std::size_t>(PyBytes_GET_SIZE(bytes.get()))));
+      id = builder_.InternFilename(std::string_view(
+          PyBytes_AS_STRING(bytes.get()), static_cast<std::size_t>(PyBytes_GET_SIZE(bytes.get()))));
     }
     filename_ids_.emplace(str, id);
     return id;
@@ -277,13 +272,11 @@ absl::StatusOr<Snapshot> ConvertTraces(PyObject* traces, int traceback_limit) {
   Ref items = version::SequenceItems(traces);
   if (!items) {
     PyErr_Clear();
-    return absl::InvalidArgumentError(
-        "the snapshot's traces are not a sequence of trace tuples");
+    return absl::InvalidArgumentError("the snapshot's traces are not a sequence of trace tuples");
   }
   Converter converter;
   const auto n = static_cast<std::size_t>(PySequence_Fast_GET_SIZE(items.get()));
-  if (absl::Status s = converter.Add(PySequence_Fast_ITEMS(items.get()), n);
-      !s.ok()) {
+  if (absl::Status s = converter.Add(PySequence_Fast_ITEMS(items.get()), n); !s.ok()) {
     return s;
   }
   return converter.Finish(traceback_limit);
@@ -307,8 +300,7 @@ absl::StatusOr<TracedMemory> GetTracedMemory() {
   if (!PyArg_ParseTuple(r->get(), "nn", &current, &peak)) {
     return StatusFromPythonError();
   }
-  return TracedMemory{static_cast<std::size_t>(current),
-                      static_cast<std::size_t>(peak)};
+  return TracedMemory{static_cast<std::size_t>(current), static_cast<std::size_t>(peak)};
 }
 
 absl::Status ResetPeak() {
@@ -339,8 +331,7 @@ absl::Status ClearTraces() {
 
 // -------------------------------------------------------- TracingScope
 
-TracingScope::TracingScope(bool was_tracing, int previous_frames,
-                           int frames) noexcept
+TracingScope::TracingScope(bool was_tracing, int previous_frames, int frames) noexcept
     : active_(true),
       was_tracing_(was_tracing),
       previous_frames_(previous_frames),
@@ -349,9 +340,10 @@ TracingScope::TracingScope(bool was_tracing, int previous_frames,
 absl::StatusOr<TracingScope> TracingScope::Start(int frames) {
   if (absl::Status s = CheckGil(); !s.ok()) return s;
   if (frames < 1 || frames > kMaxFrames) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "frames must be in 1..", kMaxFrames, " (tracemalloc's traceback "
-        "limit), got ", frames));
+    return absl::InvalidArgumentError(absl::StrCat("frames must be in 1..", kMaxFrames,
+                                                   " (tracemalloc's traceback "
+                                                   "limit), got ",
+                                                   frames));
   }
   absl::StatusOr<bool> was = IsTracingLocked();
   if (!was.ok()) return was.status();
@@ -391,7 +383,7 @@ TracingScope& TracingScope::operator=(TracingScope&& other) noexcept {
 
 TracingScope::~TracingScope() {
   if (!active_) return;
-  GilAcquire gil;  // Any thread may end a scope.
+  GilAcquire gil;         // Any thread may end a scope.
   if (!gil.ok()) return;  // The interpreter is gone, and tracing with it.
   (void)End();
 }
@@ -429,9 +421,8 @@ absl::StatusOr<Snapshot> Snapshot::Take() {
   }
   // The list is ours alone: read it in place on every build.
   Converter converter;
-  absl::Status added = converter.Add(
-      PySequence_Fast_ITEMS(traces->get()),
-      static_cast<std::size_t>(PyList_GET_SIZE(traces->get())));
+  absl::Status added = converter.Add(PySequence_Fast_ITEMS(traces->get()),
+                                     static_cast<std::size_t>(PyList_GET_SIZE(traces->get())));
   if (!added.ok()) return added;
   traces->Reset();  // Drop the Python objects before building the result.
   return converter.Finish(*limit);
@@ -441,23 +432,18 @@ absl::StatusOr<Snapshot> Snapshot::FromPython(Handle snapshot) {
   if (absl::Status s = CheckGil(); !s.ok()) return s;
   if (!snapshot) return absl::InvalidArgumentError("snapshot is null");
   Ref traces = Steal(PyObject_GetAttrString(snapshot.ptr(), "traces"));
-  Ref items = traces ? Steal(PyObject_GetAttrString(traces.get(), "_traces"))
-                     : Ref();
-  Ref limit = items ? Steal(PyObject_GetAttrString(snapshot.ptr(),
-                                                   "traceback_limit"))
-                    : Ref();
+  Ref items = traces ? Steal(PyObject_GetAttrString(traces.get(), "_traces")) : Ref();
+  Ref limit = items ? Steal(PyObject_GetAttrString(snapshot.ptr(), "traceback_limit")) : Ref();
   if (!limit) {
     PyErr_Clear();
-    return absl::InvalidArgumentError(absl::StrCat(
-        "expected a tracemalloc.Snapshot (with traces._traces and "
-        "traceback_limit), got a ",
-        Py_TYPE(snapshot.ptr())->tp_name));
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected a tracemalloc.Snapshot (with traces._traces and "
+                     "traceback_limit), got a ",
+                     Py_TYPE(snapshot.ptr())->tp_name));
   }
   std::uint64_t limit_value = 0;
-  if (!ReadUnsigned(limit.get(), std::numeric_limits<int>::max(),
-                    limit_value)) {
-    return absl::InvalidArgumentError(
-        "the snapshot's traceback_limit is not a non-negative int");
+  if (!ReadUnsigned(limit.get(), std::numeric_limits<int>::max(), limit_value)) {
+    return absl::InvalidArgumentError("the snapshot's traceback_limit is not a non-negative int");
   }
   return ConvertTraces(items.get(), static_cast<int>(limit_value));
 }
@@ -471,8 +457,8 @@ absl::StatusOr<Snapshot> Snapshot::Load(const std::string& path) {
   if (!pickle.ok()) return pickle.status();
   absl::StatusOr<Ref> tracemalloc = Module("tracemalloc");
   if (!tracemalloc.ok()) return tracemalloc.status();
-  Ref name = Steal(PyUnicode_DecodeFSDefaultAndSize(
-      path.data(), static_cast<Py_ssize_t>(path.size())));
+  Ref name =
+      Steal(PyUnicode_DecodeFSDefaultAndSize(path.data(), static_cast<Py_ssize_t>(path.size())));
   if (!name) return StatusFromPythonError();
   Ref file = Steal(PyObject_CallMethod(io->get(), "open", "Os", name.get(), "rb"));
   if (!file) return StatusFromPythonError();
@@ -491,21 +477,20 @@ absl::StatusOr<Snapshot> Snapshot::Load(const std::string& path) {
     if (!loaded) load_error = StatusFromPythonError();
   }
   if (!load_error.ok()) {
-    return absl::Status(
-        load_error.code() == absl::StatusCode::kUnknown
-            ? absl::StatusCode::kInvalidArgument
-            : load_error.code(),
-        absl::StrCat("cannot load a tracemalloc snapshot from '", path,
-                     "': ", load_error.message()));
+    return absl::Status(load_error.code() == absl::StatusCode::kUnknown
+                            ? absl::StatusCode::kInvalidArgument
+                            : load_error.code(),
+                        absl::StrCat("cannot load a tracemalloc snapshot from '", path,
+                                     "': ", load_error.message()));
   }
   Ref type = Steal(PyObject_GetAttrString(tracemalloc->get(), "Snapshot"));
   if (!type) return StatusFromPythonError();
   const int is_snapshot = PyObject_IsInstance(loaded.get(), type.get());
   if (is_snapshot < 0) return StatusFromPythonError();
   if (is_snapshot == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "'", path, "' holds a pickled ", Py_TYPE(loaded.get())->tp_name,
-        ", not a tracemalloc.Snapshot"));
+    return absl::InvalidArgumentError(absl::StrCat("'", path, "' holds a pickled ",
+                                                   Py_TYPE(loaded.get())->tp_name,
+                                                   ", not a tracemalloc.Snapshot"));
   }
   return FromPython(loaded.handle());
 }
@@ -521,8 +506,8 @@ absl::StatusOr<Ref> Snapshot::ToPython() const {
   auto filename = [&](std::uint32_t id) -> PyObject* {
     if (!filenames[id]) {
       const std::string& s = t.filenames[id];
-      filenames[id] = Steal(PyUnicode_DecodeUTF8(
-          s.data(), static_cast<Py_ssize_t>(s.size()), "surrogatepass"));
+      filenames[id] =
+          Steal(PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "surrogatepass"));
     }
     return filenames[id].get();
   };
@@ -530,8 +515,7 @@ absl::StatusOr<Ref> Snapshot::ToPython() const {
     if (!frames[id]) {
       PyObject* name = filename(t.frames[id].filename);
       if (name == nullptr) return nullptr;
-      frames[id] = Steal(Py_BuildValue("(OL)", name,
-                                       static_cast<long long>(t.frames[id].lineno)));
+      frames[id] = Steal(Py_BuildValue("(OL)", name, static_cast<long long>(t.frames[id].lineno)));
     }
     return frames[id].get();
   };
@@ -561,14 +545,13 @@ absl::StatusOr<Ref> Snapshot::ToPython() const {
                      ? Borrow(Py_None)
                      : Steal(PyLong_FromUnsignedLong(tr.total_nframe));
     if (!nframe) return StatusFromPythonError();
-    PyObject* item = Py_BuildValue(
-        "(kKOO)", static_cast<unsigned long>(tr.domain),
-        static_cast<unsigned long long>(tr.size), tb, nframe.get());
+    PyObject* item = Py_BuildValue("(kKOO)", static_cast<unsigned long>(tr.domain),
+                                   static_cast<unsigned long long>(tr.size), tb, nframe.get());
     if (item == nullptr) return StatusFromPythonError();
     PyList_SET_ITEM(list.get(), static_cast<Py_ssize_t>(i), item);
   }
-  Ref result = Steal(PyObject_CallMethod(tracemalloc->get(), "Snapshot", "Oi",
-                                         list.get(), traceback_limit_));
+  Ref result = Steal(
+      PyObject_CallMethod(tracemalloc->get(), "Snapshot", "Oi", list.get(), traceback_limit_));
   if (!result) return StatusFromPythonError();
   return result;
 }
@@ -576,8 +559,8 @@ absl::StatusOr<Ref> Snapshot::ToPython() const {
 absl::Status Snapshot::Dump(const std::string& path) const {
   absl::StatusOr<Ref> py = ToPython();
   if (!py.ok()) return py.status();
-  Ref name = Steal(PyUnicode_DecodeFSDefaultAndSize(
-      path.data(), static_cast<Py_ssize_t>(path.size())));
+  Ref name =
+      Steal(PyUnicode_DecodeFSDefaultAndSize(path.data(), static_cast<Py_ssize_t>(path.size())));
   if (!name) return StatusFromPythonError();
   Ref done = Steal(PyObject_CallMethod(py->get(), "dump", "O", name.get()));
   if (!done) return StatusFromPythonError();

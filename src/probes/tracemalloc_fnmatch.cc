@@ -85,8 +85,8 @@ absl::StatusOr<Text> DecodeUtf8(std::string_view s) {
 struct Token {
   enum Type : std::uint8_t { kLiteral, kAny, kStar, kSet, kNever };
   Type type;
-  char32_t c = 0;         // kLiteral
-  std::size_t set = 0;    // kSet: index into Pattern::sets
+  char32_t c = 0;       // kLiteral
+  std::size_t set = 0;  // kSet: index into Pattern::sets
 };
 
 struct CharSet {
@@ -111,8 +111,7 @@ struct Pattern {
 };
 
 bool IsAsciiAlnum(char32_t c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
-         (c >= 'A' && c <= 'Z');
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
 // Reads the body of a regex set "[...]" (without the '[', with the ']') as
@@ -231,8 +230,7 @@ absl::StatusOr<Pattern> Translate(const Text& pat) {
             return absl::InvalidArgumentError("bad bracket expression");
           }
           if (chunks[m - 1].back() > chunks[m].front()) {
-            chunks[m - 1] = chunks[m - 1].substr(0, chunks[m - 1].size() - 1) +
-                            chunks[m].substr(1);
+            chunks[m - 1] = chunks[m - 1].substr(0, chunks[m - 1].size() - 1) + chunks[m].substr(1);
             chunks.erase(chunks.begin() + static_cast<std::ptrdiff_t>(m));
           }
         }
@@ -325,8 +323,8 @@ absl::StatusOr<bool> FnMatch(std::string_view name, std::string_view pattern) {
   return Match(*compiled, *text);
 }
 
-absl::StatusOr<std::vector<bool>> MatchFilenames(
-    std::string_view pattern, const std::vector<std::string>& filenames) {
+absl::StatusOr<std::vector<bool>> MatchFilenames(std::string_view pattern,
+                                                 const std::vector<std::string>& filenames) {
   absl::StatusOr<Text> pat = DecodeUtf8(NormalizeFilename(pattern));
   if (!pat.ok()) return pat.status();
   absl::StatusOr<Pattern> compiled = Translate(*pat);

@@ -24,14 +24,12 @@ struct Callable {
 constexpr char kCallableCapsule[] = "leakguard.Callable";
 
 void DeleteCallable(PyObject* capsule) noexcept {
-  delete static_cast<Callable*>(
-      PyCapsule_GetPointer(capsule, kCallableCapsule));
+  delete static_cast<Callable*>(PyCapsule_GetPointer(capsule, kCallableCapsule));
 }
 
 // Runs the callable once; C++ exceptions stop here.
 void RunOnce(PyObject* self) noexcept {
-  auto* callable =
-      static_cast<Callable*>(PyCapsule_GetPointer(self, kCallableCapsule));
+  auto* callable = static_cast<Callable*>(PyCapsule_GetPointer(self, kCallableCapsule));
   if (callable == nullptr) {
     PyErr_Clear();
     return;
@@ -55,12 +53,10 @@ PyObject* FinalizeCallback(PyObject* self, PyObject* /*unused*/) noexcept {
   Py_RETURN_NONE;
 }
 
-PyMethodDef kWeakrefCallbackDef = {"leakguard_weakref_callback",
-                                   &WeakrefCallback, METH_O,
+PyMethodDef kWeakrefCallbackDef = {"leakguard_weakref_callback", &WeakrefCallback, METH_O,
                                    "Runs a leakguard::WeakRef's C++ callback."};
-PyMethodDef kFinalizeCallbackDef = {
-    "leakguard_finalizer", &FinalizeCallback, METH_NOARGS,
-    "Runs a leakguard::Finalizer's C++ callable."};
+PyMethodDef kFinalizeCallbackDef = {"leakguard_finalizer", &FinalizeCallback, METH_NOARGS,
+                                    "Runs a leakguard::Finalizer's C++ callable."};
 
 // A callback object owning `fn`.
 absl::StatusOr<Ref> MakeCallback(PyMethodDef* def, std::function<void()> fn) {
@@ -109,14 +105,12 @@ absl::StatusOr<bool> Truth(PyObject* obj) {
 
 // ------------------------------------------------------------------ WeakRef
 
-absl::StatusOr<WeakRef> WeakRef::Create(Handle object,
-                                        std::function<void()> on_death) {
+absl::StatusOr<WeakRef> WeakRef::Create(Handle object, std::function<void()> on_death) {
   if (absl::Status s = CheckGil(); !s.ok()) return s;
   if (!object) return absl::InvalidArgumentError("WeakRef of a null handle");
   Ref callback;
   if (on_death) {
-    absl::StatusOr<Ref> made =
-        MakeCallback(&kWeakrefCallbackDef, std::move(on_death));
+    absl::StatusOr<Ref> made = MakeCallback(&kWeakrefCallbackDef, std::move(on_death));
     if (!made.ok()) return made.status();
     callback = *std::move(made);
   }
@@ -145,8 +139,7 @@ WeakRef::~WeakRef() { DropWithGil(ref_); }
 
 // ---------------------------------------------------------------- Finalizer
 
-absl::StatusOr<Finalizer> Finalizer::Create(Handle object,
-                                            std::function<void()> callback,
+absl::StatusOr<Finalizer> Finalizer::Create(Handle object, std::function<void()> callback,
                                             const FinalizerOptions& options) {
   if (absl::Status s = CheckGil(); !s.ok()) return s;
   if (!object) return absl::InvalidArgumentError("Finalizer of a null handle");
@@ -157,14 +150,12 @@ absl::StatusOr<Finalizer> Finalizer::Create(Handle object,
   if (!weakref) return StatusFromPythonError();
   Ref finalize_type = Steal(PyObject_GetAttrString(weakref.get(), "finalize"));
   if (!finalize_type) return StatusFromPythonError();
-  absl::StatusOr<Ref> func =
-      MakeCallback(&kFinalizeCallbackDef, std::move(callback));
+  absl::StatusOr<Ref> func = MakeCallback(&kFinalizeCallbackDef, std::move(callback));
   if (!func.ok()) return func.status();
-  Ref finalize = Steal(PyObject_CallFunctionObjArgs(
-      finalize_type.get(), object.ptr(), func->get(), nullptr));
+  Ref finalize =
+      Steal(PyObject_CallFunctionObjArgs(finalize_type.get(), object.ptr(), func->get(), nullptr));
   if (!finalize) return WeakrefError();
-  if (!options.run_at_exit &&
-      PyObject_SetAttrString(finalize.get(), "atexit", Py_False) != 0) {
+  if (!options.run_at_exit && PyObject_SetAttrString(finalize.get(), "atexit", Py_False) != 0) {
     absl::Status status = StatusFromPythonError();
     Ref detached = Steal(PyObject_CallMethod(finalize.get(), "detach", nullptr));
     PyErr_Clear();

@@ -37,8 +37,7 @@ ModuleTable& Table() {
 bool IsDottedIdentifier(const std::string& name) {
   bool at_start = true;
   for (char c : name) {
-    const bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                       c == '_';
+    const bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
     const bool digit = c >= '0' && c <= '9';
     if (c == '.') {
       if (at_start) return false;
@@ -54,31 +53,31 @@ bool IsDottedIdentifier(const std::string& name) {
 
 }  // namespace
 
-absl::Status RegisterBuiltinModule(const std::string& name,
-                                   BuiltinModuleInit init) {
+absl::Status RegisterBuiltinModule(const std::string& name, BuiltinModuleInit init) {
   if (init == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat("RegisterBuiltinModule(\"", name, "\"): init is null"));
   }
   if (!IsDottedIdentifier(name)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "RegisterBuiltinModule: \"", name,
-        "\" is not a module name (ASCII identifiers joined by dots)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("RegisterBuiltinModule: \"", name,
+                     "\" is not a module name (ASCII identifiers joined by dots)"));
   }
   ModuleTable& table = Table();
   absl::MutexLock lock(&table.mu);
   for (const Entry& entry : table.entries) {
     if (entry.name != name) continue;
     if (entry.init == init) return absl::OkStatus();
-    return absl::AlreadyExistsError(absl::StrCat(
-        "a different init function is already registered for the built-in "
-        "module \"", name, "\""));
+    return absl::AlreadyExistsError(
+        absl::StrCat("a different init function is already registered for the built-in "
+                     "module \"",
+                     name, "\""));
   }
   if (Py_IsInitialized()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "cannot register the built-in module \"", name,
-        "\" while Python is running: CPython reads its table of built-in "
-        "modules only at start-up; register before Interpreter::Start()"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot register the built-in module \"", name,
+                     "\" while Python is running: CPython reads its table of built-in "
+                     "modules only at start-up; register before Interpreter::Start()"));
   }
   table.entries.push_back(Entry{name, init, false});
   return absl::OkStatus();
@@ -104,8 +103,8 @@ absl::Status InstallBuiltinModules() {
     if (entry.installed) continue;
     // PyImport_AppendInittab keeps `name` by pointer; `entry` never moves.
     if (PyImport_AppendInittab(entry.name.c_str(), entry.init) != 0) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "PyImport_AppendInittab(\"", entry.name, "\") failed"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("PyImport_AppendInittab(\"", entry.name, "\") failed"));
     }
     entry.installed = true;
   }

@@ -32,8 +32,7 @@ std::optional<std::string> StrOf(PyObject* obj) {
 
 std::string TypeName(PyObject* exc) {
   PyTypeObject* type = Py_TYPE(exc);
-  Ref module = Steal(PyObject_GetAttrString(reinterpret_cast<PyObject*>(type),
-                                            "__module__"));
+  Ref module = Steal(PyObject_GetAttrString(reinterpret_cast<PyObject*>(type), "__module__"));
   if (!module) PyErr_Clear();
   std::string name = type->tp_name;
   // tp_name of a heap type is its bare name; of a static type it may already
@@ -42,8 +41,7 @@ std::string TypeName(PyObject* exc) {
     const char* mod = PyUnicode_AsUTF8(module.get());
     if (mod == nullptr) {
       PyErr_Clear();
-    } else if (std::string_view(mod) != "builtins" &&
-               name.find('.') == std::string::npos) {
+    } else if (std::string_view(mod) != "builtins" && name.find('.') == std::string::npos) {
       name = absl::StrCat(mod, ".", name);
     }
   }
@@ -60,8 +58,8 @@ std::optional<std::string> FormatTraceback(PyObject* exc) {
   }
   Ref tb = Steal(PyException_GetTraceback(exc));
   PyObject* tb_arg = tb ? tb.get() : Py_None;
-  Ref lines = Steal(PyObject_CallMethod(module.get(), "format_exception",
-                                        "OOO", Py_TYPE(exc), exc, tb_arg));
+  Ref lines = Steal(
+      PyObject_CallMethod(module.get(), "format_exception", "OOO", Py_TYPE(exc), exc, tb_arg));
   if (!lines) {
     PyErr_Clear();
     return std::nullopt;
@@ -109,8 +107,7 @@ absl::Status StatusFromPythonError() {
   if (absl::Status gil = CheckGil(); !gil.ok()) return gil;
   Ref exc = Steal(compat::FetchException());
   if (!exc) {
-    return absl::InternalError(
-        "StatusFromPythonError() called with no Python exception pending");
+    return absl::InternalError("StatusFromPythonError() called with no Python exception pending");
   }
   const std::string type = TypeName(exc.get());
   std::string message;
@@ -119,8 +116,7 @@ absl::Status StatusFromPythonError() {
   } else {
     message = absl::StrCat(type, ": <exception str() failed>");
   }
-  std::string traceback =
-      FormatTraceback(exc.get()).value_or(absl::StrCat(message, "\n"));
+  std::string traceback = FormatTraceback(exc.get()).value_or(absl::StrCat(message, "\n"));
 
   absl::Status status(CodeFor(exc.get()), message);
   status.SetPayload(kPythonTypePayload, absl::Cord(type));

@@ -33,8 +33,7 @@ GilAcquire::~GilAcquire() {
 
 absl::Status GilAcquire::status() const {
   if (acquired_) return absl::OkStatus();
-  return absl::FailedPreconditionError(
-      "cannot take the GIL: no Python interpreter is running");
+  return absl::FailedPreconditionError("cannot take the GIL: no Python interpreter is running");
 }
 
 GilRelease::GilRelease() noexcept {

@@ -84,9 +84,8 @@ PyObject* StopWatchersAtFinalize(PyObject* /*self*/, PyObject* /*unused*/) {
   Py_RETURN_NONE;
 }
 
-PyMethodDef kStopWatchersDef = {
-    "_leakguard_stop_watchers", StopWatchersAtFinalize, METH_NOARGS,
-    "Stops leakguard's watchers before the interpreter finalizes."};
+PyMethodDef kStopWatchersDef = {"_leakguard_stop_watchers", StopWatchersAtFinalize, METH_NOARGS,
+                                "Stops leakguard's watchers before the interpreter finalizes."};
 
 // REQUIRES: the GIL.
 absl::Status RegisterPythonAtExit() {
@@ -94,8 +93,7 @@ absl::Status RegisterPythonAtExit() {
   if (!atexit) return StatusFromPythonError();
   Ref callback = Steal(PyCFunction_New(&kStopWatchersDef, nullptr));
   if (!callback) return StatusFromPythonError();
-  Ref result = Steal(
-      PyObject_CallMethod(atexit.get(), "register", "O", callback.get()));
+  Ref result = Steal(PyObject_CallMethod(atexit.get(), "register", "O", callback.get()));
   if (!result) return StatusFromPythonError();
   return absl::OkStatus();
 }
@@ -148,17 +146,16 @@ absl::Status PrependSysPath(const std::vector<std::string>& dirs) {
 absl::Status Configure(const InterpreterOptions& options, PyConfig* config) {
   PyStatus status;
   if (!options.program_name.empty()) {
-    status = PyConfig_SetBytesString(config, &config->program_name,
-                                     options.program_name.c_str());
+    status = PyConfig_SetBytesString(config, &config->program_name, options.program_name.c_str());
     if (PyStatus_Exception(status)) return FromPyStatus(status, "program_name");
   }
   std::vector<char*> argv;
   std::vector<std::string> args = options.argv;
   if (args.empty()) args.emplace_back();
+  argv.reserve(args.size());
   for (std::string& arg : args) argv.push_back(arg.data());
   config->parse_argv = 0;
-  status = PyConfig_SetBytesArgv(config, static_cast<Py_ssize_t>(argv.size()),
-                                 argv.data());
+  status = PyConfig_SetBytesArgv(config, static_cast<Py_ssize_t>(argv.size()), argv.data());
   if (PyStatus_Exception(status)) return FromPyStatus(status, "argv");
   config->tracemalloc = options.tracemalloc_frames;
   config->install_signal_handlers = options.install_signal_handlers ? 1 : 0;
@@ -169,12 +166,10 @@ absl::Status Configure(const InterpreterOptions& options, PyConfig* config) {
 
 Watcher::~Watcher() = default;
 
-absl::StatusOr<Interpreter> Interpreter::Start(
-    const InterpreterOptions& options) {
+absl::StatusOr<Interpreter> Interpreter::Start(const InterpreterOptions& options) {
   if (options.tracemalloc_frames < 0 || options.tracemalloc_frames > 65535) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "tracemalloc_frames must be 0 (off) or 1..65535, got ",
-        options.tracemalloc_frames));
+        "tracemalloc_frames must be 0 (off) or 1..65535, got ", options.tracemalloc_frames));
   }
   Registry& registry = GetRegistry();
   {
@@ -374,8 +369,7 @@ absl::Status Interpreter::Finalize() {
     ++registry.session;
   }
   if (rc != 0) {
-    return absl::InternalError(
-        "Py_FinalizeEx reported an error (flushing buffered data failed)");
+    return absl::InternalError("Py_FinalizeEx reported an error (flushing buffered data failed)");
   }
   return absl::OkStatus();
 }

@@ -7,13 +7,13 @@
 
 #include <atomic>
 #include <cerrno>
-#include <vector>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -35,11 +35,9 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
   if (fd < 0) {
     const int err = errno;
     if (err == ENOENT) {
-      return absl::NotFoundError(absl::StrCat("cannot open ", path, ": ",
-                                              std::strerror(err)));
+      return absl::NotFoundError(absl::StrCat("cannot open ", path, ": ", std::strerror(err)));
     }
-    return absl::UnavailableError(
-        absl::StrCat("cannot open ", path, ": ", std::strerror(err)));
+    return absl::UnavailableError(absl::StrCat("cannot open ", path, ": ", std::strerror(err)));
   }
   std::string out;
   char buf[4096];
@@ -49,8 +47,7 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
       if (errno == EINTR) continue;
       const int err = errno;
       ::close(fd);
-      return absl::UnavailableError(
-          absl::StrCat("cannot read ", path, ": ", std::strerror(err)));
+      return absl::UnavailableError(absl::StrCat("cannot read ", path, ": ", std::strerror(err)));
     }
     if (n == 0) break;
     out.append(buf, static_cast<size_t>(n));
@@ -62,8 +59,7 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
 
 // Value of "Key:   123 kB" in /proc/<pid>/status, in bytes when `kb`.
 // Debian's Abseil is built with its own string_view, hence absl::string_view.
-absl::StatusOr<int64_t> StatusField(absl::string_view status,
-                                    absl::string_view key,
+absl::StatusOr<int64_t> StatusField(absl::string_view status, absl::string_view key,
                                     const std::string& path, bool kb) {
   for (absl::string_view line : absl::StrSplit(status, '\n')) {
     if (!absl::ConsumePrefix(&line, key) || !absl::ConsumePrefix(&line, ":")) {
@@ -71,19 +67,18 @@ absl::StatusOr<int64_t> StatusField(absl::string_view status,
     }
     line = absl::StripAsciiWhitespace(line);
     if (kb && !absl::ConsumeSuffix(&line, "kB")) {
-      return absl::DataLossError(absl::StrCat(
-          path, ": field ", key, " is not in kB: '", line, "'"));
+      return absl::DataLossError(
+          absl::StrCat(path, ": field ", key, " is not in kB: '", line, "'"));
     }
     line = absl::StripAsciiWhitespace(line);
     int64_t value = 0;
     if (!absl::SimpleAtoi(line, &value) || value < 0) {
-      return absl::DataLossError(absl::StrCat(path, ": field ", key,
-                                              " is not a count: '", line, "'"));
+      return absl::DataLossError(
+          absl::StrCat(path, ": field ", key, " is not a count: '", line, "'"));
     }
     return kb ? value * 1024 : value;
   }
-  return absl::DataLossError(
-      absl::StrCat(path, ": no field ", key, " (is this a Linux /proc?)"));
+  return absl::DataLossError(absl::StrCat(path, ": no field ", key, " (is this a Linux /proc?)"));
 }
 
 absl::StatusOr<int64_t> CountFds(const std::string& dir_path) {
@@ -91,11 +86,9 @@ absl::StatusOr<int64_t> CountFds(const std::string& dir_path) {
   if (dir == nullptr) {
     const int err = errno;
     if (err == ENOENT) {
-      return absl::NotFoundError(absl::StrCat("cannot open ", dir_path, ": ",
-                                              std::strerror(err)));
+      return absl::NotFoundError(absl::StrCat("cannot open ", dir_path, ": ", std::strerror(err)));
     }
-    return absl::UnavailableError(
-        absl::StrCat("cannot open ", dir_path, ": ", std::strerror(err)));
+    return absl::UnavailableError(absl::StrCat("cannot open ", dir_path, ": ", std::strerror(err)));
   }
   // The directory stream holds a descriptor of its own; do not count it.
   const std::string own = absl::StrCat(::dirfd(dir));
@@ -163,8 +156,8 @@ absl::StatusOr<int64_t> ReadRss() {
     } else {
       fd = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
       if (fd < 0) {
-        return absl::UnavailableError(absl::StrCat(
-            "cannot open /proc/self/statm: ", std::strerror(errno)));
+        return absl::UnavailableError(
+            absl::StrCat("cannot open /proc/self/statm: ", std::strerror(errno)));
       }
       const int inherited = statm.fd.exchange(fd, std::memory_order_acq_rel);
       if (inherited >= 0) ::close(inherited);  // The parent's, copied by fork.
@@ -183,8 +176,7 @@ absl::StatusOr<int64_t> ReadRss() {
   buf[n] = '\0';
   // "size resident shared text lib data dt", in pages.
   absl::string_view text(buf, static_cast<size_t>(n));
-  std::vector<absl::string_view> fields =
-      absl::StrSplit(text, ' ', absl::SkipEmpty());
+  std::vector<absl::string_view> fields = absl::StrSplit(text, ' ', absl::SkipEmpty());
   int64_t pages = 0;
   if (fields.size() < 2 || !absl::SimpleAtoi(fields[1], &pages) || pages < 0) {
     return absl::DataLossError(
@@ -194,8 +186,7 @@ absl::StatusOr<int64_t> ReadRss() {
   return pages * page_size;
 }
 
-ProcessDelta operator-(const ProcessSample& after,
-                       const ProcessSample& before) {
+ProcessDelta operator-(const ProcessSample& after, const ProcessSample& before) {
   ProcessDelta delta;
   delta.rss_bytes = after.rss_bytes - before.rss_bytes;
   delta.open_fds = after.open_fds - before.open_fds;
@@ -219,8 +210,7 @@ absl::StatusOr<ProcessSample> SampleProcessAt(std::string_view proc_dir) {
   if (!rss.ok()) return rss.status();
   absl::StatusOr<int64_t> hwm = StatusField(*status, "VmHWM", status_path, true);
   if (!hwm.ok()) return hwm.status();
-  absl::StatusOr<int64_t> threads =
-      StatusField(*status, "Threads", status_path, false);
+  absl::StatusOr<int64_t> threads = StatusField(*status, "Threads", status_path, false);
   if (!threads.ok()) return threads.status();
   absl::StatusOr<int64_t> fds = CountFds(absl::StrCat(dir, "/fd"));
   if (!fds.ok()) return fds.status();
@@ -236,16 +226,15 @@ absl::StatusOr<ProcessSample> SampleProcessAt(std::string_view proc_dir) {
 absl::StatusOr<ProcessSample> SampleProcess() {
   absl::StatusOr<ProcessSample> sample = SampleProcessAt("/proc/self");
   if (!sample.ok() && absl::IsNotFound(sample.status())) {
-    return absl::UnavailableError(absl::StrCat(
-        "process facts need a mounted /proc: ", sample.status().message()));
+    return absl::UnavailableError(
+        absl::StrCat("process facts need a mounted /proc: ", sample.status().message()));
   }
   return sample;
 }
 
 std::string FormatBytes(int64_t bytes) {
   const char* sign = bytes < 0 ? "-" : "";
-  const double size = bytes < 0 ? -static_cast<double>(bytes)
-                                : static_cast<double>(bytes);
+  const double size = bytes < 0 ? -static_cast<double>(bytes) : static_cast<double>(bytes);
   if (size < 1024) return absl::StrFormat("%s%d B", sign, static_cast<int64_t>(size));
   if (size < 1024.0 * 1024) return absl::StrFormat("%s%.1f KiB", sign, size / 1024);
   if (size < 1024.0 * 1024 * 1024) {

@@ -25,9 +25,9 @@ const absl::Status& StatusOf(const absl::StatusOr<T>& value) {
 
 /// Returns the status of `expr` (an absl::Status or absl::StatusOr) from the
 /// enclosing function when it is not OK.
-#define LEAKGUARD_RETURN_IF_ERROR(expr)                                              \
-  do {                                                                               \
-    const auto& leakguard_status_ = (expr);                                          \
+#define LEAKGUARD_RETURN_IF_ERROR(expr)                                                     \
+  do {                                                                                      \
+    const auto& leakguard_status_ = (expr);                                                 \
     if (!leakguard_status_.ok()) return ::leakguard::internal::StatusOf(leakguard_status_); \
   } while (false)
 
@@ -36,8 +36,9 @@ const absl::Status& StatusOf(const absl::StatusOr<T>& value) {
 
 /// Evaluates `rexpr` (an absl::StatusOr<T>); returns its status when it is not
 /// OK, else moves its value into `lhs` (a declaration or an lvalue).
-#define LEAKGUARD_ASSIGN_OR_RETURN(lhs, rexpr) \
-  LEAKGUARD_ASSIGN_OR_RETURN_IMPL_(LEAKGUARD_STATUS_CONCAT_(leakguard_statusor_, __LINE__), lhs, rexpr)
+#define LEAKGUARD_ASSIGN_OR_RETURN(lhs, rexpr)                                                   \
+  LEAKGUARD_ASSIGN_OR_RETURN_IMPL_(LEAKGUARD_STATUS_CONCAT_(leakguard_statusor_, __LINE__), lhs, \
+                                   rexpr)
 
 #define LEAKGUARD_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr) \
   auto statusor = (rexpr);                                     \

@@ -31,7 +31,8 @@ std::string JsonString(const std::string& text) {
     const unsigned char c = static_cast<unsigned char>(json[i]);
     if (c == '<' || c == '>' || c == '&') {
       out += absl::StrFormat("\\u%04x", c);
-    } else if (c == 0xE2 && i + 2 < json.size() && static_cast<unsigned char>(json[i + 1]) == 0x80 &&
+    } else if (c == 0xE2 && i + 2 < json.size() &&
+               static_cast<unsigned char>(json[i + 1]) == 0x80 &&
                (static_cast<unsigned char>(json[i + 2]) == 0xA8 ||
                 static_cast<unsigned char>(json[i + 2]) == 0xA9)) {
       out += static_cast<unsigned char>(json[i + 2]) == 0xA8 ? "\\u2028" : "\\u2029";

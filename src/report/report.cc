@@ -3,9 +3,9 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/match.h"
 #include "absl/time/time.h"
 #include "leakguard/process.h"
 
@@ -33,8 +33,7 @@ const char* SeverityName(Severity severity) noexcept {
 }
 
 std::string RenderText(const Report& report) {
-  std::string out = absl::StrCat("leakguard [", SeverityName(report.severity),
-                                 "] ", report.source);
+  std::string out = absl::StrCat("leakguard [", SeverityName(report.severity), "] ", report.source);
   if (!report.label.empty()) absl::StrAppend(&out, " '", report.label, "'");
   absl::StrAppend(&out, ": ", report.summary);
   if (report.elapsed > absl::ZeroDuration()) {
@@ -55,8 +54,7 @@ std::string RenderText(const Report& report) {
       if (line.line > 0) absl::StrAppend(&out, ":", line.line);
       absl::StrAppendFormat(&out, "  %s (%s blocks), now %s\n",
                             SignedMetric("size_bytes", line.size_diff),
-                            SignedMetric("count", line.count_diff),
-                            FormatBytes(line.size));
+                            SignedMetric("count", line.count_diff), FormatBytes(line.size));
     }
   }
   if (!report.type_growth.empty()) {
@@ -122,11 +120,21 @@ std::string JsonQuote(const std::string& text) {
       continue;
     }
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           absl::StrAppendFormat(&out, "\\u%04x", c);
@@ -142,14 +150,11 @@ std::string JsonQuote(const std::string& text) {
 
 std::string RenderJson(const Report& report) {
   std::string out = absl::StrCat(
-      "{\"source\":", JsonQuote(report.source),
-      ",\"label\":", JsonQuote(report.label),
+      "{\"source\":", JsonQuote(report.source), ",\"label\":", JsonQuote(report.label),
       ",\"severity\":\"", SeverityName(report.severity), "\"",
       ",\"summary\":", JsonQuote(report.summary), ",\"time\":",
-      JsonQuote(absl::FormatTime(absl::RFC3339_full, report.time,
-                                 absl::UTCTimeZone())),
-      ",\"elapsed_s\":",
-      absl::StrFormat("%.6f", absl::ToDoubleSeconds(report.elapsed)),
+      JsonQuote(absl::FormatTime(absl::RFC3339_full, report.time, absl::UTCTimeZone())),
+      ",\"elapsed_s\":", absl::StrFormat("%.6f", absl::ToDoubleSeconds(report.elapsed)),
       ",\"metrics\":{");
   bool first = true;
   for (const auto& [name, value] : report.metrics) {
@@ -161,8 +166,7 @@ std::string RenderJson(const Report& report) {
   for (const LineGrowth& line : report.top_lines) {
     absl::StrAppend(&out, first ? "" : ",", "{\"file\":", JsonQuote(line.file),
                     ",\"line\":", line.line, ",\"size_diff\":", line.size_diff,
-                    ",\"count_diff\":", line.count_diff, ",\"size\":", line.size,
-                    "}");
+                    ",\"count_diff\":", line.count_diff, ",\"size\":", line.size, "}");
     first = false;
   }
   absl::StrAppend(&out, "],\"type_growth\":[");

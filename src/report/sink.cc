@@ -32,8 +32,7 @@ void StderrSink::Write(const Report& report) noexcept {
   }
 }
 
-absl::StatusOr<std::unique_ptr<JsonLinesSink>> JsonLinesSink::Open(
-    const std::string& path) {
+absl::StatusOr<std::unique_ptr<JsonLinesSink>> JsonLinesSink::Open(const std::string& path) {
   std::FILE* file = std::fopen(path.c_str(), "ae");
   if (file == nullptr) {
     const int err = errno;
@@ -56,8 +55,7 @@ void JsonLinesSink::Write(const Report& report) noexcept {
     std::string line = RenderJson(report);
     line += '\n';
     absl::MutexLock lock(&mu_);
-    if (std::fwrite(line.data(), 1, line.size(), file_) != line.size() ||
-        std::fflush(file_) != 0) {
+    if (std::fwrite(line.data(), 1, line.size(), file_) != line.size() || std::fflush(file_) != 0) {
       CountFailure();
     }
   } catch (...) {
@@ -81,11 +79,10 @@ PyObject* ReportAsDict(const Report& report) {
   Ref lines = Steal(PyList_New(0));
   if (!lines) return nullptr;
   for (const LineGrowth& line : report.top_lines) {
-    Ref item = Steal(Py_BuildValue("{s:s,s:i,s:L,s:L,s:L}", "file", line.file.c_str(),
-                                   "line", line.line, "size_diff",
-                                   static_cast<long long>(line.size_diff),
-                                   "count_diff", static_cast<long long>(line.count_diff),
-                                   "size", static_cast<long long>(line.size)));
+    Ref item = Steal(Py_BuildValue("{s:s,s:i,s:L,s:L,s:L}", "file", line.file.c_str(), "line",
+                                   line.line, "size_diff", static_cast<long long>(line.size_diff),
+                                   "count_diff", static_cast<long long>(line.count_diff), "size",
+                                   static_cast<long long>(line.size)));
     if (!item || PyList_Append(lines.get(), item.get()) != 0) return nullptr;
   }
   Ref types = Steal(PyList_New(0));
@@ -102,9 +99,8 @@ PyObject* ReportAsDict(const Report& report) {
   Ref notes = Steal(PyList_New(0));
   if (!notes) return nullptr;
   for (const std::string& note : report.notes) {
-    Ref text = Steal(PyUnicode_DecodeUTF8(note.data(),
-                                          static_cast<Py_ssize_t>(note.size()),
-                                          "replace"));
+    Ref text =
+        Steal(PyUnicode_DecodeUTF8(note.data(), static_cast<Py_ssize_t>(note.size()), "replace"));
     if (!text || PyList_Append(notes.get(), text.get()) != 0) return nullptr;
   }
   return Py_BuildValue("{s:s,s:s,s:s,s:s,s:d,s:O,s:O,s:O,s:O}", "source", report.source.c_str(),
@@ -117,8 +113,7 @@ PyObject* ReportAsDict(const Report& report) {
 bool LogToPython(const std::string& logger_name, const Report& report) {
   Ref logging = Steal(PyImport_ImportModule("logging"));
   if (!logging) return false;
-  Ref logger = Steal(PyObject_CallMethod(logging.get(), "getLogger", "s",
-                                         logger_name.c_str()));
+  Ref logger = Steal(PyObject_CallMethod(logging.get(), "getLogger", "s", logger_name.c_str()));
   if (!logger) return false;
   Ref extra_value = Steal(ReportAsDict(report));
   if (!extra_value) return false;
@@ -126,8 +121,8 @@ bool LogToPython(const std::string& logger_name, const Report& report) {
   if (!extra) return false;
   std::string text = RenderText(report);
   if (!text.empty() && text.back() == '\n') text.pop_back();
-  Ref message = Steal(PyUnicode_DecodeUTF8(
-      text.data(), static_cast<Py_ssize_t>(text.size()), "replace"));
+  Ref message =
+      Steal(PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), "replace"));
   if (!message) return false;
   const int level = report.severity == Severity::kWarning ? 30 : 20;
   Ref log = Steal(PyObject_GetAttrString(logger.get(), "log"));

@@ -42,13 +42,11 @@ LEAKGUARD_EXPORT absl::Status StatusFromPythonError();
 
 /// The Python exception type name carried by `status`, if it came from
 /// StatusFromPythonError().
-LEAKGUARD_EXPORT std::optional<std::string> PythonExceptionType(
-    const absl::Status& status);
+LEAKGUARD_EXPORT std::optional<std::string> PythonExceptionType(const absl::Status& status);
 
 /// The formatted traceback carried by `status`, if it came from
 /// StatusFromPythonError().
-LEAKGUARD_EXPORT std::optional<std::string> PythonTraceback(
-    const absl::Status& status);
+LEAKGUARD_EXPORT std::optional<std::string> PythonTraceback(const absl::Status& status);
 
 }  // namespace leakguard
 

@@ -50,9 +50,7 @@ class Handle {
   Py_ssize_t RefCount() const noexcept { return ptr_ ? Py_REFCNT(ptr_) : 0; }
 
   /// Handles compare by identity.
-  friend constexpr bool operator==(Handle a, Handle b) noexcept {
-    return a.ptr_ == b.ptr_;
-  }
+  friend constexpr bool operator==(Handle a, Handle b) noexcept { return a.ptr_ == b.ptr_; }
 
  private:
   PyObject* ptr_ = nullptr;
@@ -97,16 +95,12 @@ class Ref {
 
   /// Gives up ownership without touching the count: the caller now owns the
   /// reference that was held. The Ref becomes null.
-  [[nodiscard]] PyObject* Release() noexcept {
-    return std::exchange(ptr_, nullptr);
-  }
+  [[nodiscard]] PyObject* Release() noexcept { return std::exchange(ptr_, nullptr); }
   /// Drops the reference held (if any); the Ref becomes null.
   void Reset() noexcept { Reset(nullptr); }
 
   /// Identity comparison.
-  friend bool operator==(const Ref& a, const Ref& b) noexcept {
-    return a.ptr_ == b.ptr_;
-  }
+  friend bool operator==(const Ref& a, const Ref& b) noexcept { return a.ptr_ == b.ptr_; }
 
  private:
   friend Ref Steal(PyObject* ptr) noexcept;
@@ -151,9 +145,7 @@ class Ref {
 
 /// Adds a reference of its own to the object a Handle points at.
 /// REQUIRES: the GIL is held.
-[[nodiscard]] inline Ref Borrow(Handle handle) noexcept {
-  return Borrow(handle.ptr());
-}
+[[nodiscard]] inline Ref Borrow(Handle handle) noexcept { return Borrow(handle.ptr()); }
 
 }  // namespace leakguard
 
