@@ -9,14 +9,26 @@
 #include <cstdlib>
 #include <cstring>
 #include <optional>
+#include <string>
 
+#include "absl/status/status.h"
 #include "benchmark/benchmark.h"
 
 #if defined(LEAKGUARD_PYTHON_EXECUTABLE)
+#include "leakguard/python/error.h"
 #include "leakguard/python/interpreter.h"
 #endif
 
 namespace leakguard::bench {
+
+/// Marks the benchmark as failed with `status`'s message; returns false.
+inline bool Fail(benchmark::State& state, const absl::Status& status) {
+  state.SkipWithError(std::string(status.message()).c_str());
+  return false;
+}
+
+/// Fail() with the pending Python exception (cleared).
+inline bool FailPython(benchmark::State& state) { return Fail(state, StatusFromPythonError()); }
 
 // True when LEAKGUARD_BENCH_SMOKE=1 (benchmarks/run.sh --smoke): every
 // benchmark then runs once at a tiny size, to prove it still works.

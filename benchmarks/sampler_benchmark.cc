@@ -181,12 +181,8 @@ PyObject* Fn(const char* name) {
   return PyDict_GetItemString(State().ns.get(), name);  // borrowed
 }
 
-bool Fail(benchmark::State& state, const absl::Status& status) {
-  state.SkipWithError(std::string(status.message()).c_str());
-  return false;
-}
-
-bool FailPython(benchmark::State& state) { return Fail(state, leakguard::StatusFromPythonError()); }
+using leakguard::bench::Fail;
+using leakguard::bench::FailPython;
 
 // Compiles the workload once, untracked.
 bool EnsureWorkload(benchmark::State& state) {

@@ -91,10 +91,7 @@ PyObject* Fn(const char* name) {
   return PyDict_GetItemString(State().ns.get(), name);  // borrowed
 }
 
-bool Fail(benchmark::State& state, const absl::Status& status) {
-  state.SkipWithError(std::string(status.message()).c_str());
-  return false;
-}
+using leakguard::bench::Fail;
 
 // Makes the heap hold about n live traces, and the two snapshots of it.
 bool Ensure(benchmark::State& state, int n) {

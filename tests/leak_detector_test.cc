@@ -473,12 +473,8 @@ TEST_P(SampledDetectorCorpusTest, CatchesTheCauseAndNamesItsLine) {
   EXPECT_THAT(absl::StrJoin(report.notes, "\n"), HasSubstr("estimated by the sampler"));
   if (script == "cause_logging_buffer") return;
   std::string seen;
-  bool found = false;
-  for (const LineGrowth& g : report.top_lines) {
-    seen += g.file + ":" + std::to_string(g.line) + " ";
-    if (g.file.ends_with("/" + script + ".py") && g.line == line) found = true;
-  }
-  EXPECT_TRUE(found) << script << ".py:" << line << " not among " << seen;
+  EXPECT_TRUE(testing::NamesScriptLine(report.top_lines, script, line, &seen))
+      << script << ".py:" << line << " not among " << seen;
 }
 
 INSTANTIATE_TEST_SUITE_P(Causes, SampledDetectorCorpusTest,

@@ -82,13 +82,9 @@ TEST_P(CauseTest, TracedGuardNamesTheMarkedLine) {
   EXPECT_TRUE(report->over_threshold);
   EXPECT_GT(report->traced_bytes.value_or(0), 0);
   EXPECT_GT(report->blocks.value_or(0), 0);
-  bool found = false;
   std::string seen;
-  for (const LineGrowth& g : report->top_lines) {
-    seen += g.file + ":" + std::to_string(g.line) + " ";
-    if (g.file.ends_with("/" + script + ".py") && g.line == line) found = true;
-  }
-  EXPECT_TRUE(found) << script << ".py:" << line << " not among " << seen;
+  EXPECT_TRUE(testing::NamesScriptLine(report->top_lines, script, line, &seen))
+      << script << ".py:" << line << " not among " << seen;
   ASSERT_EQ(sink.size(), 1u);
   EXPECT_EQ(sink.last().source, "memory_guard");
   EXPECT_EQ(sink.last().label, script);
@@ -138,13 +134,9 @@ TEST_P(SampledCauseTest, SampledGuardNamesTheMarkedLine) {
   (*sampler)->Stop();
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_GT(report->traced_bytes.value_or(0), 0);
-  bool found = false;
   std::string seen;
-  for (const LineGrowth& g : report->top_lines) {
-    seen += g.file + ":" + std::to_string(g.line) + " ";
-    if (g.file.ends_with("/" + script + ".py") && g.line == line) found = true;
-  }
-  EXPECT_TRUE(found) << script << ".py:" << line << " not among " << seen;
+  EXPECT_TRUE(testing::NamesScriptLine(report->top_lines, script, line, &seen))
+      << script << ".py:" << line << " not among " << seen;
   ASSERT_EQ(sink.size(), 1u);
   EXPECT_THAT(sink.last().summary, HasSubstr("sampled estimate"));
   EXPECT_FALSE(IsTracing());

@@ -20,6 +20,7 @@
 #include "leakguard/python/gil.h"
 #include "leakguard/python/python.h"
 #include "leakguard/python/ref.h"
+#include "leakguard/report.h"
 #include "leakguard/sink.h"
 
 // LEAKGUARD_UNDER_ASAN / LEAKGUARD_UNDER_TSAN: 1 in sanitizer builds, whose
@@ -76,6 +77,18 @@ inline int MarkedLine(const std::string& path, const std::string& marker) {
     if (line.find(marker) != std::string::npos) return n;
   }
   return -1;
+}
+
+/// Whether `lines` name line `line` of tests/scripts/`script`.py; `seen`
+/// receives every line listed ("file:line ..."), for the failure message.
+inline bool NamesScriptLine(const std::vector<LineGrowth>& lines, const std::string& script,
+                            int line, std::string* seen) {
+  bool found = false;
+  for (const LineGrowth& g : lines) {
+    *seen += g.file + ":" + std::to_string(g.line) + " ";
+    if (g.file.ends_with("/" + script + ".py") && g.line == line) found = true;
+  }
+  return found;
 }
 
 /// Hands `p` to code the compiler cannot see into: it must assume the
