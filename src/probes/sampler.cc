@@ -388,16 +388,23 @@ inline bool MaybeSampled(const void* p) {
 
 // ------------------------------------------------------------- the hooks
 
-// One per domain; `prev` is the allocator below (written under the GIL by
+// One per domain, in g_hooks' order RAW, MEM, OBJ. The hooks find theirs by
+// index, not through `ctx`: PyMem_SetAllocator copies the five fields while
+// threads may be calling PyMem_RawMalloc without the GIL, and such a thread
+// can read the new function with the old `ctx` (NULL for the default
+// allocator). `prev` is the allocator below (written under the GIL by
 // Start(), only when it changed, so a hook running meanwhile reads a value
 // that does not move).
+// `prev` comes first: a hook below that reads the sampler's `ctx` with its
+// own function (the same tearing, the other way round) takes it for the
+// allocator below it, which is what `prev` is.
 struct Hook {
-  PyMemAllocatorDomain domain;
   PyMemAllocatorEx prev;
+  PyMemAllocatorDomain domain;
   bool installed;  // set by Start(), cleared by a Stop() that unhooked
 };
 Hook g_hooks[3] = {
-    {PYMEM_DOMAIN_RAW, {}, false}, {PYMEM_DOMAIN_MEM, {}, false}, {PYMEM_DOMAIN_OBJ, {}, false}};
+    {{}, PYMEM_DOMAIN_RAW, false}, {{}, PYMEM_DOMAIN_MEM, false}, {{}, PYMEM_DOMAIN_OBJ, false}};
 
 // pymalloc serves requests up to 512 bytes itself and hands larger ones
 // (and reallocs of blocks it does not own) to PyMem_RawMalloc/Realloc,
@@ -471,9 +478,11 @@ inline bool Stale(const ThreadState& t) {
   return kCheck && t.generation != g_generation.load(std::memory_order_relaxed);
 }
 
-template <bool kNests, bool kCheck>
+template <int kIndex, bool kCheck>
 void* HookMalloc(void* ctx, std::size_t n) {
-  Hook* h = static_cast<Hook*>(ctx);
+  constexpr bool kNests = kIndex != 0;  // MEM and OBJ sit on pymalloc
+  Hook* h = &g_hooks[kIndex];
+  (void)ctx;
   ThreadState& t = t_state;
   if (Stale<kCheck>(t)) return SampledMalloc(h, n);
   t.countdown -= static_cast<int64_t>(n);
@@ -482,9 +491,11 @@ void* HookMalloc(void* ctx, std::size_t n) {
   return h->prev.malloc(h->prev.ctx, n);
 }
 
-template <bool kNests, bool kCheck>
+template <int kIndex, bool kCheck>
 void* HookCalloc(void* ctx, std::size_t nelem, std::size_t elsize) {
-  Hook* h = static_cast<Hook*>(ctx);
+  constexpr bool kNests = kIndex != 0;  // MEM and OBJ sit on pymalloc
+  Hook* h = &g_hooks[kIndex];
+  (void)ctx;
   ThreadState& t = t_state;
   std::size_t n = 0;
   if (__builtin_mul_overflow(nelem, elsize, &n)) {
@@ -497,9 +508,11 @@ void* HookCalloc(void* ctx, std::size_t nelem, std::size_t elsize) {
   return h->prev.calloc(h->prev.ctx, nelem, elsize);
 }
 
-template <bool kNests, bool kCheck>
+template <int kIndex, bool kCheck>
 void* HookRealloc(void* ctx, void* ptr, std::size_t n) {
-  Hook* h = static_cast<Hook*>(ctx);
+  constexpr bool kNests = kIndex != 0;  // MEM and OBJ sit on pymalloc
+  Hook* h = &g_hooks[kIndex];
+  (void)ctx;
   ThreadState& t = t_state;
   if (MaybeSampled(ptr)) Forget(ptr);
   if (Stale<kCheck>(t)) return SampledRealloc(h, ptr, n);
@@ -514,25 +527,34 @@ void* HookRealloc(void* ctx, void* ptr, std::size_t n) {
   h->prev.free(h->prev.ctx, ptr);
 }
 
+template <int kIndex>
 void HookFree(void* ctx, void* ptr) {
-  Hook* h = static_cast<Hook*>(ctx);
+  Hook* h = &g_hooks[kIndex];
+  (void)ctx;
   if (MaybeSampled(ptr)) return ForgetAndFree(h, ptr);
   h->prev.free(h->prev.ctx, ptr);
 }
 
-template <bool kNests, bool kCheck>
-PyMemAllocatorEx HooksOf(Hook& h) {
-  return {&h, HookMalloc<kNests, kCheck>, HookCalloc<kNests, kCheck>, HookRealloc<kNests, kCheck>,
-          HookFree};
+template <int kIndex, bool kCheck>
+PyMemAllocatorEx HooksOf() {
+  return {&g_hooks[kIndex], HookMalloc<kIndex, kCheck>, HookCalloc<kIndex, kCheck>,
+          HookRealloc<kIndex, kCheck>, HookFree<kIndex>};
 }
 
-PyMemAllocatorEx HooksFor(Hook& h, bool check) {
-  const bool nests = h.domain != PYMEM_DOMAIN_RAW;
-  if (nests) return check ? HooksOf<true, true>(h) : HooksOf<true, false>(h);
-  return check ? HooksOf<false, true>(h) : HooksOf<false, false>(h);
+PyMemAllocatorEx HooksFor(const Hook& h, bool check) {
+  switch (&h - g_hooks) {
+    case 0:
+      return check ? HooksOf<0, true>() : HooksOf<0, false>();
+    case 1:
+      return check ? HooksOf<1, true>() : HooksOf<1, false>();
+    default:
+      return check ? HooksOf<2, true>() : HooksOf<2, false>();
+  }
 }
 
-bool IsOurs(const PyMemAllocatorEx& a, const Hook& h) { return a.ctx == &h && a.free == HookFree; }
+bool IsOurs(const PyMemAllocatorEx& a, const Hook& h) {
+  return a.ctx == &h && a.free == HooksFor(h, false).free;
+}
 
 // Whether an allocation through `h`'s domain passes through the sampler's
 // hook (it may sit under another hook). REQUIRES: the GIL.
