@@ -35,17 +35,21 @@
 #endif
 
 #if defined(LEAKGUARD_FRAMES_INTERNAL) || defined(LEAKGUARD_FRAMES_OBJECTS)
-// This thread's thread state: the current one when it belongs to this
-// thread (before 3.12 "current" means the GIL holder, which may be another
-// thread), else the one PyGILState keeps for this OS thread (a thread that
-// released the GIL, or made an allocation outside any Python call).
+// This thread's thread state. From 3.12 the current thread state is
+// thread-local: it is this thread's own (a sub-interpreter's, say) while the
+// thread holds the GIL, NULL after it released it. Before 3.12 "current"
+// is the GIL holder, which may be another thread whose state is being
+// deleted: it is not looked at. PyGILState keeps one state per OS thread
+// (the main interpreter's), which only its own thread deletes; tracemalloc
+// reads the same one.
 static PyThreadState* ThisThreadState(void) {
 #if PY_VERSION_HEX >= 0x030D0000
   PyThreadState* ts = PyThreadState_GetUnchecked();
-#else
+  if (ts != NULL) return ts;
+#elif PY_VERSION_HEX >= 0x030C0000
   PyThreadState* ts = _PyThreadState_UncheckedGet();
+  if (ts != NULL) return ts;
 #endif
-  if (ts != NULL && ts->thread_id == PyThread_get_thread_ident()) return ts;
   return PyGILState_GetThisThreadState();
 }
 #endif
