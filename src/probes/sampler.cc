@@ -7,7 +7,7 @@
 //   - Sample(): the block that reached the countdown: the Python stack read
 //     in place (frame_walk.c), then, under the state's lock, interned and
 //     recorded;
-//   - Forget(): a free whose filter counter is non-zero: under the lock,
+//   - Forget(): a free whose filter bit is set: under the lock,
 //     the block is looked up and, when sampled, removed;
 //   - the readers (TakeSnapshot, LiveByLine, ...): under the lock, a copy.
 //
@@ -368,7 +368,7 @@ void Sample(ThreadState& t, void* p, std::size_t size) noexcept {
   }
 }
 
-// A free (or realloc) of `p`, whose filter counter is non-zero.
+// A free (or realloc) of `p`, whose filter bit is set.
 void Forget(const void* p) noexcept {
   State& s = GlobalState();
   std::lock_guard<SpinLock> lock(s.lock);
