@@ -135,6 +135,36 @@ inline Py_ssize_t SysGetRefCount(PyObject* obj) {
 }
 
 /// A sink that keeps every report it is given, for assertions. Thread-safe.
+// A module-like namespace whose code has a file name of its own, so that
+// tests can name the line an allocation happens on.
+class Script {
+ public:
+  Script(const std::string& filename, const std::string& source) : filename_(filename) {
+    globals_ = Steal(PyDict_New());
+    PyDict_SetItemString(globals_.get(), "__builtins__", PyEval_GetBuiltins());
+    Ref code = Steal(Py_CompileString(source.c_str(), filename.c_str(), Py_file_input));
+    if (!code) {
+      ADD_FAILURE() << StatusFromPythonError();
+      return;
+    }
+    Ref done = Steal(PyEval_EvalCode(code.get(), globals_.get(), globals_.get()));
+    if (!done) ADD_FAILURE() << StatusFromPythonError();
+  }
+  // Calls the script's function `name` with `arg`.
+  void Call(const char* name, long arg = 0) {
+    PyObject* f = PyDict_GetItemString(globals_.get(), name);
+    ASSERT_NE(f, nullptr) << name;
+    Ref a = Steal(PyLong_FromLong(arg));
+    Ref r = Steal(PyObject_CallOneArg(f, a.get()));
+    ASSERT_TRUE(r) << StatusFromPythonError();
+  }
+  const std::string& filename() const { return filename_; }
+
+ private:
+  std::string filename_;
+  Ref globals_;
+};
+
 class RecordingSink : public Sink {
  public:
   void Write(const Report& report) noexcept override {

@@ -99,7 +99,23 @@ struct SamplerOptions {
   /// Seed of the per-thread random distances; 0: a random seed. With a
   /// fixed seed, a single-threaded workload samples the same blocks each run.
   uint64_t seed = 0;
+  /// Also samples native allocations: malloc, calloc, realloc, free,
+  /// posix_memalign, aligned_alloc, memalign, valloc, pvalloc and anonymous
+  /// mmap/munmap, as called by every loaded object (and every object loaded
+  /// later), by rewriting their relocation slots; Stop() puts them back.
+  /// See "Native allocations" in the file comment.
+  bool native = false;
+  /// Native frames kept per native sample, most recent first; 1 to 128.
+  int max_native_frames = 32;
+  /// Objects whose native allocations are not tracked, each given by a
+  /// part of its path ("libfoo.so", "/opt/host/lib/"); "<main>" is the
+  /// program itself (the host's own code, when it is not a library).
+  std::vector<std::string> native_exclude;
 };
+
+/// The tracemalloc domain of native samples in a sampler's snapshots
+/// (Python's own are domain 0).
+inline constexpr unsigned kNativeDomain = 0x6e6174;  // "nat"
 
 /// The sampler's own counters.
 struct SamplerStats {
@@ -126,14 +142,31 @@ struct SamplerStats {
   int64_t table_bytes = 0;
   /// Distinct interned stacks.
   int64_t stacks = 0;
+  /// Live samples of native allocations (SamplerOptions::native).
+  int64_t native_live_samples = 0;
+  /// Relocation slots pointing at the native hooks now.
+  int64_t native_hooked_slots = 0;
 };
 
 /// One line's live heap, estimated from the samples.
 struct SiteEstimate {
-  /// File of the allocation site (the most recent frame).
+  /// File of the allocation site (the most recent Python frame;
+  /// "<unknown>" for a native allocation made with no Python code running
+  /// on the thread).
   std::string filename;
   /// Its line.
   int64_t lineno = 0;
+  /// Whether the site is native memory (SamplerOptions::native): the
+  /// Python line led to a native allocation in `library`.
+  bool native = false;
+  /// A native site's library: the file name of the object whose code asked
+  /// for the memory (the innermost native frame outside the allocator's own
+  /// libraries: libc, libstdc++, libgcc_s, libffi, the loader). Empty for
+  /// Python memory.
+  std::string library;
+  /// The function there (demangled), or "+0x<offset>" in the library when
+  /// its dynamic symbol table does not name it.
+  std::string function;
   /// Estimated live bytes allocated there.
   double bytes = 0;
   /// Standard error of `bytes` (Horvitz-Thompson: the square root of the
@@ -168,6 +201,28 @@ struct SamplerMark {
   /// Every line's estimate, largest first.
   std::vector<SiteEstimate> lines;
 };
+
+/// One relocation slot of a loaded object through which it calls a
+/// function the native hooks replace (SamplerOptions::native): for checking
+/// what native tracking changed, and that Stop() put it back.
+struct NativeHookSlot {
+  /// The object's path ("" for the main program).
+  std::string object;
+  /// The function ("malloc", "free", "mmap", "dlopen", ...).
+  std::string symbol;
+  /// The slot's address and what it holds now.
+  uintptr_t slot = 0;
+  uintptr_t value = 0;
+  /// Whether it holds one of the hooks.
+  bool hooked = false;
+};
+
+/// Every such slot of every loaded object, now. Any thread, no GIL.
+LEAKGUARD_EXPORT std::vector<NativeHookSlot> ListNativeHookSlots();
+
+/// A site's name for reports: "file:line" for Python memory,
+/// "file:line -> library function" for native memory.
+LEAKGUARD_EXPORT std::string SiteName(const SiteEstimate& site);
 
 /// A line whose live estimate grew steadily across marks.
 struct GrowingSite {
@@ -237,6 +292,9 @@ class LEAKGUARD_EXPORT AllocationSampler : public Watcher {
   /// The live samples as collapsed stacks, "file:line;file:line bytes" per
   /// stack (oldest frame first, estimated bytes), the input of
   /// flamegraph.pl, inferno and speedscope.
+  /// A native sample's stack is its Python frames followed by the native
+  /// frames above the interpreter ("library!function"), so a line reads
+  /// "app.py:42;etree.so!fromstring;libxml2.so.2!xmlNewDoc".
   std::string CollapsedStacks() const;
 
   /// The counters and the `top` lines (0: all) as one JSON object:

@@ -62,22 +62,15 @@ int leakguard_frame_walk_supported(void) {
 #endif
 }
 
-enum { kMaxDepth = 65535 };
-
-int leakguard_walk_frames(leakguard_raw_frame* out, int max, int* depth) {
+int leakguard_walk_frames(leakguard_raw_frame* out, int max) {
   int n = 0;
-  int total = 0;
-  *depth = 0;
 #if defined(LEAKGUARD_FRAMES_OBJECTS)
   PyThreadState* ts = ThisThreadState();
   if (ts == NULL) return 0;
-  for (PyFrameObject* f = ts->frame; f != NULL && total < kMaxDepth; f = f->f_back) {
-    if (n < max) {
-      out[n].filename = f->f_code->co_filename;
-      out[n].lineno = PyFrame_GetLineNumber(f);
-      ++n;
-    }
-    ++total;
+  for (PyFrameObject* f = ts->frame; f != NULL && n < max; f = f->f_back) {
+    out[n].filename = f->f_code->co_filename;
+    out[n].lineno = PyFrame_GetLineNumber(f);
+    ++n;
   }
 #elif defined(LEAKGUARD_FRAMES_INTERNAL)
   PyThreadState* ts = ThisThreadState();
@@ -87,7 +80,7 @@ int leakguard_walk_frames(leakguard_raw_frame* out, int max, int* depth) {
 #else
   _PyInterpreterFrame* f = ts->cframe != NULL ? ts->cframe->current_frame : NULL;
 #endif
-  for (; f != NULL && total < kMaxDepth; f = f->previous) {
+  for (; f != NULL && n < max; f = f->previous) {
 #if PY_VERSION_HEX >= 0x030C0000
     if (f->owner == FRAME_OWNED_BY_CSTACK) continue;
 #endif
@@ -98,22 +91,18 @@ int leakguard_walk_frames(leakguard_raw_frame* out, int max, int* depth) {
     PyCodeObject* code = f->f_code;
 #endif
     if (code == NULL || _PyFrame_IsIncomplete(f)) continue;
-    if (n < max) {
-      out[n].filename = code->co_filename;
+    out[n].filename = code->co_filename;
 #if PY_VERSION_HEX >= 0x030C0000
-      out[n].lineno = PyUnstable_InterpreterFrame_GetLine(f);
+    out[n].lineno = PyUnstable_InterpreterFrame_GetLine(f);
 #else
-      out[n].lineno =
-          PyCode_Addr2Line(code, _PyInterpreterFrame_LASTI(f) * (int)sizeof(_Py_CODEUNIT));
+    out[n].lineno =
+        PyCode_Addr2Line(code, _PyInterpreterFrame_LASTI(f) * (int)sizeof(_Py_CODEUNIT));
 #endif
-      ++n;
-    }
-    ++total;
+    ++n;
   }
 #else
   (void)out;
   (void)max;
 #endif
-  *depth = total;
   return n;
 }

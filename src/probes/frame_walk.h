@@ -20,12 +20,12 @@ typedef struct {
 int leakguard_frame_walk_supported(void);
 
 // Fills `out` with up to `max` frames of the calling thread's Python stack,
-// most recent first, and returns how many it wrote; `*depth` receives the
-// whole stack's depth (at most 65535). Callable from an allocator hook:
+// most recent first, and returns how many it wrote (it stops there: the
+// frames beyond `max` are not visited). Callable from an allocator hook:
 // it allocates nothing, takes no lock, creates no frame object and runs no
 // Python code. Without the GIL it reads the calling thread's own frames,
 // which only that thread changes. No thread state: returns 0.
-int leakguard_walk_frames(leakguard_raw_frame* out, int max, int* depth);
+int leakguard_walk_frames(leakguard_raw_frame* out, int max);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -16,6 +16,13 @@
 
 #include "leakguard/sampler.h"
 
+#include <cxxabi.h>
+#include <dlfcn.h>
+#include <link.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <time.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -25,16 +32,25 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "leakguard/python/gil.h"
 #include "leakguard/python/python.h"
 #include "probes/frame_walk.h"
+#include "probes/got_patch.h"
 #include "probes/tracemalloc_internal.h"
+
+// libunwind's local-only unwinder: unw_backtrace walks the calling
+// thread's stack from the call frame information, without allocating.
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
 
 namespace leakguard {
 namespace {
@@ -72,6 +88,7 @@ struct ThreadState {
   uint32_t generation;  // g_generation the countdown was drawn in
   bool probing;         // Start()'s check that a hook is in the chain
   bool probe_hit;
+  bool inside;  // holding the sampler's lock or reading (Quiet): frees skip Forget()
 };
 thread_local ThreadState t_state __attribute__((tls_model("initial-exec")));
 
@@ -106,7 +123,8 @@ struct LiveSample {
   double weight = 0;     // bytes it stands for (s / p)
   double inclusion = 1;  // p = 1 - exp(-s / R)
   uint32_t stack = 0;
-  uint32_t epoch = 0;  // mark epoch it was taken in
+  uint32_t epoch = 0;   // mark epoch it was taken in
+  uint32_t native = 0;  // native stack id + 1; 0: a Python-domain sample
 };
 
 struct State {
@@ -150,12 +168,56 @@ struct State {
   double live_weight = 0;
   std::vector<bool> filter_pages = std::vector<bool>(kFilterSlots / kFilterPage);
   int64_t filter_pages_touched = 0;
+  // Native stacks, interned: the program counters of stack i (innermost
+  // first) are native_pcs[native_offsets[i] .. native_offsets[i + 1]).
+  std::vector<uintptr_t> native_pcs;
+  std::vector<uint32_t> native_offsets = std::vector<uint32_t>(1, 0);
+  absl::flat_hash_map<uint64_t, uint32_t> native_by_hash;
+  int64_t native_live = 0;
 };
 
 State& GlobalState() {
   static State* state = new State;  // never freed: hooks may still run
   return *state;
 }
+
+// The countdown of a thread inside the sampler (recording a sample, or in
+// the allocator below a hook that must not count twice): no allocation made
+// meanwhile brings it to zero. The countdown is the reentrancy guard.
+constexpr int64_t kBusyCountdown = std::numeric_limits<int64_t>::max() / 4;
+
+// While the thread runs the sampler's own code (its lock held, a reader, a
+// scan of the loaded objects), the allocations that code makes through the
+// hooked allocator are neither counted nor sampled, and its frees do not
+// look for samples (which would take the lock it may hold).
+class Quiet {
+ public:
+  Quiet() : t_(t_state), countdown_(t_.countdown), inside_(t_.inside) {
+    t_.countdown = kBusyCountdown;
+    t_.inside = true;
+  }
+  ~Quiet() {
+    t_.countdown = countdown_;
+    t_.inside = inside_;
+  }
+  Quiet(const Quiet&) = delete;
+  Quiet& operator=(const Quiet&) = delete;
+
+ private:
+  ThreadState& t_;
+  int64_t countdown_;
+  bool inside_;
+};
+
+// The state's lock, taken Quiet.
+class Locked {
+ public:
+  explicit Locked(State& s) : lock_(s.lock) {}
+
+ private:
+  Quiet quiet_;
+  std::lock_guard<SpinLock> lock_;
+};
 
 // --------------------------------------------------------- random numbers
 
@@ -187,11 +249,6 @@ int64_t DrawDistance(ThreadState& t, int64_t interval) {
 // While the sampler is off but its hooks stay in the chain (something hooked
 // on top of them), distances are drawn with at least this mean.
 constexpr int64_t kIdleInterval = 4096;
-
-// The countdown of a thread inside the sampler (recording a sample, or in
-// the allocator below a hook that must not count twice): no allocation made
-// meanwhile brings it to zero. The countdown is the reentrancy guard.
-constexpr int64_t kBusyCountdown = std::numeric_limits<int64_t>::max() / 4;
 
 // ---------------------------------------------------------- file names
 
@@ -293,8 +350,37 @@ void FilterRemove(const void* p) {
   }
 }
 
-// A block of `size` bytes at `p` reached the thread's countdown.
-void Sample(ThreadState& t, void* p, std::size_t size) noexcept {
+// The interned id + 1 of a native stack. REQUIRES: s.lock held.
+uint32_t InternNativeStack(State& s, const uintptr_t* pcs, int n) {
+  uint64_t h = 0xcbf29ce484222325ULL ^ static_cast<uint64_t>(n);
+  for (int i = 0; i < n; ++i) h = (h ^ pcs[i]) * 0x100000001b3ULL;
+  for (;; ++h) {  // open addressing over the hash itself, on a collision
+    auto [it, inserted] = s.native_by_hash.try_emplace(h, 0);
+    if (inserted) {
+      s.native_pcs.insert(s.native_pcs.end(), pcs, pcs + n);
+      s.native_offsets.push_back(static_cast<uint32_t>(s.native_pcs.size()));
+      it->second = static_cast<uint32_t>(s.native_offsets.size() - 1);
+      return it->second;
+    }
+    const uint32_t id = it->second;
+    const uint32_t begin = s.native_offsets[id - 1], end = s.native_offsets[id];
+    if (end - begin == static_cast<uint32_t>(n) &&
+        std::equal(pcs, pcs + n, s.native_pcs.begin() + begin)) {
+      return id;
+    }
+  }
+}
+
+// Whether native allocations are recorded now (SamplerOptions::native).
+std::atomic<bool> g_native_enabled{false};
+// How many native frames a native sample keeps.
+std::atomic<int> g_native_frames{32};
+void RescanIfObjectsLoaded() noexcept;
+
+// A block of `size` bytes at `p` reached the thread's countdown. A native
+// sample (`native_n` >= 0) carries the native stack of the allocation.
+void Sample(ThreadState& t, void* p, std::size_t size, const uintptr_t* native_pcs = nullptr,
+            int native_n = -1) noexcept {
   State& s = GlobalState();
   if (t.probing) {  // Start() asking whether this hook is in the chain
     t.probe_hit = true;
@@ -337,13 +423,18 @@ void Sample(ThreadState& t, void* p, std::size_t size) noexcept {
     weight = static_cast<double>(size) / inclusion;
   }
 
+  const bool native = native_n >= 0;
+  if (native) {
+    if (!g_native_enabled.load(std::memory_order_relaxed)) return;
+    RescanIfObjectsLoaded();
+  }
+
   leakguard_raw_frame frames[256];
-  int depth = 0;
   const int max_frames = s.max_frames.load(std::memory_order_relaxed);
-  const int n = leakguard_walk_frames(frames, max_frames, &depth);
+  const int n = leakguard_walk_frames(frames, max_frames);
 
   {
-    std::lock_guard<SpinLock> lock(s.lock);
+    Locked lock(s);
     if (!s.enabled.load(std::memory_order_relaxed) || s.tables == nullptr) return;
     if (static_cast<int64_t>(s.live.size()) >= s.max_samples) {
       ++s.dropped;
@@ -359,10 +450,13 @@ void Sample(ThreadState& t, void* p, std::size_t size) noexcept {
     auto [it, inserted] = s.live.try_emplace(reinterpret_cast<uintptr_t>(p));
     if (!inserted) {
       s.live_weight -= it->second.weight;  // a free the sampler missed
+      if (it->second.native != 0) --s.native_live;
     } else {
       FilterAdd(s, p);
     }
-    it->second = LiveSample{size, weight, inclusion, stack, s.epoch};
+    const uint32_t native_stack = native ? InternNativeStack(s, native_pcs, native_n) : 0;
+    it->second = LiveSample{size, weight, inclusion, stack, s.epoch, native_stack};
+    if (native) ++s.native_live;
     s.live_weight += weight;
     ++s.samples;
   }
@@ -371,10 +465,11 @@ void Sample(ThreadState& t, void* p, std::size_t size) noexcept {
 // A free (or realloc) of `p`, whose filter bit is set.
 void Forget(const void* p) noexcept {
   State& s = GlobalState();
-  std::lock_guard<SpinLock> lock(s.lock);
+  Locked lock(s);
   auto it = s.live.find(reinterpret_cast<uintptr_t>(p));
   if (it == s.live.end()) return;
   s.live_weight -= it->second.weight;
+  if (it->second.native != 0) --s.native_live;
   s.live.erase(it);
   FilterRemove(p);
   ++s.freed;
@@ -523,7 +618,7 @@ void* HookRealloc(void* ctx, void* ptr, std::size_t n) {
 }
 
 [[gnu::noinline]] void ForgetAndFree(Hook* h, void* ptr) noexcept {
-  Forget(ptr);
+  if (!t_state.inside) Forget(ptr);
   h->prev.free(h->prev.ctx, ptr);
 }
 
@@ -624,6 +719,361 @@ bool RawHookInChain() {
   return g_hooks[0].installed && HookInChain(g_hooks[0]);
 }
 
+// ------------------------------------------------------- the native hooks
+
+// The allocator the hooked objects called before (looked up in the global
+// scope, so a preloaded jemalloc or tcmalloc, or a sanitizer's allocator,
+// is the one called), and the loader functions the hooks wrap. Resolved
+// once, by the first Start() with SamplerOptions::native.
+struct NativeFunctions {
+  void* (*malloc)(std::size_t);
+  void* (*calloc)(std::size_t, std::size_t);
+  void* (*realloc)(void*, std::size_t);
+  void (*free)(void*);
+  int (*posix_memalign)(void**, std::size_t, std::size_t);
+  void* (*aligned_alloc)(std::size_t, std::size_t);
+  void* (*memalign)(std::size_t, std::size_t);
+  void* (*valloc)(std::size_t);
+  void* (*pvalloc)(std::size_t);
+  void* (*mmap)(void*, std::size_t, int, int, int, off_t);
+  int (*munmap)(void*, std::size_t);
+  void* (*dlopen)(const char*, int);
+  void* (*dlsym)(void*, const char*);
+};
+NativeFunctions g_real;
+
+// The native hooks and the function that reads the native stack sit in a
+// section of their own, so that the stack's first frames (the hook's own)
+// are recognized by address and dropped, whatever was inlined or turned
+// into a jump.
+#define LEAKGUARD_NATIVE_HOOK [[gnu::section("leakguard_native_hooks"), gnu::used]]
+extern "C" const char __start_leakguard_native_hooks[];  // NOLINT: the linker's names
+extern "C" const char __stop_leakguard_native_hooks[];   // NOLINT
+
+inline bool InHookSection(uintptr_t pc) {
+  return pc >= reinterpret_cast<uintptr_t>(__start_leakguard_native_hooks) &&
+         pc < reinterpret_cast<uintptr_t>(__stop_leakguard_native_hooks);
+}
+
+// Records the block `p` of `size` bytes as a native sample: reads the
+// native stack (libunwind), drops the hooks' frames, and hands it to
+// Sample(). The countdown is already out of reach.
+LEAKGUARD_NATIVE_HOOK [[gnu::noinline]] void SampleNative(ThreadState& t, void* p,
+                                                          std::size_t size) noexcept {
+  constexpr int kMax = 128;
+  void* raw[kMax + 8];
+  const int want = std::min(kMax, g_native_frames.load(std::memory_order_relaxed)) + 8;
+  const int got = p == nullptr ? 0 : unw_backtrace(raw, want);
+  uintptr_t pcs[kMax];
+  int n = 0;
+  int i = 0;
+  while (i < got && InHookSection(reinterpret_cast<uintptr_t>(raw[i]))) ++i;
+  for (; i < got && n < want - 8; ++i) pcs[n++] = reinterpret_cast<uintptr_t>(raw[i]);
+  Sample(t, p, size, pcs, n);
+}
+
+// Whether the thread's countdown was drawn before the current run began
+// (the native hooks always ask: they run for all the process's memory,
+// and a countdown left from an earlier, sparser run would hide this one's
+// first samples).
+// A thread inside the sampler (its countdown out of reach) is never stale.
+inline bool NativeStale(const ThreadState& t) {
+  return t.generation != g_generation.load(std::memory_order_relaxed) &&
+         t.countdown < kBusyCountdown / 2;
+}
+
+LEAKGUARD_NATIVE_HOOK [[gnu::noinline]] void* NativeSampledMalloc(std::size_t n) noexcept {
+  ThreadState& t = t_state;
+  t.countdown = kBusyCountdown;
+  void* p = g_real.malloc(n);
+  SampleNative(t, p, n);
+  return p;
+}
+
+LEAKGUARD_NATIVE_HOOK void* NativeMalloc(std::size_t n) {
+  ThreadState& t = t_state;
+  t.countdown -= static_cast<int64_t>(n);
+  if (__builtin_expect(t.countdown <= 0 || NativeStale(t), 0)) return NativeSampledMalloc(n);
+  return g_real.malloc(n);
+}
+
+LEAKGUARD_NATIVE_HOOK [[gnu::noinline]] void* NativeSampledCalloc(std::size_t nelem,
+                                                                  std::size_t elsize) noexcept {
+  ThreadState& t = t_state;
+  t.countdown = kBusyCountdown;
+  void* p = g_real.calloc(nelem, elsize);
+  SampleNative(t, p, nelem * elsize);
+  return p;
+}
+
+LEAKGUARD_NATIVE_HOOK void* NativeCalloc(std::size_t nelem, std::size_t elsize) {
+  ThreadState& t = t_state;
+  std::size_t n = 0;
+  if (__builtin_mul_overflow(nelem, elsize, &n)) return g_real.calloc(nelem, elsize);
+  t.countdown -= static_cast<int64_t>(n);
+  if (__builtin_expect(t.countdown <= 0 || NativeStale(t), 0)) {
+    return NativeSampledCalloc(nelem, elsize);
+  }
+  return g_real.calloc(nelem, elsize);
+}
+
+LEAKGUARD_NATIVE_HOOK [[gnu::noinline]] void NativeForget(void* p) noexcept {
+  if (!t_state.inside) Forget(p);
+}
+
+LEAKGUARD_NATIVE_HOOK [[gnu::noinline]] void* NativeSampledRealloc(void* ptr,
+                                                                   std::size_t n) noexcept {
+  ThreadState& t = t_state;
+  t.countdown = kBusyCountdown;
+  void* p = g_real.realloc(ptr, n);
+  SampleNative(t, p, n);
+  return p;
+}
+
+LEAKGUARD_NATIVE_HOOK void* NativeRealloc(void* ptr, std::size_t n) {
+  ThreadState& t = t_state;
+  if (MaybeSampled(ptr)) NativeForget(ptr);
+  t.countdown -= static_cast<int64_t>(n);
+  if (__builtin_expect(t.countdown <= 0 || NativeStale(t), 0)) {
+    return NativeSampledRealloc(ptr, n);
+  }
+  return g_real.realloc(ptr, n);
+}
+
+LEAKGUARD_NATIVE_HOOK [[gnu::noinline]] void NativeForgetAndFree(void* p) noexcept {
+  NativeForget(p);
+  g_real.free(p);
+}
+
+LEAKGUARD_NATIVE_HOOK void NativeFree(void* p) {
+  if (MaybeSampled(p)) return NativeForgetAndFree(p);
+  g_real.free(p);
+}
+
+// The aligned allocators: rarer, so one shape for all (the sampled path
+// calls `alloc` again with the countdown out of reach).
+template <typename Alloc>
+LEAKGUARD_NATIVE_HOOK inline void* NativeAligned(std::size_t n, Alloc alloc) {
+  ThreadState& t = t_state;
+  t.countdown -= static_cast<int64_t>(n);
+  if (__builtin_expect(t.countdown > 0 && !NativeStale(t), 1)) return alloc();
+  t.countdown = kBusyCountdown;
+  void* p = alloc();
+  SampleNative(t, p, n);
+  return p;
+}
+
+LEAKGUARD_NATIVE_HOOK int NativePosixMemalign(void** out, std::size_t align, std::size_t n) {
+  int rc = 0;
+  void* p = NativeAligned(n, [&]() -> void* {
+    rc = g_real.posix_memalign(out, align, n);
+    return rc == 0 ? *out : nullptr;
+  });
+  (void)p;
+  return rc;
+}
+
+LEAKGUARD_NATIVE_HOOK void* NativeAlignedAlloc(std::size_t align, std::size_t n) {
+  return NativeAligned(n, [&] { return g_real.aligned_alloc(align, n); });
+}
+
+LEAKGUARD_NATIVE_HOOK void* NativeMemalign(std::size_t align, std::size_t n) {
+  return NativeAligned(n, [&] { return g_real.memalign(align, n); });
+}
+
+LEAKGUARD_NATIVE_HOOK void* NativeValloc(std::size_t n) {
+  return NativeAligned(n, [&] { return g_real.valloc(n); });
+}
+
+LEAKGUARD_NATIVE_HOOK void* NativePvalloc(std::size_t n) {
+  return NativeAligned(n, [&] { return g_real.pvalloc(n); });
+}
+
+// Anonymous mappings only: a file mapping is not heap.
+LEAKGUARD_NATIVE_HOOK void* NativeMmap(void* addr, std::size_t len, int prot, int flags, int fd,
+                                       off_t off) {
+  if ((flags & MAP_ANONYMOUS) == 0) return g_real.mmap(addr, len, prot, flags, fd, off);
+  return NativeAligned(len, [&]() -> void* {
+    void* p = g_real.mmap(addr, len, prot, flags, fd, off);
+    return p;
+  });
+}
+
+LEAKGUARD_NATIVE_HOOK int NativeMunmap(void* addr, std::size_t len) {
+  if (MaybeSampled(addr)) NativeForget(addr);
+  return g_real.munmap(addr, len);
+}
+
+// What the hooks are patched into, and which objects are left alone.
+// Guarded by NativeScopeLock().
+std::mutex& NativeScopeLock() {
+  static auto* lock = new std::mutex;  // never freed: a dlopen hook may run late
+  return *lock;
+}
+internal::GotScope& NativeScope() {
+  static auto* scope = new internal::GotScope;
+  return *scope;
+}
+// The load bias of the object holding libpython (the main program when
+// the interpreter is linked in), whose allocations the Python hooks see.
+std::atomic<uintptr_t> g_libpython_base{~uintptr_t{0}};
+// Its start address (Dl_info::dli_fbase), for naming frames.
+std::atomic<uintptr_t> g_libpython_fbase{0};
+
+bool IsExtensionModule(const std::string& path) {
+  return path.find(".cpython-") != std::string::npos || path.find(".abi3.so") != std::string::npos ||
+         path.find("/lib-dynload/") != std::string::npos;
+}
+
+// libpython's own allocations go through PyMem_RawMalloc, which the RAW
+// hook samples: patching its malloc too would count them twice.
+bool NotLibpython(const internal::GotObject& o) {
+  return o.base != g_libpython_base.load(std::memory_order_relaxed);
+}
+
+// dlopen and dlsym look at their caller (its RUNPATH, its namespace,
+// RTLD_NEXT), which a wrapper hides: they are wrapped only in libpython and
+// in extension modules without a RUNPATH, where Python's imports and ctypes
+// call them with what needs no caller.
+bool PythonLoader(const internal::GotObject& o) {
+  if (o.has_runpath) return false;
+  return !NotLibpython(o) || IsExtensionModule(o.path);
+}
+
+void* NativeDlopen(const char* file, int flags);
+void* NativeDlsym(void* handle, const char* name);
+
+const std::vector<internal::GotReplacement>& NativeReplacements() {
+  static const auto* list = new std::vector<internal::GotReplacement>{
+      {"malloc", reinterpret_cast<void*>(&NativeMalloc), NotLibpython},
+      {"calloc", reinterpret_cast<void*>(&NativeCalloc), NotLibpython},
+      {"realloc", reinterpret_cast<void*>(&NativeRealloc), NotLibpython},
+      {"free", reinterpret_cast<void*>(&NativeFree), NotLibpython},
+      {"posix_memalign", reinterpret_cast<void*>(&NativePosixMemalign), NotLibpython},
+      {"aligned_alloc", reinterpret_cast<void*>(&NativeAlignedAlloc), NotLibpython},
+      {"memalign", reinterpret_cast<void*>(&NativeMemalign), NotLibpython},
+      {"valloc", reinterpret_cast<void*>(&NativeValloc), NotLibpython},
+      {"pvalloc", reinterpret_cast<void*>(&NativePvalloc), NotLibpython},
+      {"mmap", reinterpret_cast<void*>(&NativeMmap), NotLibpython},
+      {"mmap64", reinterpret_cast<void*>(&NativeMmap), NotLibpython},
+      {"munmap", reinterpret_cast<void*>(&NativeMunmap), NotLibpython},
+      {"dlopen", reinterpret_cast<void*>(&NativeDlopen), PythonLoader},
+      {"dlsym", reinterpret_cast<void*>(&NativeDlsym), PythonLoader},
+  };
+  return *list;
+}
+
+// Patches every loaded object in scope not patched yet. Quiet: the
+// patcher's own allocations go through hooks it may already have placed.
+uint64_t g_patched_generation = 0;  // guarded by NativeScopeLock()
+int PatchNative() noexcept {
+  Quiet quiet;
+  std::lock_guard<std::mutex> lock(NativeScopeLock());
+  g_patched_generation = internal::LoadedObjectGeneration();
+  return internal::PatchGot(NativeReplacements(), NativeScope());
+}
+
+// Called on the sampled path: objects loaded since the last scan (by a
+// caller whose dlopen is not wrapped) are patched; at most once per
+// millisecond of the thread's time, as a dl_iterate_phdr costs a lock.
+void RescanIfObjectsLoaded() noexcept {
+  thread_local int64_t last_ns __attribute__((tls_model("initial-exec"))) = 0;
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+  const int64_t ns = now.tv_sec * 1000000000LL + now.tv_nsec;
+  if (ns - last_ns < 1000000) return;
+  last_ns = ns;
+  Quiet quiet;
+  uint64_t patched = 0;
+  {
+    std::lock_guard<std::mutex> lock(NativeScopeLock());
+    patched = g_patched_generation;
+  }
+  if (internal::LoadedObjectGeneration() != patched) PatchNative();
+}
+
+void* NativeDlopen(const char* file, int flags) {
+  void* handle = g_real.dlopen(file, flags);
+  if (handle != nullptr && g_native_enabled.load(std::memory_order_acquire)) PatchNative();
+  return handle;
+}
+
+// The real allocator's functions, looked up by a wrapped dlsym (ctypes'
+// CDLL(None).malloc), are answered with the hooks while native tracking
+// runs.
+void* NativeDlsym(void* handle, const char* name) {
+  void* f = g_real.dlsym(handle, name);
+  if (f == nullptr || !g_native_enabled.load(std::memory_order_acquire)) return f;
+  const std::pair<void*, void*> map[] = {
+      {reinterpret_cast<void*>(g_real.malloc), reinterpret_cast<void*>(&NativeMalloc)},
+      {reinterpret_cast<void*>(g_real.calloc), reinterpret_cast<void*>(&NativeCalloc)},
+      {reinterpret_cast<void*>(g_real.realloc), reinterpret_cast<void*>(&NativeRealloc)},
+      {reinterpret_cast<void*>(g_real.free), reinterpret_cast<void*>(&NativeFree)},
+      {reinterpret_cast<void*>(g_real.posix_memalign),
+       reinterpret_cast<void*>(&NativePosixMemalign)},
+      {reinterpret_cast<void*>(g_real.aligned_alloc), reinterpret_cast<void*>(&NativeAlignedAlloc)},
+      {reinterpret_cast<void*>(g_real.memalign), reinterpret_cast<void*>(&NativeMemalign)},
+  };
+  for (const auto& [real, hook] : map) {
+    if (f == real) return hook;
+  }
+  return f;
+}
+
+// Resolves g_real once. REQUIRES: called with the GIL (Start()).
+absl::Status ResolveNative() {
+  static bool resolved = false;
+  if (resolved) return absl::OkStatus();
+  Quiet quiet;
+  auto get = [](const char* name, auto* out) {
+    *out = reinterpret_cast<std::remove_pointer_t<decltype(out)>>(dlsym(RTLD_DEFAULT, name));
+    return *out != nullptr;
+  };
+  NativeFunctions f{};
+  const bool ok = get("malloc", &f.malloc) && get("calloc", &f.calloc) &&
+                  get("realloc", &f.realloc) && get("free", &f.free) &&
+                  get("posix_memalign", &f.posix_memalign) &&
+                  get("aligned_alloc", &f.aligned_alloc) && get("memalign", &f.memalign) &&
+                  get("valloc", &f.valloc) && get("pvalloc", &f.pvalloc) && get("mmap", &f.mmap) &&
+                  get("munmap", &f.munmap) && get("dlopen", &f.dlopen) && get("dlsym", &f.dlsym);
+  if (!ok) {
+    return absl::UnimplementedError(
+        "AllocationSampler: native tracking needs malloc, calloc, realloc, free, "
+        "posix_memalign, aligned_alloc, memalign, valloc, pvalloc, mmap, munmap, dlopen and "
+        "dlsym from the process's global scope, and one of them was not found");
+  }
+  Dl_info info{};
+  link_map* map = nullptr;
+  if (dladdr1(reinterpret_cast<void*>(&PyMem_RawMalloc), &info, reinterpret_cast<void**>(&map),
+              RTLD_DL_LINKMAP) != 0 &&
+      map != nullptr) {
+    g_libpython_base.store(map->l_addr, std::memory_order_relaxed);
+  }
+  g_real = f;
+  resolved = true;
+  return absl::OkStatus();
+}
+
+// Keeps the state consistent across fork(): the locks are held while the
+// process forks, so the child's copy is never caught half-written; the
+// child goes on sampling (its hooks and tables are copies of the parent's).
+thread_local ThreadState t_fork_saved __attribute__((tls_model("initial-exec")));
+void ForkPrepare() {
+  t_fork_saved = t_state;
+  t_state.inside = true;
+  t_state.countdown = kBusyCountdown;
+  NativeScopeLock().lock();
+  GlobalState().lock.lock();
+}
+void ForkParent() {
+  GlobalState().lock.unlock();
+  NativeScopeLock().unlock();
+  t_state.inside = t_fork_saved.inside;
+  t_state.countdown = t_fork_saved.countdown;
+}
+// The child's only thread is the one that forked, which holds both locks.
+void ForkChild() { ForkParent(); }
+
 // ------------------------------------------------------------- readers
 
 struct LineKey {
@@ -663,6 +1113,16 @@ absl::StatusOr<std::unique_ptr<AllocationSampler>> AllocationSampler::Create(
     return absl::InvalidArgumentError(
         absl::StrCat("SamplerOptions.max_samples must be 1 to 2^26, got ", options.max_samples));
   }
+  if (options.max_native_frames < 1 || options.max_native_frames > 128) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "SamplerOptions.max_native_frames must be 1 to 128, got ", options.max_native_frames));
+  }
+#if !defined(__x86_64__) && !defined(__aarch64__)
+  if (options.native) {
+    return absl::UnimplementedError(
+        "SamplerOptions.native: native tracking patches x86-64 and AArch64 relocations only");
+  }
+#endif
   return std::unique_ptr<AllocationSampler>(new AllocationSampler(options));
 }
 
@@ -678,13 +1138,16 @@ absl::Status AllocationSampler::Start() {
   }
   State& s = GlobalState();
   {
-    std::lock_guard<SpinLock> lock(s.lock);
+    Locked lock(s);
     if (s.owner == this) return absl::OkStatus();
     if (s.owner != nullptr) {
       return absl::FailedPreconditionError(
           "AllocationSampler::Start: another sampler is running in this process (the "
           "allocator hooks are process-wide); stop it first");
     }
+  }
+  if (options_.native) {
+    if (absl::Status resolved = ResolveNative(); !resolved.ok()) return resolved;
   }
   if (absl::Status registered = Interpreter::RegisterWatcher(this); !registered.ok()) {
     return absl::FailedPreconditionError(
@@ -694,7 +1157,7 @@ absl::Status AllocationSampler::Start() {
   if (seed == 0)
     seed = (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
   {
-    std::lock_guard<SpinLock> lock(s.lock);
+    Locked lock(s);
     s.owner = this;
     s.max_samples = options_.max_samples;
     s.exact = options_.sampling_interval == 1;
@@ -706,6 +1169,10 @@ absl::Status AllocationSampler::Start() {
     s.epoch = 0;
     s.samples = s.freed = s.dropped = 0;
     s.live_weight = 0;
+    s.native_pcs.clear();
+    s.native_offsets.assign(1, 0);
+    s.native_by_hash.clear();
+    s.native_live = 0;
     s.interval.store(options_.sampling_interval, std::memory_order_relaxed);
     s.max_frames.store(options_.max_frames, std::memory_order_relaxed);
     s.seed.store(seed, std::memory_order_relaxed);
@@ -718,22 +1185,48 @@ absl::Status AllocationSampler::Start() {
   InstallHooks(options_.sampling_interval < largest_interval);
   largest_interval = std::max(largest_interval, options_.sampling_interval);
   s.enabled.store(true, std::memory_order_release);
+  if (options_.native) {
+    static bool fork_handlers = false;  // guarded by the GIL, as Start() is
+    if (!fork_handlers) {
+      pthread_atfork(ForkPrepare, ForkParent, ForkChild);
+      fork_handlers = true;
+    }
+    g_libpython_fbase.store(0, std::memory_order_relaxed);
+    Dl_info info{};
+    if (dladdr(reinterpret_cast<void*>(&PyMem_RawMalloc), &info) != 0) {
+      g_libpython_fbase.store(reinterpret_cast<uintptr_t>(info.dli_fbase),
+                              std::memory_order_relaxed);
+    }
+    {
+      Quiet quiet;
+      std::lock_guard<std::mutex> lock(NativeScopeLock());
+      NativeScope().exclude = options_.native_exclude;
+    }
+    g_native_frames.store(options_.max_native_frames, std::memory_order_relaxed);
+    g_native_enabled.store(true, std::memory_order_release);
+    PatchNative();
+  }
   return absl::OkStatus();
 }
 
 void AllocationSampler::Stop() {
   State& s = GlobalState();
   {
-    std::lock_guard<SpinLock> lock(s.lock);
+    Locked lock(s);
     if (s.owner != this) return;
   }
   s.enabled.store(false, std::memory_order_release);
+  if (g_native_enabled.exchange(false, std::memory_order_acq_rel)) {
+    Quiet quiet;
+    std::lock_guard<std::mutex> lock(NativeScopeLock());
+    internal::RestoreGot(NativeReplacements());
+  }
   {
     GilAcquire gil;
     if (gil.ok()) RemoveHooks();
   }
   {
-    std::lock_guard<SpinLock> lock(s.lock);
+    Locked lock(s);
     // Every sample goes: clear the filter pages this run touched (sticky
     // slots included), leaving the untouched ones unmapped.
     for (std::size_t page = 0; page < s.filter_pages.size(); ++page) {
@@ -748,6 +1241,10 @@ void AllocationSampler::Stop() {
     s.filename_by_object.clear();
     s.tables.reset();
     s.live_weight = 0;
+    std::vector<uintptr_t>().swap(s.native_pcs);
+    s.native_offsets.assign(1, 0);
+    absl::flat_hash_map<uint64_t, uint32_t>().swap(s.native_by_hash);
+    s.native_live = 0;
     s.owner = nullptr;
   }
   Interpreter::UnregisterWatcher(this);
@@ -755,7 +1252,7 @@ void AllocationSampler::Stop() {
 
 bool AllocationSampler::running() const {
   State& s = GlobalState();
-  std::lock_guard<SpinLock> lock(s.lock);
+  Locked lock(s);
   return s.owner == this;
 }
 
@@ -765,7 +1262,10 @@ SamplerStats AllocationSampler::Stats() const {
   stats.sampling_interval = options_.sampling_interval;
   const bool running = this->running();
   stats.hooked = running && RawHookInChain();
-  std::lock_guard<SpinLock> lock(s.lock);
+  if (running && options_.native && g_native_enabled.load(std::memory_order_acquire)) {
+    for (const NativeHookSlot& slot : ListNativeHookSlots()) stats.native_hooked_slots += slot.hooked;
+  }
+  Locked lock(s);
   if (s.owner != this) return stats;
   stats.running = true;
   stats.live_samples = static_cast<int64_t>(s.live.size());
@@ -773,6 +1273,7 @@ SamplerStats AllocationSampler::Stats() const {
   stats.freed = s.freed;
   stats.dropped = s.dropped;
   stats.live_bytes_estimate = std::llround(std::max(0.0, s.live_weight));
+  stats.native_live_samples = s.native_live;
   const internal::SnapshotTables& t = internal::TablesBuilderAccess::Tables(*s.tables);
   stats.stacks = t.stack_count();
   int64_t bytes =
@@ -788,34 +1289,144 @@ SamplerStats AllocationSampler::Stats() const {
   bytes += static_cast<int64_t>(s.frame_cache.size() * sizeof(State::FrameCacheEntry));
   // Each touched page of counts has an eighth of a page of bits beside it.
   bytes += s.filter_pages_touched * static_cast<int64_t>(kFilterPage + kFilterPage / 8);
+  bytes += static_cast<int64_t>(s.native_pcs.capacity() * sizeof(uintptr_t) +
+                                s.native_offsets.capacity() * 4 +
+                                s.native_by_hash.capacity() * 13);
   stats.table_bytes = bytes;
   return stats;
 }
 
 namespace {
 
-// The live samples as a Snapshot, and (when `lines` is set) per-line
-// estimates. REQUIRES: s.lock held, s.tables set.
-tracemalloc::Snapshot SnapshotLocked(const State& s, int traceback_limit,
-                                     std::vector<SiteEstimate>* lines) {
-  internal::SnapshotTables copy = internal::TablesBuilderAccess::Tables(*s.tables);
+// What the readers work from: a copy of the live samples and of the tables
+// they refer to, taken under the lock, so that the slow part (grouping,
+// naming native frames, which takes the loader's lock) runs without it.
+struct LiveCopy {
+  internal::SnapshotTables tables;
+  std::vector<LiveSample> samples;
+  std::vector<uintptr_t> native_pcs;
+  std::vector<uint32_t> native_offsets;
+};
+
+// REQUIRES: s.lock held, s.tables set.
+LiveCopy CopyLocked(const State& s) {
+  LiveCopy copy;
+  copy.tables = internal::TablesBuilderAccess::Tables(*s.tables);
+  copy.samples.reserve(s.live.size());
+  for (const auto& [address, sample] : s.live) copy.samples.push_back(sample);
+  if (s.native_live > 0) {
+    copy.native_pcs = s.native_pcs;
+    copy.native_offsets = s.native_offsets;
+  }
+  return copy;
+}
+
+// A native frame's names.
+struct NativeFrameName {
+  std::string library;   // the object's file name
+  std::string function;  // demangled, or "+0x<offset>"
+  bool transparent = false;  // the allocator's own libraries
+  bool interpreter = false;  // libpython
+};
+
+bool IsTransparentLibrary(const std::string& base) {
+  for (const char* prefix : {"libc.so", "libc-", "libstdc++", "libgcc_s", "libffi", "ld-linux",
+                             "libm.so", "libpthread", "libunwind", "libleakguard", "libjemalloc",
+                             "libtcmalloc", "libclang_rt"}) {
+    if (base.rfind(prefix, 0) == 0) return true;
+  }
+  return false;
+}
+
+// Names the code at `pc` (a return address: the call is one byte before),
+// through the loader's tables (dladdr), once per address.
+const NativeFrameName& Symbolize(uintptr_t pc) {
+  static std::mutex* lock = new std::mutex;
+  // Node-based: the names handed out stay where they are as the cache grows.
+  static auto* cache = new absl::node_hash_map<uintptr_t, NativeFrameName>;
+  std::lock_guard<std::mutex> guard(*lock);
+  auto [it, inserted] = cache->try_emplace(pc);
+  if (!inserted) return it->second;
+  NativeFrameName& name = it->second;
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(pc - 1), &info) == 0) {
+    name.library = "?";
+    name.function = absl::StrFormat("0x%x", pc);
+    return name;
+  }
+  std::string path = info.dli_fname != nullptr ? info.dli_fname : "";
+  const std::size_t slash = path.rfind('/');
+  name.library = slash == std::string::npos ? path : path.substr(slash + 1);
+  if (name.library.empty()) name.library = "<main>";
+  if (info.dli_sname != nullptr) {
+    int status = 0;
+    char* demangled = abi::__cxa_demangle(info.dli_sname, nullptr, nullptr, &status);
+    name.function = status == 0 && demangled != nullptr ? demangled : info.dli_sname;
+    std::free(demangled);
+  } else {
+    name.function = absl::StrFormat("+0x%x", pc - reinterpret_cast<uintptr_t>(info.dli_fbase));
+  }
+  name.transparent = IsTransparentLibrary(name.library);
+  name.interpreter = reinterpret_cast<uintptr_t>(info.dli_fbase) ==
+                     g_libpython_fbase.load(std::memory_order_relaxed);
+  return name;
+}
+
+// The native frames of a native sample above the interpreter (innermost
+// first), and the one among them that names the site.
+struct NativeView {
+  std::vector<const NativeFrameName*> frames;
+  const NativeFrameName* site = nullptr;
+};
+
+NativeView ViewNative(const LiveCopy& c, uint32_t id) {
+  NativeView view;
+  const uint32_t begin = c.native_offsets[id - 1], end = c.native_offsets[id];
+  for (uint32_t i = begin; i < end; ++i) {
+    const NativeFrameName& f = Symbolize(c.native_pcs[i]);
+    if (f.interpreter) break;  // the Python frames stand for the rest
+    view.frames.push_back(&f);
+    if (view.site == nullptr && !f.transparent) view.site = &f;
+  }
+  if (view.site == nullptr && !view.frames.empty()) view.site = view.frames.front();
+  return view;
+}
+
+struct SiteKey {
+  uint32_t frame;
+  const NativeFrameName* native;  // null: Python memory
+  friend bool operator==(SiteKey a, SiteKey b) { return a.frame == b.frame && a.native == b.native; }
+  template <typename H>
+  friend H AbslHashValue(H h, SiteKey k) {
+    return H::combine(std::move(h), k.frame, k.native);
+  }
+};
+
+// The live samples as a Snapshot, and (when `lines` is set) per-site
+// estimates. Runs Quiet, without the lock.
+tracemalloc::Snapshot BuildSnapshot(LiveCopy copy, int traceback_limit,
+                                    std::vector<SiteEstimate>* lines) {
   auto traces = std::make_shared<std::vector<internal::SnapshotTrace>>();
-  traces->reserve(s.live.size());
+  traces->reserve(copy.samples.size());
   struct Acc {
     double bytes = 0, variance = 0, blocks = 0;
     int64_t samples = 0;
     uint32_t oldest = std::numeric_limits<uint32_t>::max();
   };
-  absl::flat_hash_map<LineKey, Acc> by_line;
-  for (const auto& [address, sample] : s.live) {
+  absl::flat_hash_map<SiteKey, Acc> by_site;
+  for (const LiveSample& sample : copy.samples) {
     internal::SnapshotTrace trace;
     trace.size = static_cast<uint64_t>(std::llround(sample.weight));
-    trace.domain = 0;
+    trace.domain = sample.native != 0 ? kNativeDomain : 0;
     trace.stack = sample.stack;
-    trace.total_nframe = copy.stack_size(sample.stack);
     traces->push_back(trace);
     if (lines != nullptr) {
-      Acc& a = by_line[LineKey{copy.stack_begin(sample.stack)[0]}];
+      SiteKey key{copy.tables.stack_begin(sample.stack)[0], nullptr};
+      if (sample.native != 0) {
+        key.native = ViewNative(copy, sample.native).site;
+        if (key.native == nullptr) key.native = &Symbolize(0);
+      }
+      Acc& a = by_site[key];
       a.bytes += sample.weight;
       a.variance += (1 - sample.inclusion) * sample.weight * sample.weight;
       a.blocks += sample.weight / std::max<double>(1.0, static_cast<double>(sample.size));
@@ -825,12 +1436,17 @@ tracemalloc::Snapshot SnapshotLocked(const State& s, int traceback_limit,
   }
   if (lines != nullptr) {
     lines->clear();
-    lines->reserve(by_line.size());
-    for (const auto& [key, a] : by_line) {
-      const internal::SnapshotFrame& f = copy.frames[key.frame];
+    lines->reserve(by_site.size());
+    for (const auto& [key, a] : by_site) {
+      const internal::SnapshotFrame& f = copy.tables.frames[key.frame];
       SiteEstimate e;
-      e.filename = copy.filenames[f.filename];
+      e.filename = copy.tables.filenames[f.filename];
       e.lineno = f.lineno;
+      if (key.native != nullptr) {
+        e.native = true;
+        e.library = key.native->library;
+        e.function = key.native->function;
+      }
       e.bytes = a.bytes;
       e.stderr_bytes = std::sqrt(a.variance);
       e.blocks = a.blocks;
@@ -841,61 +1457,120 @@ tracemalloc::Snapshot SnapshotLocked(const State& s, int traceback_limit,
     std::sort(lines->begin(), lines->end(), [](const SiteEstimate& a, const SiteEstimate& b) {
       if (a.bytes != b.bytes) return a.bytes > b.bytes;
       if (a.filename != b.filename) return a.filename < b.filename;
-      return a.lineno < b.lineno;
+      if (a.lineno != b.lineno) return a.lineno < b.lineno;
+      if (a.library != b.library) return a.library < b.library;
+      return a.function < b.function;
     });
   }
-  auto tables = internal::FinishTables(std::move(copy));
+  auto tables = internal::FinishTables(std::move(copy.tables));
   return tracemalloc::SnapshotAccess::Make(std::move(tables), std::move(traces), traceback_limit);
 }
 
 }  // namespace
 
+std::vector<NativeHookSlot> ListNativeHookSlots() {
+  Quiet quiet;
+  std::vector<std::string> symbols;
+  for (const internal::GotReplacement& r : NativeReplacements()) symbols.push_back(r.symbol);
+  std::vector<NativeHookSlot> out;
+  for (const internal::GotSlot& slot : internal::ListGotSlots(symbols)) {
+    NativeHookSlot h;
+    h.object = slot.object;
+    h.symbol = slot.symbol;
+    h.slot = reinterpret_cast<uintptr_t>(slot.slot);
+    h.value = reinterpret_cast<uintptr_t>(slot.value);
+    for (const internal::GotReplacement& r : NativeReplacements()) {
+      if (slot.value == r.replacement) h.hooked = true;
+    }
+    out.push_back(std::move(h));
+  }
+  return out;
+}
+
+std::string SiteName(const SiteEstimate& site) {
+  std::string name = absl::StrCat(site.filename, ":", site.lineno);
+  if (site.native) absl::StrAppend(&name, " -> ", site.library, " ", site.function);
+  return name;
+}
+
 tracemalloc::Snapshot AllocationSampler::TakeSnapshot() const {
   State& s = GlobalState();
-  std::lock_guard<SpinLock> lock(s.lock);
-  if (s.owner != this || s.tables == nullptr) return tracemalloc::Snapshot();
-  return SnapshotLocked(s, options_.max_frames, nullptr);
+  Quiet quiet;
+  LiveCopy copy;
+  {
+    Locked lock(s);
+    if (s.owner != this || s.tables == nullptr) return tracemalloc::Snapshot();
+    copy = CopyLocked(s);
+  }
+  return BuildSnapshot(std::move(copy), options_.max_frames, nullptr);
 }
 
 std::vector<SiteEstimate> AllocationSampler::LiveByLine(std::size_t top) const {
   State& s = GlobalState();
+  Quiet quiet;
   std::vector<SiteEstimate> lines;
+  LiveCopy copy;
   {
-    std::lock_guard<SpinLock> lock(s.lock);
+    Locked lock(s);
     if (s.owner != this || s.tables == nullptr) return lines;
-    SnapshotLocked(s, options_.max_frames, &lines);
+    copy = CopyLocked(s);
   }
+  BuildSnapshot(std::move(copy), options_.max_frames, &lines);
   if (top != 0 && lines.size() > top) lines.resize(top);
   return lines;
 }
 
 SamplerMark AllocationSampler::Mark() {
   State& s = GlobalState();
+  Quiet quiet;
   SamplerMark mark;
   mark.time = absl::Now();
-  std::lock_guard<SpinLock> lock(s.lock);
-  if (s.owner != this || s.tables == nullptr) return mark;
-  mark.snapshot = SnapshotLocked(s, options_.max_frames, &mark.lines);
-  mark.epoch = ++s.epoch;
+  LiveCopy copy;
+  {
+    Locked lock(s);
+    if (s.owner != this || s.tables == nullptr) return mark;
+    copy = CopyLocked(s);
+    mark.epoch = ++s.epoch;
+  }
+  mark.snapshot = BuildSnapshot(std::move(copy), options_.max_frames, &mark.lines);
   return mark;
 }
 
 std::string AllocationSampler::CollapsedStacks() const {
-  const tracemalloc::Snapshot snap = TakeSnapshot();
-  absl::flat_hash_map<std::string, uint64_t> stacks;
-  for (std::size_t i = 0; i < snap.trace_count(); ++i) {
-    const tracemalloc::Trace trace = snap.trace(i);
-    std::string key;
-    for (std::size_t f = 0; f < trace.traceback.size(); ++f) {
-      if (f != 0) key.push_back(';');
-      absl::StrAppend(&key, trace.traceback[f].ToString());
-    }
-    stacks[key] += trace.size;
+  State& s = GlobalState();
+  Quiet quiet;
+  LiveCopy copy;
+  {
+    Locked lock(s);
+    if (s.owner != this || s.tables == nullptr) return "";
+    copy = CopyLocked(s);
   }
-  std::vector<std::pair<std::string, uint64_t>> sorted(stacks.begin(), stacks.end());
+  absl::flat_hash_map<std::string, double> stacks;
+  std::string key;
+  for (const LiveSample& sample : copy.samples) {
+    key.clear();
+    const uint32_t* ids = copy.tables.stack_begin(sample.stack);
+    const uint32_t n = std::min<uint32_t>(copy.tables.stack_size(sample.stack),
+                                          static_cast<uint32_t>(options_.max_frames));
+    for (uint32_t f = n; f-- > 0;) {
+      const internal::SnapshotFrame& frame = copy.tables.frames[ids[f]];
+      if (!key.empty()) key.push_back(';');
+      absl::StrAppend(&key, copy.tables.filenames[frame.filename], ":", frame.lineno);
+    }
+    if (sample.native != 0) {
+      const NativeView view = ViewNative(copy, sample.native);
+      for (std::size_t f = view.frames.size(); f-- > 0;) {
+        absl::StrAppend(&key, ";", view.frames[f]->library, "!", view.frames[f]->function);
+      }
+    }
+    stacks[key] += sample.weight;
+  }
+  std::vector<std::pair<std::string, double>> sorted(stacks.begin(), stacks.end());
   std::sort(sorted.begin(), sorted.end());
   std::string out;
-  for (const auto& [key, bytes] : sorted) absl::StrAppend(&out, key, " ", bytes, "\n");
+  for (const auto& [k, bytes] : sorted) {
+    absl::StrAppend(&out, k, " ", static_cast<uint64_t>(std::llround(bytes)), "\n");
+  }
   return out;
 }
 
@@ -923,15 +1598,21 @@ std::string AllocationSampler::ToJson(std::size_t top) const {
   std::string out = absl::StrFormat(
       "{\"sampling_interval\":%d,\"running\":%s,\"hooked\":%s,\"live_samples\":%d,"
       "\"samples\":%d,\"freed\":%d,\"dropped\":%d,\"live_bytes_estimate\":%d,"
-      "\"table_bytes\":%d,\"stacks\":%d,\"lines\":[",
+      "\"table_bytes\":%d,\"stacks\":%d,\"native_live_samples\":%d,\"lines\":[",
       st.sampling_interval, st.running ? "true" : "false", st.hooked ? "true" : "false",
       st.live_samples, st.samples, st.freed, st.dropped, st.live_bytes_estimate, st.table_bytes,
-      st.stacks);
+      st.stacks, st.native_live_samples);
   for (std::size_t i = 0; i < lines.size(); ++i) {
     const SiteEstimate& e = lines[i];
     if (i != 0) out.push_back(',');
     out += "{\"filename\":";
     AppendJsonString(&out, e.filename);
+    if (e.native) {
+      out += ",\"library\":";
+      AppendJsonString(&out, e.library);
+      out += ",\"function\":";
+      AppendJsonString(&out, e.function);
+    }
     absl::StrAppendFormat(&out,
                           ",\"lineno\":%d,\"bytes\":%.0f,\"stderr_bytes\":%.0f,\"blocks\":%.1f,"
                           "\"samples\":%d,\"oldest_epoch\":%d}",
@@ -944,13 +1625,15 @@ std::string AllocationSampler::ToJson(std::size_t top) const {
 std::vector<GrowingSite> FindGrowingSites(const std::vector<SamplerMark>& marks, double z) {
   std::vector<GrowingSite> out;
   if (marks.size() < 3) return out;
-  using Key = std::pair<std::string, int64_t>;
+  using Key = std::tuple<std::string, int64_t, std::string, std::string>;
   std::vector<absl::flat_hash_map<Key, const SiteEstimate*>> index(marks.size());
   for (std::size_t m = 0; m < marks.size(); ++m) {
-    for (const SiteEstimate& e : marks[m].lines) index[m][{e.filename, e.lineno}] = &e;
+    for (const SiteEstimate& e : marks[m].lines) {
+      index[m][{e.filename, e.lineno, e.library, e.function}] = &e;
+    }
   }
   for (const SiteEstimate& last : marks.back().lines) {
-    const Key key{last.filename, last.lineno};
+    const Key key{last.filename, last.lineno, last.library, last.function};
     GrowingSite site;
     site.last = last;
     bool steady = true;

@@ -1,0 +1,284 @@
+// The native side of AllocationSampler (SamplerOptions::native): relocation
+// slots patched and put back, a C extension's, ctypes' and NumPy's malloc
+// leaks attributed to their library and Python line with the estimate
+// within 10% at R = 64 KiB, libpython's own allocations counted once, an
+// extension loaded after tracking started, and fork().
+
+#include <dlfcn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "leakguard/python/error.h"
+#include "leakguard/sampler.h"
+#include "test_util.h"
+
+namespace leakguard {
+namespace {
+
+using ::leakguard::testing::Eval;
+using ::leakguard::testing::Script;
+using ::testing::HasSubstr;
+
+// Makes the test extension importable.
+void AddExtensionDir() {
+  Eval("0", absl::StrCat("import sys\nif ", "'", LEAKGUARD_NATIVE_EXT_DIR, "' not in sys.path: ",
+                         "sys.path.insert(0, '", LEAKGUARD_NATIVE_EXT_DIR, "')"));
+}
+
+std::unique_ptr<AllocationSampler> StartNative(int64_t interval, uint64_t seed = 7) {
+  auto sampler = AllocationSampler::Create(
+      {.sampling_interval = interval, .max_frames = 8, .seed = seed, .native = true});
+  EXPECT_TRUE(sampler.ok()) << sampler.status();
+  if (!sampler.ok()) return nullptr;
+  absl::Status started = (*sampler)->Start();
+  EXPECT_TRUE(started.ok()) << started;
+  return std::move(*sampler);
+}
+
+// The native site of `file:line` whose library starts with `library`.
+const SiteEstimate* FindNative(const std::vector<SiteEstimate>& sites, const std::string& file,
+                               int64_t line, const std::string& library) {
+  for (const SiteEstimate& e : sites) {
+    if (e.native && e.filename == file && e.lineno == line &&
+        absl::StartsWith(e.library, library)) {
+      return &e;
+    }
+  }
+  return nullptr;
+}
+
+std::string Describe(const std::vector<SiteEstimate>& sites) {
+  std::string out;
+  for (std::size_t i = 0; i < sites.size() && i < 12; ++i) {
+    absl::StrAppend(&out, SiteName(sites[i]), " ", std::llround(sites[i].bytes), " B\n");
+  }
+  return out;
+}
+
+// slot address -> value, of every slot the hooks replace.
+std::map<uintptr_t, uintptr_t> SlotValues() {
+  std::map<uintptr_t, uintptr_t> out;
+  for (const NativeHookSlot& s : ListNativeHookSlots()) out[s.slot] = s.value;
+  return out;
+}
+
+TEST(NativeSampler, OptionsAreChecked) {
+  auto bad = AllocationSampler::Create({.native = true, .max_native_frames = 0});
+  ASSERT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(), HasSubstr("max_native_frames"));
+}
+
+// Start() rewrites the slots through which loaded objects call malloc and
+// friends (the test extension's among them); Stop() puts every one back.
+TEST(NativeSampler, PatchesRelocationSlotsAndRestoresThem) {
+  AddExtensionDir();
+  Eval("0", "import _lg_native_leak");
+  const std::map<uintptr_t, uintptr_t> before = SlotValues();
+  ASSERT_FALSE(before.empty());
+  for (const NativeHookSlot& s : ListNativeHookSlots()) EXPECT_FALSE(s.hooked) << s.object;
+
+  auto sampler = StartNative(int64_t{64} * 1024);
+  ASSERT_NE(sampler, nullptr);
+  int ext_hooked = 0, hooked = 0;
+  for (const NativeHookSlot& s : ListNativeHookSlots()) {
+    hooked += s.hooked;
+    if (absl::StrContains(s.object, "_lg_native_leak") && s.symbol == "malloc") {
+      EXPECT_TRUE(s.hooked);
+      ext_hooked += s.hooked;
+    }
+  }
+  EXPECT_EQ(ext_hooked, 1);
+  EXPECT_GT(hooked, 10);
+  EXPECT_EQ(sampler->Stats().native_hooked_slots, hooked);
+
+  sampler->Stop();
+  const std::map<uintptr_t, uintptr_t> after = SlotValues();
+  for (const NativeHookSlot& s : ListNativeHookSlots()) {
+    auto it = before.find(s.slot);
+    if (it == before.end()) {
+      ADD_FAILURE() << "a slot not there before: " << s.object << " " << s.symbol;
+    } else if (s.value != it->second) {
+      // Lazy binding may have resolved a slot meanwhile (its first call):
+      // it then holds the function itself, never a hook.
+      EXPECT_EQ(s.value, reinterpret_cast<uintptr_t>(dlsym(RTLD_DEFAULT, s.symbol.c_str())))
+          << s.object << " " << s.symbol;
+    }
+  }
+  EXPECT_EQ(after.size(), before.size());
+  for (const NativeHookSlot& s : ListNativeHookSlots()) EXPECT_FALSE(s.hooked) << s.object;
+}
+
+constexpr char kExtensionScript[] =
+    "import _lg_native_leak\n"
+    "def run(n):\n"
+    "    for _ in range(n):\n"
+    "        _lg_native_leak.leak(65536)\n"  // line 4
+    "        _lg_native_leak.churn(65536)\n";
+
+// A leak of 1024 blocks of 64 KiB made by the test extension's malloc:
+// named by the extension, its exported function and the Python line, and
+// estimated within 10% (about 650 samples: a standard error of 2.4%).
+// The extension is imported after tracking started: its dlopen by
+// libpython is wrapped, so it is patched on load.
+TEST(NativeSampler, ExtensionLeakNamesLibraryFunctionAndLine) {
+  AddExtensionDir();
+  auto sampler = StartNative(int64_t{64} * 1024);
+  ASSERT_NE(sampler, nullptr);
+  Script script("native_ext.py", kExtensionScript);
+  script.Call("run", 1024);
+  const std::vector<SiteEstimate> sites = sampler->LiveByLine();
+  const SiteEstimate* site = FindNative(sites, "native_ext.py", 4, "_lg_native_leak");
+  ASSERT_NE(site, nullptr) << Describe(sites);
+  EXPECT_EQ(site->library, "_lg_native_leak.so");
+  EXPECT_EQ(site->function, "lg_leak_block");
+  const double truth = 1024.0 * 65536;
+  EXPECT_NEAR(site->bytes, truth, 0.10 * truth) << Describe(sites);
+  // The churn line frees what it allocates: nothing of it stays.
+  EXPECT_EQ(FindNative(sites, "native_ext.py", 5, "_lg_native_leak"), nullptr) << Describe(sites);
+  EXPECT_GT(sampler->Stats().native_live_samples, 400);
+
+  const std::string stacks = sampler->CollapsedStacks();
+  // The Python line, then the extension's frames (its static `leak`, by
+  // offset, then the exported function that called malloc).
+  EXPECT_THAT(stacks, ::testing::ContainsRegex(
+                          "native_ext.py:4;_lg_native_leak.so![^;]+;_lg_native_leak.so!lg_leak_block "));
+  const std::string json = sampler->ToJson(5);
+  EXPECT_THAT(json, HasSubstr("\"library\":\"_lg_native_leak.so\",\"function\":\"lg_leak_block\""));
+  sampler->Stop();
+  Eval("0", "import _lg_native_leak\n_lg_native_leak.free_all()");
+}
+
+// ctypes calls libc's malloc through a pointer it looked up with dlsym:
+// the wrapped dlsym answers with the hook, and the site is ctypes'.
+TEST(NativeSampler, CtypesMallocLeakIsAttributedToCtypesAndTheLine) {
+  auto sampler = StartNative(int64_t{64} * 1024);
+  ASSERT_NE(sampler, nullptr);
+  Script script("native_ctypes.py",
+                "import ctypes\n"
+                "libc = ctypes.CDLL(None)\n"
+                "libc.malloc.restype = ctypes.c_void_p\n"
+                "libc.malloc.argtypes = [ctypes.c_size_t]\n"
+                "libc.free.argtypes = [ctypes.c_void_p]\n"
+                "kept = []\n"
+                "def run(n):\n"
+                "    for _ in range(n):\n"
+                "        kept.append(libc.malloc(65536))\n"  // line 9
+                "def release(_):\n"
+                "    for p in kept: libc.free(p)\n"
+                "    kept.clear()\n");
+  script.Call("run", 1024);
+  std::vector<SiteEstimate> sites = sampler->LiveByLine();
+  const SiteEstimate* site = FindNative(sites, "native_ctypes.py", 9, "_ctypes");
+  ASSERT_NE(site, nullptr) << Describe(sites);
+  const double truth = 1024.0 * 65536;
+  EXPECT_NEAR(site->bytes, truth, 0.10 * truth) << Describe(sites);
+  // Freed through ctypes' free (also looked up with dlsym): gone.
+  script.Call("release");
+  sites = sampler->LiveByLine();
+  site = FindNative(sites, "native_ctypes.py", 9, "_ctypes");
+  EXPECT_TRUE(site == nullptr || site->bytes < 0.02 * truth) << Describe(sites);
+  sampler->Stop();
+}
+
+// NumPy, imported before tracking started (the host's state when it turns
+// tracking on): an array's data comes from malloc in NumPy's core module.
+TEST(NativeSampler, NumpyLeakInAHostThatLoadedItBeforeIsFound) {
+  Ref numpy = Steal(PyImport_ImportModule("numpy"));
+  if (!numpy) {
+    PyErr_Clear();
+    GTEST_SKIP() << "NumPy is not installed for this Python";
+  }
+  Ref lxml = Steal(PyImport_ImportModule("lxml.etree"));
+  if (!lxml) PyErr_Clear();  // loaded too when present, as the host would have
+  auto sampler = StartNative(int64_t{64} * 1024);
+  ASSERT_NE(sampler, nullptr);
+  Script script("native_numpy.py",
+                "import numpy\n"
+                "kept = []\n"
+                "def run(n):\n"
+                "    for _ in range(n):\n"
+                "        kept.append(numpy.empty(65536, dtype=numpy.uint8))\n"  // line 5
+                "def release(_):\n"
+                "    kept.clear()\n");
+  script.Call("run", 1024);
+  const std::vector<SiteEstimate> sites = sampler->LiveByLine();
+  const SiteEstimate* site = FindNative(sites, "native_numpy.py", 5, "_multiarray_umath");
+  ASSERT_NE(site, nullptr) << Describe(sites);
+  const double truth = 1024.0 * 65536;
+  EXPECT_NEAR(site->bytes, truth, 0.10 * truth) << Describe(sites);
+  script.Call("release");
+  sampler->Stop();
+}
+
+// libpython's malloc calls are the RAW domain's: a 1 MiB bytes object is
+// one Python sample at its line, and no native one (exact mode).
+TEST(NativeSampler, LibpythonAllocationsAreCountedOnce) {
+  Script script("native_once.py",
+                "kept = []\n"
+                "def run(n):\n"
+                "    kept.append(bytes(n))\n");  // line 3
+  auto sampler = StartNative(1);
+  ASSERT_NE(sampler, nullptr);
+  script.Call("run", 1 << 20);
+  const std::vector<SiteEstimate> sites = sampler->LiveByLine();
+  double python = 0, native = 0;
+  for (const SiteEstimate& e : sites) {
+    if (e.filename != "native_once.py" || e.lineno != 3) continue;
+    (e.native ? native : python) += e.bytes;
+  }
+  EXPECT_GE(python, 1 << 20) << Describe(sites);
+  EXPECT_LT(python, (1 << 20) + 4096) << Describe(sites);
+  EXPECT_EQ(native, 0) << Describe(sites);
+  sampler->Stop();
+  Eval("0", "0");
+}
+
+// A child forked while tracking runs goes on sampling in its copy; the
+// parent is unaffected.
+TEST(NativeSampler, ForkedChildGoesOnSampling) {
+  AddExtensionDir();
+  Eval("0", "import _lg_native_leak");
+  auto sampler = StartNative(int64_t{64} * 1024);
+  ASSERT_NE(sampler, nullptr);
+  Script script("native_fork.py",
+                "import _lg_native_leak\n"
+                "def run(n):\n"
+                "    for _ in range(n):\n"
+                "        _lg_native_leak.leak(65536)\n");  // line 4
+  // As os.fork() does it: the interpreter's own fork protocol around the
+  // call, so the child's interpreter is usable.
+  PyOS_BeforeFork();
+  const pid_t pid = fork();
+  if (pid != 0) PyOS_AfterFork_Parent();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    PyOS_AfterFork_Child();
+    script.Call("run", 256);
+    const std::vector<SiteEstimate> sites = sampler->LiveByLine();
+    const SiteEstimate* site = FindNative(sites, "native_fork.py", 4, "_lg_native_leak");
+    _exit(site != nullptr && site->bytes > 0.5 * 256 * 65536 ? 0 : 3);
+  }
+  int status = 0;
+  {
+    GilRelease released;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  }
+  EXPECT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  script.Call("run", 64);
+  EXPECT_GT(sampler->Stats().native_live_samples, 0);
+  sampler->Stop();
+  Eval("0", "import _lg_native_leak\n_lg_native_leak.free_all()");
+}
+
+}  // namespace
+}  // namespace leakguard
