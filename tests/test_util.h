@@ -158,6 +158,8 @@ class Script {
     Ref r = Steal(PyObject_CallOneArg(f, a.get()));
     ASSERT_TRUE(r) << StatusFromPythonError();
   }
+  // The script's global `name` (null if it has none).
+  Ref Get(const char* name) const { return Borrow(PyDict_GetItemString(globals_.get(), name)); }
   const std::string& filename() const { return filename_; }
 
  private:

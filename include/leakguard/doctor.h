@@ -180,6 +180,11 @@ struct Site {
   int line = 0;
   /// Bytes that stayed per measured iteration.
   int64_t bytes_per_iter = 0;
+  /// For native memory (a native_memory cause, attributed by the native
+  /// sampler): the library whose code allocated, and the function there.
+  /// Empty otherwise; in the JSON only when set ("library", "function").
+  std::string library;
+  std::string function;
 };
 
 /// Growth of one type name.

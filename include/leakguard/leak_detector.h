@@ -88,7 +88,11 @@ struct LeakDetectorOptions {
   /// come from its snapshots, its own tables count as the tool's memory, and
   /// tracemalloc is never started (`traced` and `frames` are ignored).
   /// Rounds take no GIL (on-demand reports still do, for the type census).
-  /// Not running at Start(): FailedPrecondition.
+  /// A sampler that also samples native allocations (SamplerOptions::native)
+  /// adds native evidence: "native" is reported when its native estimate
+  /// grew by `threshold_bytes` (as well as by the RSS rule), with the native
+  /// sites that grew most ("app.py:42 -> libfoo.so fn +3.0 MiB") in the
+  /// notes. Not running at Start(): FailedPrecondition.
   AllocationSampler* sampler = nullptr;
   /// Lines in a report, 0..1000; also the types an on-demand report lists
   /// under type growth (0: neither, and no type census is taken).
@@ -124,6 +128,9 @@ struct DetectorRound {
   ProcessDelta process;
   /// Traced growth since the baseline (when tracing).
   std::optional<int64_t> traced_bytes;
+  /// Growth of the sampler's estimate of native allocations since the
+  /// baseline (a sampler with SamplerOptions::native); not in traced_bytes.
+  std::optional<int64_t> native_sampled_bytes;
   /// Growth of tracemalloc's own memory (its trace tables, which grow with
   /// the traced heap) since the baseline, when tracing: the detector's cost,
   /// left out of "native".
@@ -240,6 +247,8 @@ class LEAKGUARD_EXPORT LeakDetector : public Watcher {
   // Owned by the detector thread while it runs (no lock needed).
   ProcessSample base_process_;
   std::optional<int64_t> base_traced_;
+  std::optional<int64_t> base_native_;
+  std::vector<SiteEstimate> base_native_sites_;
   std::optional<int64_t> base_tracemalloc_;
   int64_t detector_resident_ = 0;
   std::optional<tracemalloc::Snapshot> base_snapshot_;

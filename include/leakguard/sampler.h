@@ -61,6 +61,19 @@
 // no GIL, from any thread. Free-threaded builds: the state is per thread,
 // and the allocation path takes no lock until a block is sampled.
 //
+// Native allocations (SamplerOptions::native). The relocation slots through
+// which every loaded object calls malloc, calloc, realloc, free, the
+// aligned allocators, mmap and munmap are rewritten to hooks that sample
+// the same way, into the same table (domain kNativeDomain), and Stop()
+// writes them back. libpython's dlopen is wrapped (objects it loads later
+// are patched on load), as are dlsym and libffi's ffi_call in libpython and
+// extension modules (ctypes' malloc, looked up at import, is seen).
+// libpython's own slots are left alone: its malloc calls are the RAW
+// domain's, counted once. A native sample keeps its native stack
+// (libunwind), named when read (dladdr, demangled), after its Python
+// frames; its site names the Python line, the library and the function.
+// docs/sampler.md, "Native allocations", says what is and is not seen.
+//
 // Its own memory is bounded: at most `max_samples` live samples (past the
 // cap new samples are counted in Stats().dropped and not recorded, so the
 // estimates undercount; the cap is documented per sample size in
@@ -144,6 +157,8 @@ struct SamplerStats {
   int64_t stacks = 0;
   /// Live samples of native allocations (SamplerOptions::native).
   int64_t native_live_samples = 0;
+  /// Their estimated bytes (part of live_bytes_estimate).
+  int64_t native_bytes_estimate = 0;
   /// Relocation slots pointing at the native hooks now.
   int64_t native_hooked_slots = 0;
 };

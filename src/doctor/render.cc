@@ -269,7 +269,12 @@ std::string Diagnosis::ToJson() const {
     for (size_t j = 0; j < c.sites.size(); ++j) {
       absl::StrAppend(&out, j ? "," : "", "{\"file\":", JsonQuote(c.sites[j].file),
                       ",\"line\":", c.sites[j].line,
-                      ",\"bytes_per_iter\":", c.sites[j].bytes_per_iter, "}");
+                      ",\"bytes_per_iter\":", c.sites[j].bytes_per_iter);
+      if (!c.sites[j].library.empty()) {
+        absl::StrAppend(&out, ",\"library\":", JsonQuote(c.sites[j].library),
+                        ",\"function\":", JsonQuote(c.sites[j].function));
+      }
+      out.push_back('}');
     }
     absl::StrAppend(&out, "],\"evidence\":[");
     for (size_t j = 0; j < c.evidence.size(); ++j) {
@@ -318,8 +323,10 @@ std::string Diagnosis::ToText() const {
     if (!c.sites.empty()) {
       absl::StrAppend(&out, "   allocated at:\n");
       for (const Site& s : c.sites) {
-        absl::StrAppend(&out, "     ", s.file, ":", s.line, "  ", FormatBytes(s.bytes_per_iter),
-                        " per iteration\n");
+        absl::StrAppend(
+            &out, "     ", s.file, ":", s.line,
+            s.library.empty() ? std::string() : absl::StrCat(" -> ", s.library, " ", s.function),
+            "  ", FormatBytes(s.bytes_per_iter), " per iteration\n");
       }
     }
     absl::StrAppend(&out, "   evidence:\n");

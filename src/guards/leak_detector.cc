@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -421,11 +422,43 @@ void LeakDetector::OnDemand(const std::vector<Sink*>& sinks) {
   for (Sink* sink : sinks) sink->Write(report);
 }
 
+namespace {
+
+// The sampler's native sites (its per-site estimates that are native).
+std::vector<SiteEstimate> NativeSites(const AllocationSampler& sampler) {
+  std::vector<SiteEstimate> sites = sampler.LiveByLine();
+  sites.erase(
+      std::remove_if(sites.begin(), sites.end(), [](const SiteEstimate& e) { return !e.native; }),
+      sites.end());
+  return sites;
+}
+
+// The `top` native sites that grew most from `base` to `now`, by name.
+std::vector<std::pair<std::string, int64_t>> GrownNativeSites(const std::vector<SiteEstimate>& base,
+                                                              const std::vector<SiteEstimate>& now,
+                                                              int top) {
+  absl::flat_hash_map<std::string, double> grown;
+  for (const SiteEstimate& e : now) grown[SiteName(e)] += e.bytes;
+  for (const SiteEstimate& e : base) grown[SiteName(e)] -= e.bytes;
+  std::vector<std::pair<std::string, int64_t>> out;
+  for (const auto& [name, bytes] : grown) {
+    if (bytes > 0) out.emplace_back(name, std::llround(bytes));
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    return a.second != b.second ? a.second > b.second : a.first < b.first;
+  });
+  if (out.size() > static_cast<std::size_t>(std::max(top, 0))) out.resize(std::max(top, 0));
+  return out;
+}
+
+}  // namespace
+
 bool LeakDetector::Round(bool baseline) {
   absl::StatusOr<ProcessSample> sample = SampleProcess();
   std::optional<int64_t> traced;
   std::optional<int64_t> tool;  // tracemalloc's own memory
   std::optional<tracemalloc::Snapshot> snapshot;
+  std::optional<int64_t> native;  // the sampler's native estimate
   std::string error;
   // The baseline's type census, for on-demand reports only: rounds never
   // take one.
@@ -440,6 +473,10 @@ bool LeakDetector::Round(bool baseline) {
     const SamplerStats stats = sampler->Stats();
     traced = stats.live_bytes_estimate;
     tool = stats.table_bytes;
+    if (sampler->options().native) {
+      native = stats.native_bytes_estimate;
+      *traced -= *native;
+    }
     snapshot.emplace(sampler->TakeSnapshot());
   }
   if (use_tracemalloc || census) {
@@ -492,6 +529,9 @@ bool LeakDetector::Round(bool baseline) {
     absl::StatusOr<ProcessSample> after_setup = SampleProcess();
     base_process_ = after_setup.ok() ? *after_setup : *sample;
     base_traced_ = traced;
+    base_native_ = native;
+    base_native_sites_.clear();
+    if (native) base_native_sites_ = NativeSites(*sampler);
     base_tracemalloc_ = tool;
     base_snapshot_ = std::move(snapshot);
     base_types_ = std::move(types);
@@ -503,13 +543,16 @@ bool LeakDetector::Round(bool baseline) {
   round.process = *sample - base_process_;
   if (traced && base_traced_) round.traced_bytes = *traced - *base_traced_;
   if (tool && base_tracemalloc_) round.tracemalloc_bytes = *tool - *base_tracemalloc_;
+  if (native && base_native_) round.native_sampled_bytes = *native - *base_native_;
   if (options_.traced || sampler != nullptr) round.detector_bytes = detector_resident_;
   const int64_t threshold = options_.threshold_bytes;
   const int64_t py = round.traced_bytes.value_or(0);
   const int64_t own = std::max<int64_t>(round.tracemalloc_bytes.value_or(0), 0);
   const int64_t rss = round.process.rss_bytes;
   if (round.traced_bytes && py >= threshold) round.kinds.push_back("python_heap");
-  if (rss - std::max<int64_t>(py, 0) - own - detector_resident_ >= threshold) {
+  const int64_t native_sampled = round.native_sampled_bytes.value_or(0);
+  if (rss - std::max<int64_t>(py, 0) - own - detector_resident_ >= threshold ||
+      native_sampled >= threshold) {
     round.kinds.push_back("native");
   }
   if (options_.fd_threshold > 0 && round.process.open_fds >= options_.fd_threshold) {
@@ -573,6 +616,17 @@ bool LeakDetector::Round(bool baseline) {
                 ? absl::StrCat(" and the detector's own rounds left ", Signed(detector_resident_))
                 : std::string(),
             ": memory outside Python's allocator (C extensions, ctypes, native libraries)"));
+        if (round.native_sampled_bytes) {
+          std::string sites;
+          for (const auto& [name, grown] :
+               GrownNativeSites(base_native_sites_, NativeSites(*sampler), options_.top)) {
+            absl::StrAppend(&sites, sites.empty() ? "" : "; ", name, " ", Signed(grown));
+          }
+          report.notes.push_back(absl::StrCat(
+              "native: the sampler's estimate of native allocations grew ", Signed(native_sampled),
+              " (R = ", FormatBytes(sampler->options().sampling_interval), ")",
+              sites.empty() ? std::string() : absl::StrCat(", by site: ", sites)));
+        }
       } else if (kind == "descriptors") {
         report.notes.push_back(
             absl::StrCat("descriptors: ", round.process.open_fds, " more open file descriptors"));

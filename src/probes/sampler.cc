@@ -174,6 +174,7 @@ struct State {
   std::vector<uint32_t> native_offsets = std::vector<uint32_t>(1, 0);
   absl::flat_hash_map<uint64_t, uint32_t> native_by_hash;
   int64_t native_live = 0;
+  double native_weight = 0;
 };
 
 State& GlobalState() {
@@ -450,13 +451,19 @@ void Sample(ThreadState& t, void* p, std::size_t size, const uintptr_t* native_p
     auto [it, inserted] = s.live.try_emplace(reinterpret_cast<uintptr_t>(p));
     if (!inserted) {
       s.live_weight -= it->second.weight;  // a free the sampler missed
-      if (it->second.native != 0) --s.native_live;
+      if (it->second.native != 0) {
+        --s.native_live;
+        s.native_weight -= it->second.weight;
+      }
     } else {
       FilterAdd(s, p);
     }
     const uint32_t native_stack = native ? InternNativeStack(s, native_pcs, native_n) : 0;
     it->second = LiveSample{size, weight, inclusion, stack, s.epoch, native_stack};
-    if (native) ++s.native_live;
+    if (native) {
+      ++s.native_live;
+      s.native_weight += weight;
+    }
     s.live_weight += weight;
     ++s.samples;
   }
@@ -469,7 +476,10 @@ void Forget(const void* p) noexcept {
   auto it = s.live.find(reinterpret_cast<uintptr_t>(p));
   if (it == s.live.end()) return;
   s.live_weight -= it->second.weight;
-  if (it->second.native != 0) --s.native_live;
+  if (it->second.native != 0) {
+    --s.native_live;
+    s.native_weight -= it->second.weight;
+  }
   s.live.erase(it);
   FilterRemove(p);
   ++s.freed;
@@ -921,7 +931,8 @@ std::atomic<uintptr_t> g_libpython_base{~uintptr_t{0}};
 std::atomic<uintptr_t> g_libpython_fbase{0};
 
 bool IsExtensionModule(const std::string& path) {
-  return path.find(".cpython-") != std::string::npos || path.find(".abi3.so") != std::string::npos ||
+  return path.find(".cpython-") != std::string::npos ||
+         path.find(".abi3.so") != std::string::npos ||
          path.find("/lib-dynload/") != std::string::npos;
 }
 
@@ -942,6 +953,41 @@ bool PythonLoader(const internal::GotObject& o) {
 
 void* NativeDlopen(const char* file, int flags);
 void* NativeDlsym(void* handle, const char* name);
+void* NativeDlsymAnswer(void* f);
+
+// libffi's ffi_call, through which ctypes calls a C function by its
+// address: a malloc looked up before tracking started (a module-level
+// `libc.malloc`) is still called through it. Found in the libffi loaded
+// by the process (ctypes loads it as its own dependency, out of the global
+// scope), once it is. Guarded by NativeScopeLock() for writing.
+using FfiCall = void (*)(void*, void (*)(), void*, void**);
+std::atomic<FfiCall> g_ffi_call{nullptr};
+void NativeFfiCall(void* cif, void (*fn)(), void* rvalue, void** avalue);
+
+bool FfiCaller(const internal::GotObject& o) {
+  return g_ffi_call.load(std::memory_order_relaxed) != nullptr && PythonLoader(o);
+}
+
+int FindLibffi(dl_phdr_info* info, std::size_t, void* data) {
+  if (info->dlpi_name != nullptr && std::strstr(info->dlpi_name, "/libffi.so") != nullptr) {
+    *static_cast<std::string*>(data) = info->dlpi_name;
+    return 1;
+  }
+  return 0;
+}
+
+// REQUIRES: NativeScopeLock() held, Quiet.
+void ResolveFfiCall() {
+  if (g_ffi_call.load(std::memory_order_relaxed) != nullptr) return;
+  std::string path;
+  dl_iterate_phdr(FindLibffi, &path);
+  if (path.empty()) return;
+  void* handle = g_real.dlopen(path.c_str(), RTLD_NOLOAD | RTLD_LAZY);
+  if (handle == nullptr) return;
+  g_ffi_call.store(reinterpret_cast<FfiCall>(g_real.dlsym(handle, "ffi_call")),
+                   std::memory_order_release);
+  dlclose(handle);
+}
 
 const std::vector<internal::GotReplacement>& NativeReplacements() {
   static const auto* list = new std::vector<internal::GotReplacement>{
@@ -959,6 +1005,7 @@ const std::vector<internal::GotReplacement>& NativeReplacements() {
       {"munmap", reinterpret_cast<void*>(&NativeMunmap), NotLibpython},
       {"dlopen", reinterpret_cast<void*>(&NativeDlopen), PythonLoader},
       {"dlsym", reinterpret_cast<void*>(&NativeDlsym), PythonLoader},
+      {"ffi_call", reinterpret_cast<void*>(&NativeFfiCall), FfiCaller},
   };
   return *list;
 }
@@ -970,6 +1017,7 @@ int PatchNative() noexcept {
   Quiet quiet;
   std::lock_guard<std::mutex> lock(NativeScopeLock());
   g_patched_generation = internal::LoadedObjectGeneration();
+  ResolveFfiCall();
   return internal::PatchGot(NativeReplacements(), NativeScope());
 }
 
@@ -1004,6 +1052,11 @@ void* NativeDlopen(const char* file, int flags) {
 void* NativeDlsym(void* handle, const char* name) {
   void* f = g_real.dlsym(handle, name);
   if (f == nullptr || !g_native_enabled.load(std::memory_order_acquire)) return f;
+  return NativeDlsymAnswer(f);
+}
+
+// The hook standing for the allocator function `f`, or `f`.
+void* NativeDlsymAnswer(void* f) {
   const std::pair<void*, void*> map[] = {
       {reinterpret_cast<void*>(g_real.malloc), reinterpret_cast<void*>(&NativeMalloc)},
       {reinterpret_cast<void*>(g_real.calloc), reinterpret_cast<void*>(&NativeCalloc)},
@@ -1018,6 +1071,16 @@ void* NativeDlsym(void* handle, const char* name) {
     if (f == real) return hook;
   }
   return f;
+}
+
+void NativeFfiCall(void* cif, void (*fn)(), void* rvalue, void** avalue) {
+  const FfiCall real = g_ffi_call.load(std::memory_order_acquire);
+  if (g_native_enabled.load(std::memory_order_relaxed)) {
+    void* target = reinterpret_cast<void*>(fn);
+    void* hook = NativeDlsymAnswer(target);
+    if (hook != target) fn = reinterpret_cast<void (*)()>(hook);
+  }
+  real(cif, fn, rvalue, avalue);
 }
 
 // Resolves g_real once. REQUIRES: called with the GIL (Start()).
@@ -1075,15 +1138,6 @@ void ForkParent() {
 void ForkChild() { ForkParent(); }
 
 // ------------------------------------------------------------- readers
-
-struct LineKey {
-  uint32_t frame;
-  friend bool operator==(LineKey a, LineKey b) { return a.frame == b.frame; }
-  template <typename H>
-  friend H AbslHashValue(H h, LineKey k) {
-    return H::combine(std::move(h), k.frame);
-  }
-};
 
 }  // namespace
 
@@ -1173,6 +1227,7 @@ absl::Status AllocationSampler::Start() {
     s.native_offsets.assign(1, 0);
     s.native_by_hash.clear();
     s.native_live = 0;
+    s.native_weight = 0;
     s.interval.store(options_.sampling_interval, std::memory_order_relaxed);
     s.max_frames.store(options_.max_frames, std::memory_order_relaxed);
     s.seed.store(seed, std::memory_order_relaxed);
@@ -1200,7 +1255,13 @@ absl::Status AllocationSampler::Start() {
     {
       Quiet quiet;
       std::lock_guard<std::mutex> lock(NativeScopeLock());
+      // An allocator's own mappings are the memory its malloc hands out,
+      // counted there: a preloaded jemalloc, tcmalloc or mimalloc is left
+      // alone.
       NativeScope().exclude = options_.native_exclude;
+      for (const char* allocator : {"/libjemalloc.so", "/libtcmalloc", "/libmimalloc.so"}) {
+        NativeScope().exclude.push_back(allocator);
+      }
     }
     g_native_frames.store(options_.max_native_frames, std::memory_order_relaxed);
     g_native_enabled.store(true, std::memory_order_release);
@@ -1245,6 +1306,7 @@ void AllocationSampler::Stop() {
     s.native_offsets.assign(1, 0);
     absl::flat_hash_map<uint64_t, uint32_t>().swap(s.native_by_hash);
     s.native_live = 0;
+    s.native_weight = 0;
     s.owner = nullptr;
   }
   Interpreter::UnregisterWatcher(this);
@@ -1263,7 +1325,8 @@ SamplerStats AllocationSampler::Stats() const {
   const bool running = this->running();
   stats.hooked = running && RawHookInChain();
   if (running && options_.native && g_native_enabled.load(std::memory_order_acquire)) {
-    for (const NativeHookSlot& slot : ListNativeHookSlots()) stats.native_hooked_slots += slot.hooked;
+    for (const NativeHookSlot& slot : ListNativeHookSlots())
+      stats.native_hooked_slots += slot.hooked;
   }
   Locked lock(s);
   if (s.owner != this) return stats;
@@ -1274,6 +1337,7 @@ SamplerStats AllocationSampler::Stats() const {
   stats.dropped = s.dropped;
   stats.live_bytes_estimate = std::llround(std::max(0.0, s.live_weight));
   stats.native_live_samples = s.native_live;
+  stats.native_bytes_estimate = std::llround(std::max(0.0, s.native_weight));
   const internal::SnapshotTables& t = internal::TablesBuilderAccess::Tables(*s.tables);
   stats.stacks = t.stack_count();
   int64_t bytes =
@@ -1290,8 +1354,7 @@ SamplerStats AllocationSampler::Stats() const {
   // Each touched page of counts has an eighth of a page of bits beside it.
   bytes += s.filter_pages_touched * static_cast<int64_t>(kFilterPage + kFilterPage / 8);
   bytes += static_cast<int64_t>(s.native_pcs.capacity() * sizeof(uintptr_t) +
-                                s.native_offsets.capacity() * 4 +
-                                s.native_by_hash.capacity() * 13);
+                                s.native_offsets.capacity() * 4 + s.native_by_hash.capacity() * 13);
   stats.table_bytes = bytes;
   return stats;
 }
@@ -1323,16 +1386,16 @@ LiveCopy CopyLocked(const State& s) {
 
 // A native frame's names.
 struct NativeFrameName {
-  std::string library;   // the object's file name
-  std::string function;  // demangled, or "+0x<offset>"
+  std::string library;       // the object's file name
+  std::string function;      // demangled, or "+0x<offset>"
   bool transparent = false;  // the allocator's own libraries
   bool interpreter = false;  // libpython
 };
 
 bool IsTransparentLibrary(const std::string& base) {
-  for (const char* prefix : {"libc.so", "libc-", "libstdc++", "libgcc_s", "libffi", "ld-linux",
-                             "libm.so", "libpthread", "libunwind", "libleakguard", "libjemalloc",
-                             "libtcmalloc", "libclang_rt"}) {
+  for (const char* prefix :
+       {"libc.so", "libc-", "libstdc++", "libgcc_s", "libffi", "ld-linux", "libm.so", "libpthread",
+        "libunwind", "libleakguard", "libjemalloc", "libtcmalloc", "libclang_rt"}) {
     if (base.rfind(prefix, 0) == 0) return true;
   }
   return false;
@@ -1395,7 +1458,9 @@ NativeView ViewNative(const LiveCopy& c, uint32_t id) {
 struct SiteKey {
   uint32_t frame;
   const NativeFrameName* native;  // null: Python memory
-  friend bool operator==(SiteKey a, SiteKey b) { return a.frame == b.frame && a.native == b.native; }
+  friend bool operator==(SiteKey a, SiteKey b) {
+    return a.frame == b.frame && a.native == b.native;
+  }
   template <typename H>
   friend H AbslHashValue(H h, SiteKey k) {
     return H::combine(std::move(h), k.frame, k.native);

@@ -5,6 +5,7 @@
 #include <Python.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static void** g_blocks = NULL;
 static Py_ssize_t g_count = 0, g_capacity = 0;
@@ -14,6 +15,23 @@ __attribute__((visibility("default"), noinline)) void* lg_leak_block(size_t n) {
   void* p = malloc(n);
   if (p != NULL) memset(p, 0x5a, n);  // touched: the compiler keeps it
   return p;
+}
+
+// An anonymous mapping of n bytes, touched; never unmapped (RSS grows by
+// n whatever malloc keeps in its free lists).
+__attribute__((visibility("default"), noinline)) void* lg_map_block(size_t n) {
+  void* p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return NULL;
+  memset(p, 0x5a, n);
+  return p;
+}
+
+static PyObject* leak_mapped(PyObject* self, PyObject* arg) {
+  (void)self;
+  Py_ssize_t n = PyLong_AsSsize_t(arg);
+  if (n < 0 && PyErr_Occurred()) return NULL;
+  if (lg_map_block((size_t)n) == NULL) return PyErr_NoMemory();
+  Py_RETURN_NONE;
 }
 
 static PyObject* leak(PyObject* self, PyObject* arg) {
@@ -54,10 +72,11 @@ static PyObject* free_all(PyObject* self, PyObject* unused) {
 static PyMethodDef methods[] = {
     {"leak", leak, METH_O, "Allocates n bytes with malloc and keeps them."},
     {"churn", churn, METH_O, "Allocates n bytes with malloc and frees them."},
+    {"leak_mapped", leak_mapped, METH_O, "Maps n anonymous bytes and never unmaps them."},
     {"free_all", free_all, METH_NOARGS, "Frees what leak() kept."},
     {NULL, NULL, 0, NULL}};
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_lg_native_leak", NULL, -1, methods,
-                                    NULL, NULL, NULL, NULL};
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_lg_native_leak", NULL, -1, methods, NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__lg_native_leak(void) { return PyModule_Create(&module); }
