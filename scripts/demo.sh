@@ -29,4 +29,14 @@ rc=$?
 set -e
 echo
 echo "exit status $rc: 1 means the doctor found a leak (0: none, 2: usage or script error)."
+[[ $rc -eq 1 ]] || exit $rc
+
+echo
+echo "== leakguard doctor examples/leaks/nm_ctypes_malloc.py:step"
+echo "   (C memory from malloc through ctypes: named by its line and library, sampled"
+echo "    by hooks switched on in the running process, no LD_PRELOAD)"
+set +e
+build/gcc/tools/leakguard doctor examples/leaks/nm_ctypes_malloc.py:step
+rc=$?
+set -e
 [[ $rc -eq 1 ]] && exit 0 || exit $rc
