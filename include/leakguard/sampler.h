@@ -179,8 +179,8 @@ struct SiteEstimate {
   /// libraries: libc, libstdc++, libgcc_s, libffi, the loader). Empty for
   /// Python memory.
   std::string library;
-  /// The function there (demangled), or "+0x<offset>" in the library when
-  /// its dynamic symbol table does not name it.
+  /// The function there (demangled; from the dynamic symbol table, else
+  /// from the file's .symtab), or "+0x<offset>" in a stripped library.
   std::string function;
   /// Estimated live bytes allocated there.
   double bytes = 0;

@@ -18,6 +18,7 @@
 
 #include <cxxabi.h>
 #include <dlfcn.h>
+#include <elf.h>
 #include <link.h>
 #include <pthread.h>
 #include <sys/mman.h>
@@ -27,6 +28,8 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <limits>
 #include <mutex>
 #include <random>
@@ -1401,6 +1404,83 @@ bool IsTransparentLibrary(const std::string& base) {
   return false;
 }
 
+// The functions of an object's own symbol table (.symtab: static
+// functions too, which dladdr's dynamic table does not hold), read from its
+// file once, sorted by address. Empty for a stripped file.
+struct FileSymbols {
+  struct Entry {
+    uint64_t begin, end;
+    uint32_t name;  // offset in `names`
+  };
+  std::vector<Entry> entries;
+  std::string names;
+
+  // The function whose link-time range holds `offset`, or null.
+  const char* Find(uint64_t offset) const {
+    auto it = std::upper_bound(entries.begin(), entries.end(), offset,
+                               [](uint64_t o, const Entry& e) { return o < e.begin; });
+    if (it == entries.begin()) return nullptr;
+    --it;
+    return offset < it->end ? names.c_str() + it->name : nullptr;
+  }
+};
+
+FileSymbols ReadFileSymbols(const std::string& path) {
+  FileSymbols out;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return out;
+  const std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (data.size() < sizeof(ElfW(Ehdr)) || std::memcmp(data.data(), ELFMAG, SELFMAG) != 0 ||
+      data[EI_CLASS] != (sizeof(void*) == 8 ? ELFCLASS64 : ELFCLASS32)) {
+    return out;
+  }
+  ElfW(Ehdr) eh;
+  std::memcpy(&eh, data.data(), sizeof eh);
+  if (eh.e_shoff == 0 || eh.e_shentsize != sizeof(ElfW(Shdr)) ||
+      eh.e_shoff + std::size_t{eh.e_shnum} * sizeof(ElfW(Shdr)) > data.size()) {
+    return out;
+  }
+  std::vector<ElfW(Shdr)> sections(eh.e_shnum);
+  std::memcpy(sections.data(), data.data() + eh.e_shoff, sections.size() * sizeof(ElfW(Shdr)));
+  for (const ElfW(Shdr) & sh : sections) {
+    if (sh.sh_type != SHT_SYMTAB || sh.sh_link >= sections.size()) continue;
+    const ElfW(Shdr)& str = sections[sh.sh_link];
+    if (sh.sh_offset + sh.sh_size > data.size() || str.sh_offset + str.sh_size > data.size()) {
+      continue;
+    }
+    const std::size_t n = sh.sh_size / sizeof(ElfW(Sym));
+    for (std::size_t i = 0; i < n; ++i) {
+      ElfW(Sym) sym;
+      std::memcpy(&sym, data.data() + sh.sh_offset + i * sizeof(ElfW(Sym)), sizeof sym);
+      if (ELF64_ST_TYPE(sym.st_info) != STT_FUNC || sym.st_value == 0 ||
+          sym.st_name >= str.sh_size) {
+        continue;
+      }
+      const char* name = data.data() + str.sh_offset + sym.st_name;
+      const std::size_t len = strnlen(name, str.sh_size - sym.st_name);
+      out.entries.push_back({sym.st_value, sym.st_value + std::max<uint64_t>(sym.st_size, 1),
+                             static_cast<uint32_t>(out.names.size())});
+      out.names.append(name, len);
+      out.names.push_back('\0');
+    }
+  }
+  std::sort(
+      out.entries.begin(), out.entries.end(),
+      [](const FileSymbols::Entry& a, const FileSymbols::Entry& b) { return a.begin < b.begin; });
+  return out;
+}
+
+// The static function at `pc` in the object `map` (its file's .symtab).
+// REQUIRES: the symbolizer's lock held (the cache is its).
+const char* StaticFunctionAt(uintptr_t pc, const link_map* map) {
+  static auto* files = new absl::node_hash_map<std::string, FileSymbols>;
+  std::string path = map->l_name != nullptr ? map->l_name : "";
+  if (path.empty()) path = "/proc/self/exe";
+  auto it = files->find(path);
+  if (it == files->end()) it = files->emplace(path, ReadFileSymbols(path)).first;
+  return it->second.Find(pc - map->l_addr);
+}
+
 // Names the code at `pc` (a return address: the call is one byte before),
 // through the loader's tables (dladdr), once per address.
 const NativeFrameName& Symbolize(uintptr_t pc) {
@@ -1412,7 +1492,9 @@ const NativeFrameName& Symbolize(uintptr_t pc) {
   if (!inserted) return it->second;
   NativeFrameName& name = it->second;
   Dl_info info{};
-  if (dladdr(reinterpret_cast<void*>(pc - 1), &info) == 0) {
+  link_map* map = nullptr;
+  if (dladdr1(reinterpret_cast<void*>(pc - 1), &info, reinterpret_cast<void**>(&map),
+              RTLD_DL_LINKMAP) == 0) {
     name.library = "?";
     name.function = absl::StrFormat("0x%x", pc);
     return name;
@@ -1421,10 +1503,12 @@ const NativeFrameName& Symbolize(uintptr_t pc) {
   const std::size_t slash = path.rfind('/');
   name.library = slash == std::string::npos ? path : path.substr(slash + 1);
   if (name.library.empty()) name.library = "<main>";
-  if (info.dli_sname != nullptr) {
+  const char* symbol = info.dli_sname;
+  if (symbol == nullptr && map != nullptr) symbol = StaticFunctionAt(pc - 1, map);
+  if (symbol != nullptr) {
     int status = 0;
-    char* demangled = abi::__cxa_demangle(info.dli_sname, nullptr, nullptr, &status);
-    name.function = status == 0 && demangled != nullptr ? demangled : info.dli_sname;
+    char* demangled = abi::__cxa_demangle(symbol, nullptr, nullptr, &status);
+    name.function = status == 0 && demangled != nullptr ? demangled : symbol;
     std::free(demangled);
   } else {
     name.function = absl::StrFormat("+0x%x", pc - reinterpret_cast<uintptr_t>(info.dli_fbase));
