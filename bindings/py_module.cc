@@ -61,6 +61,7 @@ int ExecPackagePath(PyObject* module);     // py_package.cc
 int ExecBackrefs(PyObject* module);        // py_backrefs.cc
 int ExecSnapshot(PyObject* module);        // py_snapshot.cc
 int ExecDetector(PyObject* module);        // py_detector.cc
+int ExecSampler(PyObject* module);         // py_sampler.cc
 
 namespace {
 
@@ -69,17 +70,17 @@ int Exec(PyObject* module) {
   if (ExecLruCache(module, state) < 0 || ExecEventBus(module, state) < 0 ||
       ExecMemoryGuard(module, state) < 0 || ExecDoctor(module) < 0 ||
       ExecRequestTracker(module) < 0 || ExecCensus(module) < 0 || ExecBackrefs(module) < 0 ||
-      ExecSnapshot(module) < 0 || ExecDetector(module) < 0) {
+      ExecSnapshot(module) < 0 || ExecDetector(module) < 0 || ExecSampler(module) < 0) {
     return -1;
   }
   if (PyModule_AddStringConstant(module, "__version__", leakguard::Version()) < 0) {
     return -1;
   }
-  PyObject* all = Py_BuildValue("(sssssssssssssssssss)", "lru_cache", "EventBus", "memory_guard",
+  PyObject* all = Py_BuildValue("(ssssssssssssssssssss)", "lru_cache", "EventBus", "memory_guard",
                                 "MemoryReport", "MemoryGrowthWarning", "diagnose", "RequestTracker",
                                 "rss", "typestats", "most_common_types", "count", "by_type",
                                 "growth", "find_backref_chain", "backref_path", "backrefs_dot",
-                                "Snapshot", "take_snapshot", "LeakDetector");
+                                "Snapshot", "take_snapshot", "LeakDetector", "Sampler");
   if (all == nullptr) return -1;
   const int rc = AddObjectRef(module, "__all__", all);
   Py_DECREF(all);
@@ -114,7 +115,8 @@ const char kDoc[] =
     "typestats, most_common_types, count, by_type, growth  objgraph's census\n"
     "find_backref_chain, backref_path, backrefs_dot  who keeps an object alive\n"
     "take_snapshot, Snapshot  tracemalloc snapshots grouped and compared in C++\n"
-    "LeakDetector the background detector (in interpreters leakguard started)";
+    "LeakDetector the background detector (in interpreters leakguard started)\n"
+    "Sampler      the sampled allocation tracker (Python and native memory)";
 
 PyModuleDef kModule = {
     PyModuleDef_HEAD_INIT,
