@@ -184,6 +184,7 @@ struct Site {
   /// sampler): the library whose code allocated, and the function there.
   /// Empty otherwise; in the JSON only when set ("library", "function").
   std::string library;
+  /// The function there (see SiteEstimate::function).
   std::string function;
 };
 

@@ -225,8 +225,9 @@ struct NativeHookSlot {
   std::string object;
   /// The function ("malloc", "free", "mmap", "dlopen", ...).
   std::string symbol;
-  /// The slot's address and what it holds now.
+  /// The slot's address.
   uintptr_t slot = 0;
+  /// What it holds now.
   uintptr_t value = 0;
   /// Whether it holds one of the hooks.
   bool hooked = false;

@@ -51,11 +51,11 @@ std::unordered_map<void**, void*>& Originals() {
 // One object's tables, read from its dynamic section.
 struct ObjectTables {
   uintptr_t base = 0;
-  const ElfW(Sym)* symtab = nullptr;
+  const ElfW(Sym) * symtab = nullptr;
   const char* strtab = nullptr;
-  const ElfW(Rela)* jmprel = nullptr;
+  const ElfW(Rela) * jmprel = nullptr;
   std::size_t jmprel_size = 0;
-  const ElfW(Rela)* rela = nullptr;
+  const ElfW(Rela) * rela = nullptr;
   std::size_t rela_size = 0;
   uintptr_t relro_begin = 0, relro_end = 0;
   bool has_runpath = false;
@@ -112,7 +112,7 @@ bool ReadTables(const dl_phdr_info* info, ObjectTables* t) {
 // Calls f(slot, symbol name) for each JUMP_SLOT or GLOB_DAT relocation.
 template <typename F>
 void ForEachSlot(const ObjectTables& t, F&& f) {
-  auto walk = [&](const ElfW(Rela)* rel, std::size_t size) {
+  auto walk = [&](const ElfW(Rela) * rel, std::size_t size) {
     if (rel == nullptr) return;
     const std::size_t n = size / sizeof(ElfW(Rela));
     for (std::size_t i = 0; i < n; ++i) {
