@@ -529,8 +529,8 @@ namespace {
 // leakguard Interpreter is attached) or nothing native grew.
 absl::StatusOr<std::vector<Site>> AttributeNative(Handle workload, const DoctorOptions& options) {
   std::vector<Site> sites;
-  absl::StatusOr<std::unique_ptr<AllocationSampler>> sampler =
-      AllocationSampler::Create({.sampling_interval = 16 * 1024, .max_frames = 8, .native = true});
+  absl::StatusOr<std::unique_ptr<AllocationSampler>> sampler = AllocationSampler::Create(
+      {.sampling_interval = int64_t{16} * 1024, .max_frames = 8, .native = true});
   if (!sampler.ok()) return sites;
   if (!(*sampler)->Start().ok()) return sites;
   auto run = [&](int n) -> absl::Status {

@@ -1180,10 +1180,10 @@ absl::StatusOr<std::unique_ptr<AllocationSampler>> AllocationSampler::Create(
         "SamplerOptions.native: native tracking patches x86-64 and AArch64 relocations only");
   }
 #endif
-  return std::unique_ptr<AllocationSampler>(new AllocationSampler(options));
+  return std::unique_ptr<AllocationSampler>(new AllocationSampler(std::move(options)));
 }
 
-AllocationSampler::AllocationSampler(SamplerOptions options) : options_(options) {}
+AllocationSampler::AllocationSampler(SamplerOptions options) : options_(std::move(options)) {}
 
 AllocationSampler::~AllocationSampler() { Stop(); }
 
