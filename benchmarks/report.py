@@ -12,7 +12,9 @@ counters (Google Benchmark's state.counters), reports the counters instead
 of times.
 
 With --benchmark_repetitions, the median aggregate of each benchmark is used
-(and its other runs are ignored); without, its one run.
+(and its other runs are ignored); without, its one run. A cost table also
+gives the cost at the fastest repetition when the benchmark computes a
+`min` aggregate (sampler_benchmark's sampler_cost rows do).
 """
 import collections
 import glob
@@ -62,6 +64,8 @@ def main(results_dir, command):
     groups = collections.OrderedDict()
     cpu_times = {}   # (group, case, impl) -> CPU ns
     counters = {}    # (group, case, impl) -> {counter: value}
+    cpu_min = {}     # (group, case, impl) -> CPU ns of the fastest repetition
+    min_rows = []    # (run_name, CPU ns) of "min" aggregates
     context = None
     for path in sorted(glob.glob(os.path.join(results_dir, "*.json"))):
         with open(path) as f:
@@ -74,6 +78,8 @@ def main(results_dir, command):
             if row.get("error_occurred"):
                 continue
             if row.get("run_type") == "aggregate":
+                if row.get("aggregate_name") == "min":
+                    min_rows.append((row["run_name"], cpu_ns(row)))
                 if row.get("aggregate_name") != "median":
                     continue
                 name = row["run_name"]
@@ -97,6 +103,11 @@ def main(results_dir, command):
             counters[(group, case, impl)] = {k: v for k, v in row.items()
                                              if k not in NOT_COUNTERS
                                              and isinstance(v, (int, float))}
+        for name, ns in min_rows:
+            parts = name.split("/")
+            if len(parts) >= 3:
+                cpu_min[(parts[0], "/".join(parts[1:-1]), parts[-1])] = ns
+        min_rows.clear()
 
     cpu = "unknown"
     try:
@@ -126,17 +137,25 @@ def main(results_dir, command):
         untracked = not has_ours and any("untracked" in impls for impls in cases.values())
         if untracked:
             print("CPU time; cost = mode CPU time / untracked CPU time, same run.\n")
-            print("| case | untracked | mode | mode time | cost (x untracked) |")
-            print("| --- | ---: | --- | ---: | ---: |")
+            fastest = any(key[0] == group for key in cpu_min)
+            print("| case | untracked | mode | mode time | cost (x untracked) |"
+                  + (" cost at the fastest repetition |" if fastest else ""))
+            print("| --- | ---: | --- | ---: | ---: |" + (" ---: |" if fastest else ""))
             for case, impls in cases.items():
                 base = cpu_times.get((group, case, "untracked"))
+                base_min = cpu_min.get((group, case, "untracked"))
                 for impl in impls:
                     if impl == "untracked":
                         continue
                     t = cpu_times[(group, case, impl)]
                     cost = f"{t / base:.2f}x" if base else "-"
-                    print(f"| {case} | {fmt_time(base) if base else '-'} | {impl} | "
-                          f"{fmt_time(t)} | {cost} |")
+                    line = (f"| {case} | {fmt_time(base) if base else '-'} | {impl} | "
+                            f"{fmt_time(t)} | {cost} |")
+                    if fastest:
+                        t_min = cpu_min.get((group, case, impl))
+                        line += (f" {t_min / base_min:.3f}x |" if t_min and base_min
+                                 else " - |")
+                    print(line)
             print()
             continue
         if not has_ours and all(counters[(group, case, impl)]

@@ -24,11 +24,27 @@
 // raytrace_like, a small ray-sphere tracer over a Vector class (the shape of
 // pyperformance's raytrace, written for this file).
 //
+// Native workloads, for SamplerOptions::native: malloc_loop, a C++ loop in
+// this binary of malloc/free of 16 B to 4 KiB (a fixed pseudo-random
+// sequence; each block is freed when a later one takes its place in a ring
+// of 64), called through the binary's own relocation slots like any loaded
+// object's; numpy_loop, NumPy arrays of 2 to 5.5 KiB made and dropped in a
+// Python loop (skipped when numpy does not import); ctypes_loop, libc's
+// malloc and free called through ctypes.
+//
 // Modes: untracked; tracemalloc.start(1) and (25) through
 // tracemalloc::TracingScope; the sampler at R = 512 KiB, 64 KiB and 4 KiB
 // with 16 frames (the default), at 512 KiB with 1 and with 32 frames, and at
-// R = 1 (exact mode, 16 frames). Each mode is started before the timed loop
-// and stopped after it, so the heap each starts from is the same.
+// R = 1 (exact mode, 16 frames); native_512k and native_64k, the sampler
+// with SamplerOptions::native. The native workloads run untracked and with
+// the native modes only. Each mode is started before the timed loop and
+// stopped after it, so the heap each starts from is the same. A pass (the
+// untimed warm-up and each timed one) runs inside LeakguardBenchPass(),
+// which benchmarks/instructions.sh counts with callgrind; a native mode on
+// malloc_loop is skipped with an error if the binary's own malloc slot was
+// not hooked or no sample was taken, so its figure is never that of an
+// unhooked loop. heaptrack, the exact peer of the native loop, is run by
+// benchmarks/native_peers.sh.
 //
 // Snapshot: each implementation tracks the heap alone (16 frames), built by
 // the same code after its tracker started, so no tracker pays for another
@@ -44,14 +60,18 @@
 //
 // LEAKGUARD_BENCH_SMOKE=1: tiny passes, a 2k-block heap, 2 trials.
 
+#include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "bench_main.h"
 #include "benchmark/benchmark.h"
 #include "leakguard/python/error.h"
@@ -163,6 +183,30 @@ def raytrace_like(n):
             d = Vector(x / 16.0 - 1.0, y / (n * 0.5) - 1.0, 1.0).normalized()
             total += trace(eye, d)
     return total
+
+def setup_numpy():
+    global numpy
+    import numpy
+
+def numpy_loop(n):
+    for i in range(n):
+        a = numpy.ones(256 + i % 8 * 64)
+        b = a * 2.0
+
+def setup_ctypes():
+    global ctypes, _libc
+    import ctypes
+    if "_libc" not in globals():
+        _libc = ctypes.CDLL(None)
+
+def ctypes_loop(n):
+    # Looked up (dlsym) in every pass: under native tracking the lookup
+    # answers with the hooks.
+    malloc, free = _libc["malloc"], _libc["free"]
+    malloc.restype = ctypes.c_void_p
+    free.argtypes = (ctypes.c_void_p,)
+    for i in range(n):
+        free(malloc(64 + i * 37 % 4033))
 )PY";
 
 constexpr int kAccuracyLines[] = {5, 6, 7, 8};
@@ -214,6 +258,7 @@ struct Mode {
   Tracker tracker;
   int frames = 0;
   int64_t interval = 0;  // the sampler's R
+  bool native = false;   // SamplerOptions::native
 };
 
 const Mode kModes[] = {
@@ -229,6 +274,9 @@ const Mode kModes[] = {
     {"sampler_exact_1f", Tracker::kSampler, 1, 1},
     // R = 1 GiB: the hooks with (nearly) no samples, the floor of the cost.
     {"sampler_hooks_only", Tracker::kSampler, 16, int64_t{1} << 30},
+    // The native hooks as well as the Python ones (SamplerOptions::native).
+    {"native_512k", Tracker::kSampler, 16, 512 * 1024, true},
+    {"native_64k", Tracker::kSampler, 16, 64 * 1024, true},
 };
 
 // Whichever tracker a mode needs, on for the lifetime of the object.
@@ -242,8 +290,11 @@ struct Tracking {
       if (!scope.ok()) return scope.status();
       tracing.emplace(*std::move(scope));
     } else if (mode.tracker == Tracker::kSampler) {
-      absl::StatusOr<std::unique_ptr<AllocationSampler>> s = AllocationSampler::Create(
-          {.sampling_interval = mode.interval, .max_frames = mode.frames, .seed = seed});
+      absl::StatusOr<std::unique_ptr<AllocationSampler>> s =
+          AllocationSampler::Create({.sampling_interval = mode.interval,
+                                     .max_frames = mode.frames,
+                                     .seed = seed,
+                                     .native = mode.native});
       if (!s.ok()) return s.status();
       sampler = *std::move(s);
       if (absl::Status started = sampler->Start(); !started.ok()) return started;
@@ -257,21 +308,127 @@ struct Tracking {
   }
 };
 
-void Cost(benchmark::State& state, const char* workload, long n, Mode mode) {
+// malloc_loop's pass: `n` blocks, each of a size drawn from a fixed
+// pseudo-random sequence (xorshift64, the same every pass): a power of two
+// from 16 B to 2 KiB, equally likely, plus up to as much again, so 16 B to
+// 4 KiB with small blocks the most common (mean 764 B). Each block
+// takes a random slot of a ring of 64 and frees the block there, so frees
+// interleave with allocations and a block lives 64 allocations on average.
+// Returns the bytes allocated.
+//
+// It calls malloc and free as any code does, through this binary's own
+// relocation slots, which the native hooks rewrite like any loaded
+// object's. Writing to both ends of each block, then passing the pointer to
+// DoNotOptimize (an asm that reads it and clobbers memory), keeps -O3 from
+// removing a malloc/free pair or the stores to a block about to be freed.
+int64_t MallocLoop(long n) {
+  constexpr int kRing = 64;
+  void* ring[kRing] = {};
+  uint64_t x = 0x243f6a8885a308d3;
+  int64_t bytes = 0;
+  for (long i = 0; i < n; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    const std::size_t base = std::size_t{16} << (x & 7);
+    const std::size_t size = base + ((x >> 3) % base);
+    const auto slot = static_cast<std::size_t>((x >> 32) % kRing);
+    std::free(ring[slot]);
+    auto* block = static_cast<unsigned char*>(std::malloc(size));
+    if (block != nullptr) {
+      block[0] = static_cast<unsigned char>(i);
+      block[size - 1] = static_cast<unsigned char>(x);
+      bytes += static_cast<int64_t>(size);
+    }
+    benchmark::DoNotOptimize(block);
+    ring[slot] = block;
+  }
+  for (void* block : ring) std::free(block);
+  return bytes;
+}
+
+struct Workload {
+  const char* name;  // the Python function that runs a pass
+  long full;         // the argument of one pass
+  long smoke;
+  // Registered with `untracked` and the native modes only.
+  bool native_only = false;
+  // A Python function of the workload called before tracking starts
+  // (imports); its error skips the benchmark.
+  const char* setup = nullptr;
+  // A pass of this binary's own code instead of the Python function.
+  int64_t (*loop)(long n) = nullptr;
+};
+
+}  // namespace
+
+// One pass of a cost benchmark, out of line and under a name of its own so
+// that callgrind counts the passes and nothing else
+// (benchmarks/instructions.sh: --toggle-collect=LeakguardBenchPass). GCC's
+// noipa also keeps it from being cloned (a "LeakguardBenchPass.constprop.0"
+// that callgrind would not match); clang does not clone it.
+#if __has_cpp_attribute(gnu::noipa)
+#define LEAKGUARD_BENCH_OUT_OF_LINE [[gnu::noipa]]
+#else
+#define LEAKGUARD_BENCH_OUT_OF_LINE [[gnu::noinline]]
+#endif
+extern "C" LEAKGUARD_BENCH_OUT_OF_LINE bool LeakguardBenchPass(absl::FunctionRef<bool()> pass) {
+  return pass();
+}
+
+namespace {
+
+// Whether the main program's (this binary's) malloc slot holds the hook.
+bool MainProgramMallocHooked() {
+  for (const leakguard::NativeHookSlot& slot : leakguard::ListNativeHookSlots()) {
+    if (slot.object.empty() && slot.symbol == "malloc" && slot.hooked) return true;
+  }
+  return false;
+}
+
+void Cost(benchmark::State& state, Workload workload, long n, Mode mode) {
   if (!EnsureWorkload(state)) return;
+  if (workload.setup != nullptr) {
+    Ref done = Steal(PyObject_CallNoArgs(Fn(workload.setup)));
+    if (!done) {
+      FailPython(state);
+      return;
+    }
+  }
   Tracking tracking;
   if (absl::Status s = tracking.Start(mode, /*seed=*/20261203); !s.ok()) {
     Fail(state, s);
     return;
   }
-  if (!Call(state, workload, n)) return;  // warm-up, untimed
+  int64_t native_bytes = 0;  // allocated by `loop`
+  const auto pass = [&] {
+    if (workload.loop == nullptr) return Call(state, workload.name, n);
+    native_bytes += workload.loop(n);
+    return true;
+  };
+  if (!LeakguardBenchPass(pass)) return;  // warm-up, untimed
   for (auto _ : state) {
-    if (!Call(state, workload, n)) return;
+    if (!LeakguardBenchPass(pass)) return;
   }
-  if (tracking.sampler) {
-    const leakguard::SamplerStats stats = tracking.sampler->Stats();
-    state.counters["samples"] = static_cast<double>(stats.samples);
-    state.counters["table_bytes"] = static_cast<double>(stats.table_bytes);
+  if (!tracking.sampler) return;
+  const leakguard::SamplerStats stats = tracking.sampler->Stats();
+  state.counters["samples"] = static_cast<double>(stats.samples);
+  state.counters["table_bytes"] = static_cast<double>(stats.table_bytes);
+  if (!mode.native) return;
+  state.counters["native_hooked_slots"] = static_cast<double>(stats.native_hooked_slots);
+  state.counters["native_live_samples"] = static_cast<double>(stats.native_live_samples);
+  if (workload.loop == nullptr) return;
+  // Bytes / R: the expected number of samples for blocks much smaller than
+  // R, a little above it otherwise (a block is sampled with probability
+  // 1 - exp(-s/R) < s/R).
+  state.counters["expected_samples"] =
+      static_cast<double>(native_bytes) / static_cast<double>(mode.interval);
+  if (!MainProgramMallocHooked()) {
+    Fail(state, absl::FailedPreconditionError(
+                    "the benchmark's own malloc slot is not hooked: the loop ran unsampled"));
+  } else if (stats.samples == 0) {
+    Fail(state, absl::FailedPreconditionError(
+                    "no sample taken: the hooks did not see the loop's mallocs"));
   }
 }
 
@@ -416,11 +573,9 @@ void Accuracy(benchmark::State& state, int64_t interval, int scale, int trials) 
 
 // ----------------------------------------------------------- registration
 
-struct Workload {
-  const char* name;
-  long full;  // the argument of one pass
-  long smoke;
-};
+// The fastest repetition (--benchmark_repetitions): other processes only
+// ever add time, so on a shared machine it is steadier than the median.
+double Fastest(const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); }
 
 // No Iterations()/MinTime(): they would add "/iterations:N" to the names,
 // which must stay GROUP/CASE/IMPL.
@@ -430,13 +585,31 @@ void Register(bool smoke) {
       {"json_roundtrip", 10, 1},
       {"handler_mix", 5000, 20},
       {"raytrace_like", 40, 2},
+      // Smoke: enough bytes for dozens of samples at R = 512 KiB.
+      {.name = "malloc_loop",
+       .full = 200000,
+       .smoke = 20000,
+       .native_only = true,
+       .loop = MallocLoop},
+      {.name = "numpy_loop",
+       .full = 10000,
+       .smoke = 50,
+       .native_only = true,
+       .setup = "setup_numpy"},
+      {.name = "ctypes_loop",
+       .full = 20000,
+       .smoke = 50,
+       .native_only = true,
+       .setup = "setup_ctypes"},
   };
   for (const Workload& w : workloads) {
     for (const Mode& mode : kModes) {
+      if (w.native_only && mode.tracker != Tracker::kNone && !mode.native) continue;
       benchmark::RegisterBenchmark(
-          (std::string("sampler_cost/") + w.name + "/" + mode.name).c_str(), Cost, w.name,
+          (std::string("sampler_cost/") + w.name + "/" + mode.name).c_str(), Cost, w,
           smoke ? w.smoke : w.full, mode)
-          ->Unit(benchmark::kMillisecond);
+          ->Unit(benchmark::kMillisecond)
+          ->ComputeStatistics("min", Fastest);
     }
   }
   const int n = smoke ? 2000 : 200000;
