@@ -125,28 +125,45 @@ PyObject* SamplerStats(PyObject* self, PyObject* /*unused*/) {
       "native_bytes_estimate", static_cast<long long>(st.native_bytes_estimate));
 }
 
+// A file name as the sampler read it from a code object (lone surrogates
+// encoded as 3-byte sequences): decoded back to the very str Python had.
+PyObject* FileNameText(const std::string& text) {
+  return PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), "surrogatepass");
+}
+
+// A library path or symbol name, bytes from the loader: decoded the way
+// os.fsdecode() does.
+PyObject* LoaderText(const std::string& text) {
+  return PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), "surrogateescape");
+}
+
 PyObject* SiteDict(const leakguard::SiteEstimate& e) {
   return Py_BuildValue(
-      "{sssLsdsdsdsLsLsOssss}", "filename", e.filename.c_str(), "lineno",
+      "{sNsLsdsdsdsLsLsOsNsN}", "filename", FileNameText(e.filename), "lineno",
       static_cast<long long>(e.lineno), "bytes", e.bytes, "stderr_bytes", e.stderr_bytes, "blocks",
       e.blocks, "samples", static_cast<long long>(e.samples), "oldest_epoch",
       static_cast<long long>(e.oldest_epoch), "native", e.native ? Py_True : Py_False, "library",
-      e.library.c_str(), "function", e.function.c_str());
+      LoaderText(e.library), "function", LoaderText(e.function));
+}
+
+// The `top` argument of live_by_line() and to_json(): >= 0, 0 for all.
+bool ParseTop(PyObject* args, PyObject* kwargs, const char* format, Py_ssize_t* top) {
+  static const char* keywords[] = {"top", nullptr};
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, format, const_cast<char**>(keywords), top)) {
+    return false;
+  }
+  if (*top < 0) {
+    PyErr_Format(PyExc_ValueError, "%s(): top must be >= 0", format + 4);
+    return false;
+  }
+  return true;
 }
 
 PyObject* SamplerLiveByLine(PyObject* self, PyObject* args, PyObject* kwargs) {
-  static const char* keywords[] = {"top", nullptr};
   Py_ssize_t top = 10;
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|n:live_by_line", const_cast<char**>(keywords),
-                                   &top)) {
-    return nullptr;
-  }
+  if (!ParseTop(args, kwargs, "|n:live_by_line", &top)) return nullptr;
   Sampler* s = AsSampler(self);
   if (!Ready(s)) return nullptr;
-  if (top < 0) {
-    PyErr_SetString(PyExc_ValueError, "live_by_line(): top must be >= 0");
-    return nullptr;
-  }
   std::vector<leakguard::SiteEstimate> lines;
   Py_BEGIN_ALLOW_THREADS lines = s->sampler->LiveByLine(static_cast<std::size_t>(top));
   Py_END_ALLOW_THREADS PyObject* out = PyList_New(static_cast<Py_ssize_t>(lines.size()));
@@ -172,18 +189,10 @@ PyObject* SamplerCollapsed(PyObject* self, PyObject* /*unused*/) {
 }
 
 PyObject* SamplerToJson(PyObject* self, PyObject* args, PyObject* kwargs) {
-  static const char* keywords[] = {"top", nullptr};
   Py_ssize_t top = 20;
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|n:to_json", const_cast<char**>(keywords),
-                                   &top)) {
-    return nullptr;
-  }
+  if (!ParseTop(args, kwargs, "|n:to_json", &top)) return nullptr;
   Sampler* s = AsSampler(self);
   if (!Ready(s)) return nullptr;
-  if (top < 0) {
-    PyErr_SetString(PyExc_ValueError, "to_json(): top must be >= 0");
-    return nullptr;
-  }
   std::string text;
   Py_BEGIN_ALLOW_THREADS text = s->sampler->ToJson(static_cast<std::size_t>(top));
   Py_END_ALLOW_THREADS return PyUnicode_DecodeUTF8(

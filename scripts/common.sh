@@ -18,11 +18,13 @@ lg_build() {
   cmake --build "$dir" -j "$LEAKGUARD_JOBS"
 }
 
-# lg_build_std DIR: the standard build (g++, RelWithDebInfo, everything on)
+# lg_build_std DIR [CMAKE ARGS...]: the standard build (g++, RelWithDebInfo, everything on)
 # that scripts/test.sh tests and scripts/test-matrix.sh repeats per CPython.
 lg_build_std() {
-  lg_build "$1" -DCMAKE_CXX_COMPILER=g++ -DCMAKE_C_COMPILER=gcc \
-    -DCMAKE_BUILD_TYPE=RelWithDebInfo
+  local dir=$1
+  shift
+  lg_build "$dir" -DCMAKE_CXX_COMPILER=g++ -DCMAKE_C_COMPILER=gcc \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@"
 }
 
 # lg_count DIR...: sums the GoogleTest XML results of the build dirs given

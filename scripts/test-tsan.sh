@@ -21,15 +21,20 @@ absl=$(scripts/pythons.sh --print-prefix absl-tsan)
 dir=build/tsan
 mkdir -p build
 rm -rf "$dir/test-results"
-LEAKGUARD_PYTHON=$python lg_build "$dir" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang \
+# The threaded parts; only their binaries are built.
+threaded=(gil_test interpreter_test report_sink_test request_tracker_test bounded_cache_test
+          event_bus_test leak_detector_test attach_test gc_test weakref_test sampler_test)
+cmake -S "$LEAKGUARD_ROOT" -B "$dir" -DPython3_EXECUTABLE="$python" -DLEAKGUARD_WERROR=ON \
+  -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLEAKGUARD_SANITIZE=thread \
   -DCMAKE_PREFIX_PATH="$absl" -DCMAKE_BUILD_RPATH="$absl/lib" \
   -DLEAKGUARD_INSTALL=OFF -DLEAKGUARD_BUILD_BENCHMARKS=OFF \
-  -DLEAKGUARD_BUILD_BINDINGS=OFF -DLEAKGUARD_BUILD_EXAMPLES=OFF
-
-# The threaded parts. A binary listed here that does not exist (yet) is
-# skipped by ctest's regex.
-threaded='^(gil_test|interpreter_test|report_sink_test|request_tracker_test|bounded_cache_test|event_bus_test|leak_detector_test|attach_test|gc_test|weakref_test|sampler_test)$'
+  -DLEAKGUARD_BUILD_BINDINGS=OFF -DLEAKGUARD_BUILD_EXAMPLES=OFF >"$dir.configure.log" 2>&1 || {
+  cat "$dir.configure.log"
+  exit 1
+}
+cmake --build "$dir" -j "$LEAKGUARD_JOBS" --target "${threaded[@]}"
+regex="^($(IFS='|'; echo "${threaded[*]}"))\$"
 export TSAN_OPTIONS="suppressions=$LEAKGUARD_ROOT/scripts/tsan.supp halt_on_error=1 second_deadlock_stack=1 exitcode=66"
-(cd "$dir" && ctest --output-on-failure -R "$threaded")
+(cd "$dir" && ctest --output-on-failure -R "$regex")
 echo "tsan: $(lg_count "$dir")"

@@ -25,6 +25,7 @@ namespace {
 using ::leakguard::testing::Eval;
 using ::leakguard::testing::Script;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 const SiteEstimate* FindLine(const std::vector<SiteEstimate>& lines, const std::string& file,
                              int64_t line) {
@@ -290,6 +291,26 @@ TEST(Sampler, SnapshotCollapsedStacksAndJson) {
   EXPECT_THAT(json, HasSubstr("{\"filename\":\"outputs.py\",\"lineno\":3,"));
   (*sampler)->Stop();
   script.Call("clear");
+}
+
+// A file name that is not valid UTF-8 (a surrogate-escaped byte, as Python
+// decodes a Latin-1 path) still gives valid JSON: each byte of the encoded
+// surrogate becomes U+FFFD, as in every other JSON leakguard writes.
+TEST(Sampler, JsonIsValidUtf8ForAnyFileName) {
+  auto sampler = AllocationSampler::Create({.sampling_interval = 1, .max_frames = 4});
+  ASSERT_TRUE(sampler.ok());
+  ASSERT_TRUE((*sampler)->Start().ok());
+  Ref kept = Eval("kept",
+                  "code = compile('kept = [bytearray(4000) for _ in range(50)]',"
+                  " 'caf\\udce9.py', 'exec')\n"
+                  "ns = {}\n"
+                  "exec(code, ns)\n"
+                  "kept = ns['kept']\n");
+  ASSERT_TRUE(kept);
+  const std::string json = (*sampler)->ToJson(3);
+  (*sampler)->Stop();
+  EXPECT_THAT(json, HasSubstr("{\"filename\":\"caf\\ufffd\\ufffd\\ufffd.py\",\"lineno\":1,"));
+  EXPECT_THAT(json, Not(HasSubstr("caf\xed")));
 }
 
 // Start and stop while other threads allocate (with and without the GIL):

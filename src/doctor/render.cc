@@ -69,8 +69,9 @@ std::string_view CauseFix(CauseId id) noexcept {
              "    with open(path) as f: ...        # or try/finally: os.close(fd)";
     case CauseId::kNativeMemory:
       return "Free native memory where it is allocated (ctypes: libc.free(p); an extension's\n"
-             "  close()/release()); for mmap, m.close(). Profile native allocations with\n"
-             "  memray --native or valgrind if the source is unknown.";
+             "  close()/release()); for mmap, m.close(). If no site above names the library,\n"
+             "  keep leakguard's native sampler on in the host (SamplerOptions::native)\n"
+             "  and read its native_memory sites there.";
     case CauseId::kListenerAccumulation:
       return "Hold listeners weakly, or unsubscribe them:\n"
              "    bus = leakguard.EventBus()          # bound methods held weakly\n"

@@ -49,6 +49,7 @@
 #include "probes/frame_walk.h"
 #include "probes/got_patch.h"
 #include "probes/tracemalloc_internal.h"
+#include "python/json_text.h"
 
 // libunwind's local-only unwinder: unw_backtrace walks the calling
 // thread's stack from the call frame information, without allocating.
@@ -580,10 +581,14 @@ constexpr std::size_t kPymallocMax = 512;
 }
 
 // Whether the thread's countdown was drawn in an earlier run (only asked by
-// the hooks installed after a run with a larger R; see g_generation).
+// the hooks installed after a run with a larger R, see g_generation, and by
+// the native hooks). A thread inside the sampler or inside a hook that set
+// its countdown out of reach (BusyMalloc, a sample being taken) is never
+// stale: the block it is allocating is counted, if at all, by the outer call.
 template <bool kCheck>
 inline bool Stale(const ThreadState& t) {
-  return kCheck && t.generation != g_generation.load(std::memory_order_relaxed);
+  return kCheck && t.generation != g_generation.load(std::memory_order_relaxed) &&
+         t.countdown < kBusyCountdown / 2;
 }
 
 template <int kIndex, bool kCheck>
@@ -785,15 +790,10 @@ LEAKGUARD_NATIVE_HOOK [[gnu::noinline]] void SampleNative(ThreadState& t, void* 
   Sample(t, p, size, pcs, n);
 }
 
-// Whether the thread's countdown was drawn before the current run began
-// (the native hooks always ask: they run for all the process's memory,
-// and a countdown left from an earlier, sparser run would hide this one's
-// first samples).
-// A thread inside the sampler (its countdown out of reach) is never stale.
-inline bool NativeStale(const ThreadState& t) {
-  return t.generation != g_generation.load(std::memory_order_relaxed) &&
-         t.countdown < kBusyCountdown / 2;
-}
+// The native hooks always ask whether a countdown is stale: they run for
+// all the process's memory, and a countdown left from an earlier, sparser
+// run would hide this one's first samples.
+inline bool NativeStale(const ThreadState& t) { return Stale<true>(t); }
 
 LEAKGUARD_NATIVE_HOOK [[gnu::noinline]] void* NativeSampledMalloc(std::size_t n) noexcept {
   ThreadState& t = t_state;
@@ -967,8 +967,12 @@ using FfiCall = void (*)(void*, void (*)(), void*, void**);
 std::atomic<FfiCall> g_ffi_call{nullptr};
 void NativeFfiCall(void* cif, void (*fn)(), void* rvalue, void** avalue);
 
+// Unlike dlopen, ffi_call does not look at its caller: it is wrapped in
+// libpython and every extension module, with a RUNPATH or not (a CPython
+// built with an rpath gives one to each).
 bool FfiCaller(const internal::GotObject& o) {
-  return g_ffi_call.load(std::memory_order_relaxed) != nullptr && PythonLoader(o);
+  return g_ffi_call.load(std::memory_order_relaxed) != nullptr &&
+         (!NotLibpython(o) || IsExtensionModule(o.path));
 }
 
 int FindLibffi(dl_phdr_info* info, std::size_t, void* data) {
@@ -1059,18 +1063,14 @@ void* NativeDlsym(void* handle, const char* name) {
 }
 
 // The hook standing for the allocator function `f`, or `f`.
+// The allocator functions a dlsym or an ffi_call may name, and their hooks:
+// filled once by ResolveNative(), before any hook is installed, and only
+// read after.
+constexpr int kAnsweredFunctions = 7;
+std::pair<void*, void*> g_hook_of[kAnsweredFunctions];
+
 void* NativeDlsymAnswer(void* f) {
-  const std::pair<void*, void*> map[] = {
-      {reinterpret_cast<void*>(g_real.malloc), reinterpret_cast<void*>(&NativeMalloc)},
-      {reinterpret_cast<void*>(g_real.calloc), reinterpret_cast<void*>(&NativeCalloc)},
-      {reinterpret_cast<void*>(g_real.realloc), reinterpret_cast<void*>(&NativeRealloc)},
-      {reinterpret_cast<void*>(g_real.free), reinterpret_cast<void*>(&NativeFree)},
-      {reinterpret_cast<void*>(g_real.posix_memalign),
-       reinterpret_cast<void*>(&NativePosixMemalign)},
-      {reinterpret_cast<void*>(g_real.aligned_alloc), reinterpret_cast<void*>(&NativeAlignedAlloc)},
-      {reinterpret_cast<void*>(g_real.memalign), reinterpret_cast<void*>(&NativeMemalign)},
-  };
-  for (const auto& [real, hook] : map) {
+  for (const auto& [real, hook] : g_hook_of) {
     if (f == real) return hook;
   }
   return f;
@@ -1116,6 +1116,16 @@ absl::Status ResolveNative() {
     g_libpython_base.store(map->l_addr, std::memory_order_relaxed);
   }
   g_real = f;
+  const std::pair<void*, void*> hook_of[kAnsweredFunctions] = {
+      {reinterpret_cast<void*>(f.malloc), reinterpret_cast<void*>(&NativeMalloc)},
+      {reinterpret_cast<void*>(f.calloc), reinterpret_cast<void*>(&NativeCalloc)},
+      {reinterpret_cast<void*>(f.realloc), reinterpret_cast<void*>(&NativeRealloc)},
+      {reinterpret_cast<void*>(f.free), reinterpret_cast<void*>(&NativeFree)},
+      {reinterpret_cast<void*>(f.posix_memalign), reinterpret_cast<void*>(&NativePosixMemalign)},
+      {reinterpret_cast<void*>(f.aligned_alloc), reinterpret_cast<void*>(&NativeAlignedAlloc)},
+      {reinterpret_cast<void*>(f.memalign), reinterpret_cast<void*>(&NativeMemalign)},
+  };
+  std::copy(std::begin(hook_of), std::end(hook_of), std::begin(g_hook_of));
   resolved = true;
   return absl::OkStatus();
 }
@@ -1723,24 +1733,6 @@ std::string AllocationSampler::CollapsedStacks() const {
   return out;
 }
 
-namespace {
-void AppendJsonString(std::string* out, std::string_view s) {
-  out->push_back('"');
-  for (const char c : s) {
-    const unsigned char u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out->push_back('\\');
-      out->push_back(c);
-    } else if (u < 0x20) {
-      absl::StrAppendFormat(out, "\\u%04x", u);
-    } else {
-      out->push_back(c);
-    }
-  }
-  out->push_back('"');
-}
-}  // namespace
-
 std::string AllocationSampler::ToJson(std::size_t top) const {
   const SamplerStats st = Stats();
   const std::vector<SiteEstimate> lines = LiveByLine(top);
@@ -1755,12 +1747,12 @@ std::string AllocationSampler::ToJson(std::size_t top) const {
     const SiteEstimate& e = lines[i];
     if (i != 0) out.push_back(',');
     out += "{\"filename\":";
-    AppendJsonString(&out, e.filename);
+    internal::AppendJsonQuoted(&out, e.filename);
     if (e.native) {
       out += ",\"library\":";
-      AppendJsonString(&out, e.library);
+      internal::AppendJsonQuoted(&out, e.library);
       out += ",\"function\":";
-      AppendJsonString(&out, e.function);
+      internal::AppendJsonQuoted(&out, e.function);
     }
     absl::StrAppendFormat(&out,
                           ",\"lineno\":%d,\"bytes\":%.0f,\"stderr_bytes\":%.0f,\"blocks\":%.1f,"

@@ -55,6 +55,18 @@ class SamplerTest(unittest.TestCase):
         self.assertIn(f"{__file__}:{line};_ctypes", stacks)
         self.assertGreater(report["native_live_samples"], 0)
 
+    def test_a_file_name_python_cannot_encode_comes_back_unchanged(self):
+        # A Latin-1 path as Python decodes it: a lone surrogate in the str.
+        name = "caf\udce9.py"
+        code = compile("kept = [bytearray(4000) for _ in range(50)]", name, "exec")
+        ns = {}
+        with leakguard.Sampler(sampling_interval=1) as sampler:
+            exec(code, ns)
+            sites = sampler.live_by_line(0)
+            report = json.loads(sampler.to_json(3))
+        self.assertIn((name, 1), [(s["filename"], s["lineno"]) for s in sites])
+        self.assertEqual(report["lines"][0]["filename"], "caf\ufffd\ufffd\ufffd.py")
+
     def test_one_sampler_at_a_time_and_bad_arguments(self):
         with leakguard.Sampler():
             with self.assertRaisesRegex(RuntimeError, "another sampler"):
@@ -63,8 +75,11 @@ class SamplerTest(unittest.TestCase):
             leakguard.Sampler(sampling_interval=0)
         with self.assertRaisesRegex(ValueError, "top must be"):
             leakguard.Sampler().live_by_line(-1)
-        self.assertIn("sampling_interval",
-                      inspect.signature(leakguard.Sampler).parameters)
+        if sys.version_info >= (3, 10):
+            self.assertIn("sampling_interval",
+                          inspect.signature(leakguard.Sampler).parameters)
+        else:  # 3.9's inspect does not read a C class's own text signature
+            self.assertIn("sampling_interval=", leakguard.Sampler.__text_signature__)
         self.assertEqual(list(inspect.signature(leakguard.Sampler.live_by_line).parameters),
                          ["self", "top"])
 
