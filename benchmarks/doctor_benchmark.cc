@@ -58,7 +58,7 @@ void DoctorLeakguard(benchmark::State& state) {
   PyObject* app = PyDict_GetItemString(PyImport_GetModuleDict(), "bench_app");
   Ref step = Steal(PyObject_GetAttrString(app, "step"));
   for (auto _ : state) {
-    auto d = leakguard::Diagnose(step.handle(), {}, leakguard::Handle(app));
+    auto d = leakguard::Diagnose(step, {}, leakguard::Handle(app));
     if (!d.ok() || d->verdict != leakguard::Verdict::kLeak) {
       state.SkipWithError("the doctor did not find the leak");
       return;

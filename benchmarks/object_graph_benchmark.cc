@@ -175,7 +175,7 @@ void ChainLeakguard(benchmark::State& state, bool collect,
                     leakguard::CollectDepth depth = leakguard::CollectDepth::kYoung) {
   std::size_t k = 0;
   for (auto _ : state) {
-    auto chain = leakguard::FindBackrefChain(heap->targets[k++ % 100].handle(), {},
+    auto chain = leakguard::FindBackrefChain(heap->targets[k++ % 100], {},
                                              {.collect_first = collect, .collect_depth = depth});
     if (!chain.ok()) return Fail(state, chain.status());
     benchmark::DoNotOptimize(chain->links.data());
@@ -196,7 +196,7 @@ void Chains100Leakguard(benchmark::State& state) {
     auto graph = leakguard::ReferrerGraph::Build();
     if (!graph.ok()) return Fail(state, graph.status());
     for (const leakguard::Ref& target : heap->targets) {
-      auto chain = graph->FindChain(target.handle());
+      auto chain = graph->FindChain(target);
       if (!chain.ok()) return Fail(state, chain.status());
       benchmark::DoNotOptimize(chain->links.data());
     }
@@ -248,7 +248,7 @@ absl::Status BuildHeap(bool smoke) {
   if (!graph.ok()) return graph.status();
   const std::size_t checks = smoke ? 100 : 3;  // objgraph is slow at 1M.
   for (std::size_t i = 0; i < checks; ++i) {
-    auto chain = graph->FindChain(heap->targets[i].handle());
+    auto chain = graph->FindChain(heap->targets[i]);
     if (!chain.ok()) return chain.status();
     leakguard::Ref theirs =
         ObjgraphCall("find_backref_chain", heap->targets[i].get(), heap->is_proper_module.get());

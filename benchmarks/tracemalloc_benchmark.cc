@@ -123,8 +123,8 @@ bool Ensure(benchmark::State& state, int n) {
   }
   f.new_py = Steal(PyObject_CallNoArgs(Fn("take_clean")));
   if (!f.new_py) return Fail(state, leakguard::StatusFromPythonError());
-  auto old_lg = tm::Snapshot::FromPython(f.old_py.handle());
-  auto new_lg = tm::Snapshot::FromPython(f.new_py.handle());
+  auto old_lg = tm::Snapshot::FromPython(f.old_py);
+  auto new_lg = tm::Snapshot::FromPython(f.new_py);
   if (!old_lg.ok()) return Fail(state, old_lg.status());
   if (!new_lg.ok()) return Fail(state, new_lg.status());
   f.old_lg.emplace(*std::move(old_lg));

@@ -32,7 +32,7 @@ bool IgnoreList(PyObject* ignore, std::vector<Ref>* refs, std::vector<Handle>* o
   for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items.get()); ++i) {
     refs->push_back(Borrow(PyList_GET_ITEM(items.get(), i)));
   }
-  for (const Ref& r : *refs) out->push_back(r.handle());
+  for (const Ref& r : *refs) out->push_back(r);
   return true;
 }
 
@@ -52,7 +52,7 @@ absl::StatusOr<BackrefChain> Chain(PyObject* obj, PyObject* predicate, int max_d
     options.roots.proper_modules = false;
     options.is_root = [&](Handle candidate) {
       if (*predicate_failed) return false;
-      Ref result = Steal(PyObject_CallOneArg(predicate, candidate.ptr()));
+      Ref result = Steal(PyObject_CallOneArg(predicate, candidate.get()));
       const int truth = result ? PyObject_IsTrue(result.get()) : -1;
       if (truth < 0) {
         *predicate_failed = true;
@@ -141,7 +141,7 @@ PyObject* BackrefsDot(PyObject* /*module*/, PyObject* args, PyObject* kwargs) {
     if (!IgnoreList(objs, &keep_targets, &targets)) return nullptr;
   } else {
     keep_targets.push_back(Borrow(objs));
-    targets.push_back(keep_targets.back().handle());
+    targets.push_back(keep_targets.back());
   }
   BackrefsDotOptions options;
   options.max_depth = max_depth;

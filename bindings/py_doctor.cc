@@ -49,7 +49,7 @@ PyObject* Diagnose(PyObject* /*module*/, PyObject* args, PyObject* kwargs) {
   if (!module_name) PyErr_Clear();
   Ref workload = Steal(PyCFunction_NewEx(&kCallKeepingError, holder.get(), module_name.get()));
   if (!workload) return nullptr;
-  absl::StatusOr<Diagnosis> diagnosis = leakguard::Diagnose(workload.handle(), options);
+  absl::StatusOr<Diagnosis> diagnosis = leakguard::Diagnose(workload, options);
   if (!diagnosis.ok()) {
     const absl::Status& status = diagnosis.status();
     const std::string message(status.message());

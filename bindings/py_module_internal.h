@@ -13,6 +13,8 @@
 
 #include "leakguard/python/python.h"
 
+#include <cstring>
+
 namespace leakguard::python::internal {
 
 /// Everything the module's code needs at run time.
@@ -93,15 +95,35 @@ void ClearState(ModuleState* state);
 /// A heap type of `module` from `spec` (a new reference). Types without a
 /// Py_tp_new slot cannot be instantiated from Python on any version (3.9
 /// would otherwise inherit object.__new__ and make an uninitialized one).
+/// On 3.9 PyType_FromSpec keeps only the part of Py_tp_doc after the
+/// "Name(...)\n--\n\n" signature, so `__text_signature__` (which
+/// inspect.signature reads) was None; the full text is put back in tp_doc
+/// (`__doc__` was already set from the stripped part and stays clean).
 inline PyObject* MakeHeapType(PyObject* module, PyType_Spec* spec) {
   PyObject* type = PyType_FromModuleAndSpec(module, spec, nullptr);
 #if PY_VERSION_HEX < 0x030A0000
   if (type != nullptr) {
+    auto* as_type = reinterpret_cast<PyTypeObject*>(type);
     bool has_new = false;
+    const char* doc = nullptr;
     for (PyType_Slot* slot = spec->slots; slot->slot != 0; ++slot) {
       if (slot->slot == Py_tp_new) has_new = true;
+      if (slot->slot == Py_tp_doc) doc = static_cast<const char*>(slot->pfunc);
     }
-    if (!has_new) reinterpret_cast<PyTypeObject*>(type)->tp_new = nullptr;
+    if (!has_new) as_type->tp_new = nullptr;
+    if (doc != nullptr && as_type->tp_doc != nullptr && std::strcmp(doc, as_type->tp_doc) != 0) {
+      const size_t size = std::strlen(doc) + 1;
+      // type_dealloc frees tp_doc with PyObject_Free: allocate it the same way.
+      auto* full = static_cast<char*>(PyObject_Malloc(size));
+      if (full == nullptr) {
+        Py_DECREF(type);
+        PyErr_NoMemory();
+        return nullptr;
+      }
+      std::memcpy(full, doc, size);
+      PyObject_Free(const_cast<char*>(as_type->tp_doc));
+      as_type->tp_doc = full;
+    }
   }
 #endif
   return type;

@@ -233,7 +233,7 @@ TEST(DoctorTest, DiagnoseFromCpp) {
   Ref module = Steal(PyImport_ImportModule("leak_shapes"));
   ASSERT_TRUE(module);
   Ref leak = Steal(PyObject_GetAttrString(module.get(), "leak_list"));
-  absl::StatusOr<Diagnosis> d = Diagnose(leak.handle(), {.warmup = 2, .repeat = 8});
+  absl::StatusOr<Diagnosis> d = Diagnose(leak, {.warmup = 2, .repeat = 8});
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ(d->verdict, Verdict::kLeak);
   ASSERT_FALSE(d->causes.empty());
@@ -242,10 +242,9 @@ TEST(DoctorTest, DiagnoseFromCpp) {
   EXPECT_EQ(CauseIdName(d->causes[0].id), "global_state");
   EXPECT_EQ(d->causes[0].rule, "heap.module_container");
   Ref reset = Steal(PyObject_CallMethod(module.get(), "reset", nullptr));
-  EXPECT_EQ(Diagnose(leak.handle(), {.repeat = 1}).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Diagnose(leak, {.repeat = 1}).status().code(), absl::StatusCode::kInvalidArgument);
   Ref not_callable = Steal(PyLong_FromLong(1));
-  EXPECT_EQ(Diagnose(not_callable.handle()).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Diagnose(not_callable).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 // --dot and the text report come from one diagnosis: the README's demo names

@@ -38,7 +38,7 @@ class LeakCheckTest : public ::testing::Test {
 
 TEST_F(LeakCheckTest, FlagsAListThatGrowsAndNamesTheLine) {
   Ref leak = Shape("leak_list");
-  absl::StatusOr<LeakCheckResult> result = RunLeakCheck(leak.handle());
+  absl::StatusOr<LeakCheckResult> result = RunLeakCheck(leak);
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_TRUE(result->leaked);
   EXPECT_TRUE(result->leaked_blocks);
@@ -84,7 +84,7 @@ TEST(GrowsEveryRunTest, ForgivesOneNoisyRunThatIsNotTheLast) {
 
 TEST_F(LeakCheckTest, NamesTheTypesThatGrew) {
   Ref leak = Shape("leak_records");
-  absl::StatusOr<LeakCheckResult> result = RunLeakCheck(leak.handle(), {.top = 3});
+  absl::StatusOr<LeakCheckResult> result = RunLeakCheck(leak, {.top = 3});
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_TRUE(result->leaked);
   ASSERT_FALSE(result->top_types.empty());
@@ -96,7 +96,7 @@ TEST_F(LeakCheckTest, NamesTheTypesThatGrew) {
 TEST_F(LeakCheckTest, PassesCleanShapes) {
   for (const char* name : {"clean", "cache_fill", "cyclic_churn"}) {
     Ref func = Shape(name);
-    absl::StatusOr<LeakCheckResult> result = RunLeakCheck(func.handle());
+    absl::StatusOr<LeakCheckResult> result = RunLeakCheck(func);
     ASSERT_TRUE(result.ok()) << result.status();
     EXPECT_FALSE(result->leaked) << name << ": " << result->Describe();
   }
@@ -104,7 +104,7 @@ TEST_F(LeakCheckTest, PassesCleanShapes) {
 
 TEST_F(LeakCheckTest, DescriptorsMustNotChangeAtAll) {
   Ref leak = Shape("leak_fd");
-  absl::StatusOr<LeakCheckResult> result = RunLeakCheck(leak.handle(), {.warmup = 1, .repeat = 3});
+  absl::StatusOr<LeakCheckResult> result = RunLeakCheck(leak, {.warmup = 1, .repeat = 3});
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_TRUE(result->leaked_fds);
   for (const RunDelta& run : result->runs) EXPECT_EQ(run.fds, 1);
@@ -122,7 +122,7 @@ TEST_F(LeakCheckTest, CppCallablesAndErrors) {
   EXPECT_FALSE(clean->leaked) << clean->Describe();
 
   Ref raises = Shape("raises");
-  absl::StatusOr<LeakCheckResult> failed = RunLeakCheck(raises.handle());
+  absl::StatusOr<LeakCheckResult> failed = RunLeakCheck(raises);
   EXPECT_EQ(failed.status().message(), "RuntimeError: workload failed");
   EXPECT_EQ(PyErr_Occurred(), nullptr);
 }
@@ -130,39 +130,35 @@ TEST_F(LeakCheckTest, CppCallablesAndErrors) {
 TEST_F(LeakCheckTest, RestoresTracemallocState) {
   ASSERT_FALSE(*tracemalloc::IsTracing());
   Ref leak = Shape("leak_list");
-  ASSERT_TRUE(RunLeakCheck(leak.handle()).ok());
+  ASSERT_TRUE(RunLeakCheck(leak).ok());
   EXPECT_FALSE(*tracemalloc::IsTracing());
   Ref raises = Shape("raises");
-  EXPECT_FALSE(RunLeakCheck(raises.handle()).ok());  // Early return path.
+  EXPECT_FALSE(RunLeakCheck(raises).ok());  // Early return path.
   EXPECT_FALSE(*tracemalloc::IsTracing());
 }
 
 TEST_F(LeakCheckTest, BadInput) {
   Ref leak = Shape("leak_list");
-  EXPECT_EQ(RunLeakCheck(leak.handle(), {.repeat = 0}).status().code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(RunLeakCheck(leak.handle(), {.warmup = -1}).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(RunLeakCheck(leak, {.repeat = 0}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(RunLeakCheck(leak, {.warmup = -1}).status().code(), absl::StatusCode::kInvalidArgument);
   Ref not_callable = Steal(PyLong_FromLong(3));
-  EXPECT_EQ(RunLeakCheck(not_callable.handle()).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(RunLeakCheck(not_callable).status().code(), absl::StatusCode::kInvalidArgument);
   absl::Status no_gil;
   {
     GilRelease release;
-    std::thread([&] { no_gil = RunLeakCheck(leak.handle()).status(); }).join();
+    std::thread([&] { no_gil = RunLeakCheck(leak).status(); }).join();
   }
   EXPECT_EQ(no_gil.code(), absl::StatusCode::kFailedPrecondition);
 }
 
 TEST_F(LeakCheckTest, GoogleTestHelpers) {
   Ref clean = Shape("clean");
-  EXPECT_NO_PYTHON_LEAKS(clean.handle());
+  EXPECT_NO_PYTHON_LEAKS(clean);
   ASSERT_NO_PYTHON_LEAKS([] { return absl::OkStatus(); });
   Ref leak = Shape("leak_list");
-  EXPECT_NONFATAL_FAILURE(EXPECT_NO_PYTHON_LEAKS(leak.handle()), "leaks memory blocks over 6 runs");
-  EXPECT_NONFATAL_FAILURE(
-      EXPECT_NO_PYTHON_LEAKS(leak.handle(), LeakCheckOptions{.warmup = 2, .repeat = 4}),
-      "leak_shapes.py:11");
+  EXPECT_NONFATAL_FAILURE(EXPECT_NO_PYTHON_LEAKS(leak), "leaks memory blocks over 6 runs");
+  EXPECT_NONFATAL_FAILURE(EXPECT_NO_PYTHON_LEAKS(leak, LeakCheckOptions{.warmup = 2, .repeat = 4}),
+                          "leak_shapes.py:11");
 }
 
 // Flakiness guard: the verdicts hold over 20 repetitions.
@@ -170,8 +166,8 @@ TEST_F(LeakCheckTest, VerdictsAreStableOverTwentyRuns) {
   Ref leak = Shape("leak_list");
   Ref clean = Shape("clean");
   for (int i = 0; i < 20; ++i) {
-    absl::StatusOr<LeakCheckResult> bad = RunLeakCheck(leak.handle(), {.trace_lines = false});
-    absl::StatusOr<LeakCheckResult> good = RunLeakCheck(clean.handle(), {.trace_lines = false});
+    absl::StatusOr<LeakCheckResult> bad = RunLeakCheck(leak, {.trace_lines = false});
+    absl::StatusOr<LeakCheckResult> good = RunLeakCheck(clean, {.trace_lines = false});
     ASSERT_TRUE(bad.ok() && good.ok());
     EXPECT_TRUE(bad->leaked) << i;
     EXPECT_FALSE(good->leaked) << i << ": " << good->Describe();

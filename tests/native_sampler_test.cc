@@ -292,7 +292,7 @@ TEST(NativeSampler, DoctorNamesTheNativeSite) {
                 "        _lg_native_leak.leak_mapped(65536)\n");  // line 4
   Ref workload = script.Get("step");
   ASSERT_TRUE(workload);
-  absl::StatusOr<Diagnosis> d = Diagnose(workload.handle());
+  absl::StatusOr<Diagnosis> d = Diagnose(workload);
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ(d->verdict, Verdict::kLeak) << d->ToText();
   ASSERT_FALSE(d->causes.empty()) << d->ToText();

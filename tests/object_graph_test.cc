@@ -138,7 +138,7 @@ class ObjectGraphTest : public ::testing::Test {
     Ref predicate = testing::Eval(predicate_expr, "import objgraph, inspect, types");
     Ref depth = Steal(PyLong_FromLong(max_depth));
     Ref chain = CallVector(Attr(objgraph, "find_backref_chain").get(),
-                           {target.ptr(), predicate.get()}, {{"max_depth", depth.get()}});
+                           {target.get(), predicate.get()}, {{"max_depth", depth.get()}});
     std::vector<PyObject*> out;
     for (Py_ssize_t i = 0; chain && i < PyList_GET_SIZE(chain.get()); ++i) {
       out.push_back(PyList_GET_ITEM(chain.get(), i));  // Alive: they chain.
@@ -447,7 +447,7 @@ TEST_F(ObjectGraphTest, ChainCollectionDepth) {
   ASSERT_TRUE(done) << StatusFromPythonError();
   PyObject* target = PyDict_GetItemString(ns.get(), "target");
   ASSERT_NE(target, nullptr);
-  auto holder_is_root = [](Handle h) { return std::string(Py_TYPE(h.ptr())->tp_name) == "Holder"; };
+  auto holder_is_root = [](Handle h) { return std::string(Py_TYPE(h.get())->tp_name) == "Holder"; };
   absl::StatusOr<BackrefChain> young =
       FindBackrefChain(Handle(target), {.is_root = holder_is_root}, {.collect_first = true});
   ASSERT_TRUE(young.ok()) << young.status();
@@ -542,7 +542,7 @@ TEST_F(ObjectGraphTest, ChainsEqualObjgraphAndRenderReadablePaths) {
     absl::StatusOr<BackrefChain> chain = graph->FindChain(Target(c.target));
     ASSERT_TRUE(chain.ok()) << chain.status();
     EXPECT_EQ(chain->Path(), c.path);
-    EXPECT_EQ(chain->links.back().object.get(), Target(c.target).ptr());
+    EXPECT_EQ(chain->links.back().object.get(), Target(c.target).get());
     ExpectSameChainAsObjgraph(*chain, Target(c.target), "objgraph.is_proper_module");
     // The one-shot search (a level at a time, no index) agrees exactly.
     absl::StatusOr<BackrefChain> one = FindBackrefChain(Target(c.target));
@@ -600,7 +600,7 @@ TEST_F(ObjectGraphTest, OtherRootsClassesFramesAndPredicates) {
   // A predicate: the first list on the way is a root.
   ChainOptions lists;
   lists.roots.proper_modules = false;
-  lists.is_root = [](Handle h) { return PyList_CheckExact(h.ptr()) != 0; };
+  lists.is_root = [](Handle h) { return PyList_CheckExact(h.get()) != 0; };
   chain = graph->FindChain(Target("cache"), lists);
   ASSERT_TRUE(chain.ok());
   EXPECT_EQ(chain->Path(), "list[3]");
@@ -609,7 +609,7 @@ TEST_F(ObjectGraphTest, OtherRootsClassesFramesAndPredicates) {
 
   // The target itself a root: a chain of one.
   Ref app = Import("graph_app");
-  chain = graph->FindChain(app.handle());
+  chain = graph->FindChain(app);
   ASSERT_TRUE(chain.ok());
   EXPECT_EQ(chain->links.size(), 1u);
   EXPECT_EQ(chain->Path(), "module graph_app");
@@ -626,7 +626,7 @@ TEST_F(ObjectGraphTest, UntrackedContainersAreNotReferrersAsInObjgraph) {
   // objgraph's "not found" is the object alone.
   std::vector<PyObject*> theirs = ObjgraphChain(Target("hidden"), "objgraph.is_proper_module");
   ASSERT_EQ(theirs.size(), 1u);
-  EXPECT_EQ(theirs[0], Target("hidden").ptr());
+  EXPECT_EQ(theirs[0], Target("hidden").get());
 }
 
 TEST_F(ObjectGraphTest, IgnoredReferrersAreNeverUsed) {
@@ -674,10 +674,10 @@ TEST_F(ObjectGraphTest, DeepChainsWithinMaxDepthAndWithoutRecursion) {
   for (int i = 0; i < 9; ++i) node = Borrow(PyList_GET_ITEM(node.get(), 0));
   ChainOptions twelve;
   twelve.max_depth = 12;
-  absl::StatusOr<BackrefChain> near = FindBackrefChain(node.handle(), twelve);
+  absl::StatusOr<BackrefChain> near = FindBackrefChain(node, twelve);
   ASSERT_TRUE(near.ok()) << near.status();
   EXPECT_EQ(near->depth(), 11u);
-  ExpectSameChainAsObjgraph(*near, node.handle(), "objgraph.is_proper_module", 12);
+  ExpectSameChainAsObjgraph(*near, node, "objgraph.is_proper_module", 12);
 }
 
 TEST_F(ObjectGraphTest, AHundredThousandDeepChain) {
@@ -690,7 +690,7 @@ TEST_F(ObjectGraphTest, AHundredThousandDeepChain) {
   {
     ChainOptions options;
     options.max_depth = 1000000;
-    absl::StatusOr<BackrefChain> chain = FindBackrefChain(leaf.handle(), options);
+    absl::StatusOr<BackrefChain> chain = FindBackrefChain(leaf, options);
     ASSERT_TRUE(chain.ok()) << chain.status();
     EXPECT_EQ(chain->links.size(), 100003u);
     EXPECT_EQ(chain->depth(), 100002u);
@@ -729,7 +729,7 @@ TEST_F(ObjectGraphTest, ObjectsCreatedAfterTheSnapshotAreStillQueried) {
   Ref items = Attr(registry, "items");
   Ref late = testing::Eval("[1, 2]");  // Not in the snapshot.
   ASSERT_EQ(PyList_Append(items.get(), late.get()), 0);
-  absl::StatusOr<BackrefChain> chain = graph->FindChain(late.handle());
+  absl::StatusOr<BackrefChain> chain = graph->FindChain(late);
   ASSERT_TRUE(chain.ok()) << chain.status();
   EXPECT_EQ(chain->Path(),
             "module graph_app .__dict__['registry'] -> Registry.__dict__['items'] -> "
@@ -765,14 +765,14 @@ TEST_F(ObjectGraphTest, ReferrersEqualGcGetReferrers) {
   for (const char* name : {"dot", "cycle", "string", "slotted"}) {
     absl::StatusOr<std::vector<Ref>> ours = graph->Referrers(Target(name));
     ASSERT_TRUE(ours.ok());
-    Ref theirs = CallVector(get_referrers.get(), {Target(name).ptr()});
+    Ref theirs = CallVector(get_referrers.get(), {Target(name).get()});
     std::set<PyObject*> a, b;
     for (const Ref& r : *ours) a.insert(r.get());
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(theirs.get()); ++i) {
       PyObject* r = PyList_GET_ITEM(theirs.get(), i);
       // gc.get_referrers' own argument tuple is a referrer while it runs.
       if (PyTuple_CheckExact(r) && PyTuple_GET_SIZE(r) == 1 &&
-          PyTuple_GET_ITEM(r, 0) == Target(name).ptr()) {
+          PyTuple_GET_ITEM(r, 0) == Target(name).get()) {
         continue;
       }
       b.insert(r);
@@ -800,7 +800,7 @@ TEST_F(ObjectGraphTest, BackrefsDotHasTheEdgesOfObjgraphShowBackrefs) {
   Ref io = Import("io");
   Ref buffer = Steal(PyObject_CallMethod(io.get(), "StringIO", nullptr));
   Ref objs = Steal(PyList_New(0));
-  PyList_Append(objs.get(), Target("dot").ptr());
+  PyList_Append(objs.get(), Target("dot").get());
   Ref depth = Steal(PyLong_FromLong(3));
   Ref done = CallVector(Attr(Import("objgraph"), "show_backrefs").get(), {objs.get()},
                         {{"max_depth", depth.get()}, {"output", buffer.get()}});

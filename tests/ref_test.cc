@@ -44,7 +44,7 @@ TEST(RefTest, BorrowAddsExactlyOneReference) {
   {
     Ref borrowed = Borrow(owner.get());
     EXPECT_EQ(SysGetRefCount(owner.get()), before + 1);
-    Ref from_handle = Borrow(owner.handle());
+    Ref from_handle = Borrow(owner);
     EXPECT_EQ(SysGetRefCount(owner.get()), before + 2);
   }
   EXPECT_EQ(SysGetRefCount(owner.get()), before);

@@ -121,7 +121,7 @@ void ExpectSameLines(const std::vector<std::string>& ours, const std::vector<std
 }
 
 Snapshot Convert(const Ref& py) {
-  absl::StatusOr<Snapshot> s = Snapshot::FromPython(py.handle());
+  absl::StatusOr<Snapshot> s = Snapshot::FromPython(py);
   EXPECT_TRUE(s.ok()) << s.status();
   return s.ok() ? *std::move(s) : Snapshot();
 }
@@ -388,7 +388,7 @@ TEST_F(TracemallocTest, EveryCallThatTouchesPythonNeedsTheGil) {
       seen.push_back(GetTracemallocMemory().status());
       seen.push_back(ClearTraces());
       seen.push_back(Snapshot::Take().status());
-      seen.push_back(Snapshot::FromPython(py.handle()).status());
+      seen.push_back(Snapshot::FromPython(py).status());
       seen.push_back(Snapshot::Load("/nonexistent").status());
       seen.push_back(converted.ToPython().status());
       seen.push_back(converted.Dump("/tmp/never-written"));
@@ -852,7 +852,7 @@ TEST_F(TracemallocTest, LoadAndFromPythonRejectBadInput) {
   EXPECT_EQ(PyErr_Occurred(), nullptr);
 
   Ref number = Steal(PyLong_FromLong(3));
-  absl::StatusOr<Snapshot> from_int = Snapshot::FromPython(number.handle());
+  absl::StatusOr<Snapshot> from_int = Snapshot::FromPython(number);
   EXPECT_EQ(from_int.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(from_int.status().message()), HasSubstr("got a int"));
   struct Case {
@@ -869,7 +869,7 @@ TEST_F(TracemallocTest, LoadAndFromPythonRejectBadInput) {
            Case{"[(0, 1, (), 'x')]", "trace 0: total_nframe"},
        }) {
     Ref bad = Eval(absl::StrCat("tracemalloc.Snapshot(", c.traces, ", 1)"), "import tracemalloc");
-    absl::StatusOr<Snapshot> s = Snapshot::FromPython(bad.handle());
+    absl::StatusOr<Snapshot> s = Snapshot::FromPython(bad);
     EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument) << c.traces;
     EXPECT_THAT(std::string(s.status().message()), HasSubstr(c.message));
   }

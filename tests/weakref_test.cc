@@ -43,7 +43,7 @@ TEST(WeakRefTest, LocksWhileAliveAndEmptiesAfterDeath) {
   Ref obj = NewObject();
   ASSERT_TRUE(obj);
   const Py_ssize_t refs = testing::SysGetRefCount(obj.get());
-  absl::StatusOr<WeakRef> weak = WeakRef::Create(obj.handle());
+  absl::StatusOr<WeakRef> weak = WeakRef::Create(obj);
   ASSERT_TRUE(weak.ok()) << weak.status();
   EXPECT_EQ(testing::SysGetRefCount(obj.get()), refs);  // Keeps nothing.
   {
@@ -63,7 +63,7 @@ TEST(WeakRefTest, LocksWhileAliveAndEmptiesAfterDeath) {
 TEST(WeakRefTest, CallbackRunsOnceWhenTheObjectDies) {
   Probe probe;
   Ref obj = NewObject();
-  absl::StatusOr<WeakRef> weak = WeakRef::Create(obj.handle(), probe.Callback());
+  absl::StatusOr<WeakRef> weak = WeakRef::Create(obj, probe.Callback());
   ASSERT_TRUE(weak.ok());
   WeakRef copy = *weak;  // Copies share the callback: still runs once.
   EXPECT_EQ(*probe.runs, 0);
@@ -78,7 +78,7 @@ TEST(WeakRefTest, DestroyingTheWeakRefFirstCancelsTheCallback) {
   Probe probe;
   Ref obj = NewObject();
   {
-    absl::StatusOr<WeakRef> weak = WeakRef::Create(obj.handle(), probe.Callback());
+    absl::StatusOr<WeakRef> weak = WeakRef::Create(obj, probe.Callback());
     ASSERT_TRUE(weak.ok());
   }
   EXPECT_TRUE(probe.CallableDestroyed());
@@ -89,7 +89,7 @@ TEST(WeakRefTest, DestroyingTheWeakRefFirstCancelsTheCallback) {
 TEST(WeakRefTest, CallbackThatThrowsIsContained) {
   Ref obj = NewObject();
   absl::StatusOr<WeakRef> weak =
-      WeakRef::Create(obj.handle(), [] { throw std::runtime_error("from a callback"); });
+      WeakRef::Create(obj, [] { throw std::runtime_error("from a callback"); });
   ASSERT_TRUE(weak.ok());
   obj.Reset();  // Must not terminate or leave a Python error behind.
   EXPECT_EQ(PyErr_Occurred(), nullptr);
@@ -100,7 +100,7 @@ TEST(WeakRefTest, ObjectsWithoutWeakrefSupportAreInvalidArgument) {
   for (const char* expr : {"12345678", "'text'", "[1, 2]", "(1, 2)", "{}"}) {
     Ref obj = testing::Eval(expr);
     Probe probe;
-    absl::StatusOr<WeakRef> weak = WeakRef::Create(obj.handle(), probe.Callback());
+    absl::StatusOr<WeakRef> weak = WeakRef::Create(obj, probe.Callback());
     EXPECT_EQ(weak.status().code(), absl::StatusCode::kInvalidArgument) << expr;
     EXPECT_THAT(std::string(weak.status().message()), HasSubstr("cannot create weak reference to"))
         << expr;
@@ -108,7 +108,7 @@ TEST(WeakRefTest, ObjectsWithoutWeakrefSupportAreInvalidArgument) {
     EXPECT_EQ(PyErr_Occurred(), nullptr);
   }
   Ref slotted = testing::Eval("S()", "class S:\n    __slots__ = ('a',)\n");
-  EXPECT_EQ(WeakRef::Create(slotted.handle()).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(WeakRef::Create(slotted).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(WeakRef::Create(Handle()).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
@@ -124,7 +124,7 @@ TEST(FinalizerTest, RunsOnceWhenTheObjectDiesAndKeepsNoReference) {
   Probe probe;
   Ref obj = NewObject();
   const Py_ssize_t refs = testing::SysGetRefCount(obj.get());
-  absl::StatusOr<Finalizer> fin = Finalizer::Create(obj.handle(), probe.Callback());
+  absl::StatusOr<Finalizer> fin = Finalizer::Create(obj, probe.Callback());
   ASSERT_TRUE(fin.ok()) << fin.status();
   EXPECT_EQ(testing::SysGetRefCount(obj.get()), refs);
   EXPECT_TRUE(*fin->Alive());
@@ -140,7 +140,7 @@ TEST(FinalizerTest, RunsOnceWhenTheObjectDiesAndKeepsNoReference) {
 TEST(FinalizerTest, DetachCancelsAndDestroysTheCallable) {
   Probe probe;
   Ref obj = NewObject();
-  absl::StatusOr<Finalizer> fin = Finalizer::Create(obj.handle(), probe.Callback());
+  absl::StatusOr<Finalizer> fin = Finalizer::Create(obj, probe.Callback());
   ASSERT_TRUE(fin.ok());
   EXPECT_TRUE(*fin->Detach());
   EXPECT_TRUE(probe.CallableDestroyed());
@@ -154,7 +154,7 @@ TEST(FinalizerTest, DestroyedBeforeTheObjectDetachesCleanly) {
   Probe probe;
   Ref obj = NewObject();
   {
-    absl::StatusOr<Finalizer> fin = Finalizer::Create(obj.handle(), probe.Callback());
+    absl::StatusOr<Finalizer> fin = Finalizer::Create(obj, probe.Callback());
     ASSERT_TRUE(fin.ok());
     Finalizer moved = *std::move(fin);  // The moved-from one detaches nothing.
     EXPECT_TRUE(*moved.Alive());
@@ -167,7 +167,7 @@ TEST(FinalizerTest, DestroyedBeforeTheObjectDetachesCleanly) {
 TEST(FinalizerTest, RunNowRunsOnceAndNeverAgain) {
   Probe probe;
   Ref obj = NewObject();
-  absl::StatusOr<Finalizer> fin = Finalizer::Create(obj.handle(), probe.Callback());
+  absl::StatusOr<Finalizer> fin = Finalizer::Create(obj, probe.Callback());
   ASSERT_TRUE(fin.ok());
   EXPECT_TRUE(*fin->RunNow());
   EXPECT_EQ(*probe.runs, 1);
@@ -180,14 +180,13 @@ TEST(FinalizerTest, RunNowRunsOnceAndNeverAgain) {
 TEST(FinalizerTest, BadInputIsInvalidArgument) {
   Ref number = testing::Eval("10**30");
   Probe probe;
-  absl::StatusOr<Finalizer> fin = Finalizer::Create(number.handle(), probe.Callback());
+  absl::StatusOr<Finalizer> fin = Finalizer::Create(number, probe.Callback());
   EXPECT_EQ(fin.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(fin.status().message()),
               HasSubstr("cannot create weak reference to 'int' object"));
   EXPECT_TRUE(probe.CallableDestroyed());
   Ref obj = NewObject();
-  EXPECT_EQ(Finalizer::Create(obj.handle(), nullptr).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Finalizer::Create(obj, nullptr).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Finalizer::Create(Handle(), probe.Callback()).status().code(),
             absl::StatusCode::kInvalidArgument);
   Finalizer empty;
@@ -197,17 +196,17 @@ TEST(FinalizerTest, BadInputIsInvalidArgument) {
 
 TEST(WeakrefProbeTest, EveryCallWithoutTheGilIsFailedPrecondition) {
   Ref obj = NewObject();
-  absl::StatusOr<WeakRef> weak = WeakRef::Create(obj.handle());
-  absl::StatusOr<Finalizer> fin = Finalizer::Create(obj.handle(), [] {});
+  absl::StatusOr<WeakRef> weak = WeakRef::Create(obj);
+  absl::StatusOr<Finalizer> fin = Finalizer::Create(obj, [] {});
   ASSERT_TRUE(weak.ok() && fin.ok());
   std::vector<absl::StatusCode> codes;
   {
     GilRelease release;
     std::thread([&] {
-      codes.push_back(WeakRef::Create(obj.handle()).status().code());
+      codes.push_back(WeakRef::Create(obj).status().code());
       codes.push_back(weak->Lock().status().code());
       codes.push_back(weak->Alive().status().code());
-      codes.push_back(Finalizer::Create(obj.handle(), [] {}).status().code());
+      codes.push_back(Finalizer::Create(obj, [] {}).status().code());
       codes.push_back(fin->Detach().status().code());
       codes.push_back(fin->Alive().status().code());
       codes.push_back(fin->RunNow().status().code());
@@ -235,8 +234,8 @@ int RunAtExitInChild(bool run_at_exit) {
   PyObject* main_dict = PyModule_GetDict(PyImport_AddModule("__main__"));
   PyDict_SetItemString(main_dict, "kept_until_exit", obj.get());
   auto counted = std::make_shared<Counted>();
-  auto* fin = new Finalizer(
-      *Finalizer::Create(obj.handle(), [counted] { ++runs; }, {.run_at_exit = run_at_exit}));
+  auto* fin =
+      new Finalizer(*Finalizer::Create(obj, [counted] { ++runs; }, {.run_at_exit = run_at_exit}));
   counted.reset();
   obj.Reset();
   Py_FinalizeEx();

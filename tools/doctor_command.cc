@@ -545,8 +545,7 @@ int RunDoctor(const DoctorCommandOptions& given) {
     g_workload = &workload;
     Ref wrapper = Steal(PyCFunction_New(&g_workload_def, nullptr));
     if (!wrapper) return finish(FailWithTraceback("cannot call FUNC", StatusFromPythonError()));
-    absl::StatusOr<Diagnosis> diagnosis =
-        Diagnose(wrapper.handle(), options.doctor, module->handle());
+    absl::StatusOr<Diagnosis> diagnosis = Diagnose(wrapper, options.doctor, module->handle());
     if (!diagnosis.ok()) {
       const std::optional<std::string> type = PythonExceptionType(diagnosis.status());
       if (CaughtSignal() != 0 || type == "KeyboardInterrupt") {

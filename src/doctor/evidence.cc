@@ -215,7 +215,7 @@ class Investigator {
 
   absl::StatusOr<Scan> RunScan() const {
     Scan scan;
-    PyObject* module = module_ ? module_.ptr() : Py_None;
+    PyObject* module = module_ ? module_.get() : Py_None;
     PyObject* internals = internals_ ? internals_.get() : Py_None;
     Ref result =
         Steal(PyObject_CallFunctionObjArgs(helpers_.scan.get(), module, internals, nullptr));
@@ -240,7 +240,7 @@ class Investigator {
   }
 
   absl::Status CallWorkload() const {
-    Ref r = Steal(PyObject_CallNoArgs(workload_.ptr()));
+    Ref r = Steal(PyObject_CallNoArgs(workload_.get()));
     if (!r) return StatusFromPythonError();
     return absl::OkStatus();
   }
@@ -428,7 +428,7 @@ class Investigator {
   // The module's threading.local objects.
   absl::Status GatherThreadLocals() {
     if (!module_) return absl::OkStatus();
-    Ref locals = Steal(PyObject_CallOneArg(helpers_.thread_locals.get(), module_.ptr()));
+    Ref locals = Steal(PyObject_CallOneArg(helpers_.thread_locals.get(), module_.get()));
     if (!locals) return StatusFromPythonError();
     inv_.thread_locals = StringList(locals.get());
     return absl::OkStatus();
@@ -457,7 +457,7 @@ class Investigator {
     if (!sample) return;
     absl::StatusOr<ReferrerGraph> graph = ReferrerGraph::Build();
     if (!graph.ok()) return;
-    absl::StatusOr<BackrefChain> chain = graph->FindChain(sample.handle(), ChainOptions{});
+    absl::StatusOr<BackrefChain> chain = graph->FindChain(sample, ChainOptions{});
     if (!chain.ok()) return;
     inv_.chain = chain->Path();
     inv_.chain_holder = HolderOnChain(*chain);
@@ -480,7 +480,7 @@ class Investigator {
 absl::StatusOr<Investigation> InvestigateAfter(Handle workload, const DoctorOptions& options,
                                                Handle namespace_module, int bare) {
   LEAKGUARD_RETURN_IF_ERROR(CheckGil());
-  if (!workload || !PyCallable_Check(workload.ptr())) {
+  if (!workload || !PyCallable_Check(workload.get())) {
     return absl::InvalidArgumentError("Investigate needs a Python callable");
   }
   LEAKGUARD_RETURN_IF_ERROR(options.Validate());
@@ -505,7 +505,7 @@ absl::StatusOr<Investigation> InvestigateAfter(Handle workload, const DoctorOpti
     tracing.emplace(std::move(started));
   }
   absl::StatusOr<Investigation> inv =
-      Investigator(std::move(helpers), options, workload, module.handle(), bare).Run();
+      Investigator(std::move(helpers), options, workload, module, bare).Run();
   if (tracing.has_value()) {
     absl::Status ended = tracing->End();
     if (inv.ok() && !ended.ok()) return ended;
@@ -535,7 +535,7 @@ absl::StatusOr<std::vector<Site>> AttributeNative(Handle workload, const DoctorO
   if (!(*sampler)->Start().ok()) return sites;
   auto run = [&](int n) -> absl::Status {
     for (int i = 0; i < n; ++i) {
-      Ref r = Steal(PyObject_CallNoArgs(workload.ptr()));
+      Ref r = Steal(PyObject_CallNoArgs(workload.get()));
       if (!r) return StatusFromPythonError();
     }
     return absl::OkStatus();

@@ -274,12 +274,12 @@ absl::StatusOr<LeakCheckResult> RunLeakCheck(const std::function<absl::Status()>
 
 absl::StatusOr<LeakCheckResult> RunLeakCheck(Handle callable, const LeakCheckOptions& options) {
   if (absl::Status gil = CheckGil(); !gil.ok()) return gil;
-  if (!callable || !PyCallable_Check(callable.ptr())) {
+  if (!callable || !PyCallable_Check(callable.get())) {
     return absl::InvalidArgumentError("RunLeakCheck needs a Python callable");
   }
   return Run(
       [callable]() -> absl::Status {
-        Ref result = Steal(PyObject_CallNoArgs(callable.ptr()));
+        Ref result = Steal(PyObject_CallNoArgs(callable.get()));
         if (!result) return StatusFromPythonError();
         return absl::OkStatus();
       },

@@ -879,13 +879,13 @@ absl::StatusOr<std::vector<Ref>> ReferrerGraph::Referrers(Handle target) const {
   if (!target) return absl::InvalidArgumentError("Referrers of a null handle");
   std::vector<Ref> out;
   if (!data_) return out;
-  const int64_t t = data_->index.Find(target.ptr());
+  const int64_t t = data_->index.Find(target.get());
   if (t >= 0) {
     for (uint32_t e = data_->offsets[t]; e < data_->offsets[t + 1]; ++e) {
       out.push_back(Borrow(data_->nodes[data_->referrers[e]]));
     }
   } else {
-    for (uint32_t i : ScanReferrers(*data_, target.ptr())) {
+    for (uint32_t i : ScanReferrers(*data_, target.get())) {
       out.push_back(Borrow(data_->nodes[i]));
     }
   }
@@ -899,11 +899,11 @@ absl::StatusOr<BackrefChain> ReferrerGraph::FindChain(Handle target,
   if (!data_) return absl::FailedPreconditionError("empty (moved-from) graph");
   GraphData& data = *data_;
   const uint32_t n = static_cast<uint32_t>(data.nodes.size());
-  Ref keep_target = Borrow(target.ptr());  // Alive whatever is_root does.
-  const int64_t found = data.index.Find(target.ptr());
+  Ref keep_target = Borrow(target.get());  // Alive whatever is_root does.
+  const int64_t found = data.index.Find(target.get());
   const uint32_t t = found >= 0 ? static_cast<uint32_t>(found) : n;
   std::vector<uint32_t> virtual_referrers;
-  if (t == n) virtual_referrers = ScanReferrers(data, target.ptr());
+  if (t == n) virtual_referrers = ScanReferrers(data, target.get());
   auto object_of = [&](uint32_t i) { return i == n ? keep_target.get() : data.nodes[i]; };
   const RootTest is_root(options);
 
@@ -914,7 +914,7 @@ absl::StatusOr<BackrefChain> ReferrerGraph::FindChain(Handle target,
     s.epoch = 1;
   }
   for (Handle ignored : options.ignore) {
-    const int64_t i = ignored ? data.index.Find(ignored.ptr()) : -1;
+    const int64_t i = ignored ? data.index.Find(ignored.get()) : -1;
     if (i >= 0) s.stamp[i] = s.epoch;  // Never enqueued.
   }
   s.stamp[t] = s.epoch;
@@ -968,7 +968,7 @@ absl::StatusOr<std::string> ReferrerGraph::BackrefsDot(const std::vector<Handle>
   const GraphData& data = *data_;
   PointerIndex ignore;
   for (Handle h : options.ignore) {
-    if (h) ignore.FindOrInsert(h.ptr(), 1);
+    if (h) ignore.FindOrInsert(h.get(), 1);
   }
   // show_backrefs' walk: breadth-first from the targets, by object.
   struct Item {
@@ -981,10 +981,10 @@ absl::StatusOr<std::string> ReferrerGraph::BackrefsDot(const std::vector<Handle>
       "digraph ObjectGraph {\n"
       "  node[shape=box, style=filled, fillcolor=white];\n";
   for (Handle target : targets) {
-    absl::StrAppend(&out, "  ", internal::DotNodeId(target.ptr()), "[fontcolor=red];\n");
-    if (depth_of.Find(target.ptr()) < 0) {
-      depth_of.FindOrInsert(target.ptr(), 1);
-      queue.push_back(Item{Borrow(target.ptr()), 0});
+    absl::StrAppend(&out, "  ", internal::DotNodeId(target.get()), "[fontcolor=red];\n");
+    if (depth_of.Find(target.get()) < 0) {
+      depth_of.FindOrInsert(target.get(), 1);
+      queue.push_back(Item{Borrow(target.get()), 0});
     }
   }
   auto gradient = [&](double s0, double v0, double s1, double v1, int depth) {
@@ -1080,11 +1080,11 @@ absl::StatusOr<BackrefChain> FindBackrefChain(Handle target, const ChainOptions&
   const std::vector<PyObject*>& nodes = snapshot.nodes;
   const std::size_t n = nodes.size();
   const uint32_t kTarget = static_cast<uint32_t>(n);  // Its id, node or not.
-  Ref keep_target = Borrow(target.ptr());
+  Ref keep_target = Borrow(target.get());
   auto object_of = [&](uint32_t i) { return i == kTarget ? keep_target.get() : nodes[i]; };
   PointerIndex ignored;
   for (Handle h : options.ignore) {
-    if (h) ignored.FindOrInsert(h.ptr(), 1);
+    if (h) ignored.FindOrInsert(h.get(), 1);
   }
   std::vector<uint8_t> visited(n, 0);
   std::vector<uint32_t> parent(n, kNone);
@@ -1131,7 +1131,7 @@ absl::StatusOr<BackrefChain> FindBackrefChain(Handle target, const ChainOptions&
     found.clear();
     for (std::size_t i = 0; i < n; ++i) {
       // Visited and ignored objects are never added again: skip their edges.
-      if (visited[i] || nodes[i] == target.ptr()) continue;
+      if (visited[i] || nodes[i] == target.get()) continue;
       for (uint64_t e = snapshot.first_edge[i]; e < snapshot.first_edge[i + 1]; ++e) {
         PyObject* p = snapshot.referents[e];
         const uint32_t b = bit(p);

@@ -431,15 +431,15 @@ absl::StatusOr<Snapshot> Snapshot::Take() {
 absl::StatusOr<Snapshot> Snapshot::FromPython(Handle snapshot) {
   if (absl::Status s = CheckGil(); !s.ok()) return s;
   if (!snapshot) return absl::InvalidArgumentError("snapshot is null");
-  Ref traces = Steal(PyObject_GetAttrString(snapshot.ptr(), "traces"));
+  Ref traces = Steal(PyObject_GetAttrString(snapshot.get(), "traces"));
   Ref items = traces ? Steal(PyObject_GetAttrString(traces.get(), "_traces")) : Ref();
-  Ref limit = items ? Steal(PyObject_GetAttrString(snapshot.ptr(), "traceback_limit")) : Ref();
+  Ref limit = items ? Steal(PyObject_GetAttrString(snapshot.get(), "traceback_limit")) : Ref();
   if (!limit) {
     PyErr_Clear();
     return absl::InvalidArgumentError(
         absl::StrCat("expected a tracemalloc.Snapshot (with traces._traces and "
                      "traceback_limit), got a ",
-                     Py_TYPE(snapshot.ptr())->tp_name));
+                     Py_TYPE(snapshot.get())->tp_name));
   }
   std::uint64_t limit_value = 0;
   if (!ReadUnsigned(limit.get(), std::numeric_limits<int>::max(), limit_value)) {
@@ -492,7 +492,7 @@ absl::StatusOr<Snapshot> Snapshot::Load(const std::string& path) {
                                                    Py_TYPE(loaded.get())->tp_name,
                                                    ", not a tracemalloc.Snapshot"));
   }
-  return FromPython(loaded.handle());
+  return FromPython(loaded);
 }
 
 absl::StatusOr<Ref> Snapshot::ToPython() const {

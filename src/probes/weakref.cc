@@ -114,7 +114,7 @@ absl::StatusOr<WeakRef> WeakRef::Create(Handle object, std::function<void()> on_
     if (!made.ok()) return made.status();
     callback = *std::move(made);
   }
-  Ref ref = Steal(PyWeakref_NewRef(object.ptr(), callback.get()));
+  Ref ref = Steal(PyWeakref_NewRef(object.get(), callback.get()));
   if (!ref) return WeakrefError();
   return WeakRef(std::move(ref));
 }
@@ -153,7 +153,7 @@ absl::StatusOr<Finalizer> Finalizer::Create(Handle object, std::function<void()>
   absl::StatusOr<Ref> func = MakeCallback(&kFinalizeCallbackDef, std::move(callback));
   if (!func.ok()) return func.status();
   Ref finalize =
-      Steal(PyObject_CallFunctionObjArgs(finalize_type.get(), object.ptr(), func->get(), nullptr));
+      Steal(PyObject_CallFunctionObjArgs(finalize_type.get(), object.get(), func->get(), nullptr));
   if (!finalize) return WeakrefError();
   if (!options.run_at_exit && PyObject_SetAttrString(finalize.get(), "atexit", Py_False) != 0) {
     absl::Status status = StatusFromPythonError();

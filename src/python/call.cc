@@ -12,7 +12,7 @@ absl::StatusOr<Ref> GetAttr(Handle obj, const char* name) {
   // (and type-cache slot) on every call.
   Ref interned = Steal(PyUnicode_InternFromString(name));
   if (!interned) return StatusFromPythonError();
-  Ref value = Steal(PyObject_GetAttr(obj.ptr(), interned.get()));
+  Ref value = Steal(PyObject_GetAttr(obj.get(), interned.get()));
   if (!value) return StatusFromPythonError();
   return value;
 }

@@ -10,7 +10,7 @@
 // leakguard interns every name it looks up: the same object each time, one
 // cache slot.
 //
-//   absl::StatusOr<Ref> blocks = CallMethod(sys.handle(), "getallocatedblocks");
+//   absl::StatusOr<Ref> blocks = CallMethod(sys, "getallocatedblocks");
 
 #ifndef LEAKGUARD_PYTHON_CALL_H_
 #define LEAKGUARD_PYTHON_CALL_H_

@@ -12,6 +12,10 @@
 //   Ref item = Borrow(PyList_GetItem(l, 0));  // adds one of its own
 //   PyObject* out = list.Release();           // hands ownership back to C
 //
+// Both give the raw pointer with get(); a Ref passes wherever a Handle is
+// taken (it converts, borrowing), so a function that only looks at an
+// object takes a Handle and is called with either.
+//
 // REQUIRES (everything that touches a count): the GIL is held. Debug builds
 // (NDEBUG undefined) check it with PyGILState_Check() on every incref/decref.
 
@@ -41,8 +45,8 @@ class Handle {
   /// Wraps `ptr` without taking a reference.
   constexpr explicit Handle(PyObject* ptr) noexcept : ptr_(ptr) {}
 
-  /// The raw pointer (may be null).
-  constexpr PyObject* ptr() const noexcept { return ptr_; }
+  /// The raw pointer (may be null). The same accessor as Ref::get().
+  constexpr PyObject* get() const noexcept { return ptr_; }
   /// True when the handle is not null.
   constexpr explicit operator bool() const noexcept { return ptr_ != nullptr; }
   /// Current reference count, or 0 for a null handle.
@@ -88,8 +92,12 @@ class Ref {
 
   /// The raw pointer, still owned by this Ref (may be null).
   PyObject* get() const noexcept { return ptr_; }
-  /// A borrowed view of the object held.
+  /// A borrowed view of the object held. A Ref converts to it implicitly, so
+  /// a Ref is passed wherever a Handle is taken; the Handle is valid while
+  /// this Ref (or another owner) keeps the object alive.
   Handle handle() const noexcept { return Handle(ptr_); }
+  // NOLINTNEXTLINE(google-explicit-constructor): a Ref is a Handle that owns.
+  operator Handle() const noexcept { return Handle(ptr_); }
   /// True when a reference is held.
   explicit operator bool() const noexcept { return ptr_ != nullptr; }
 
@@ -145,7 +153,7 @@ class Ref {
 
 /// Adds a reference of its own to the object a Handle points at.
 /// REQUIRES: the GIL is held.
-[[nodiscard]] inline Ref Borrow(Handle handle) noexcept { return Borrow(handle.ptr()); }
+[[nodiscard]] inline Ref Borrow(Handle handle) noexcept { return Borrow(handle.get()); }
 
 }  // namespace leakguard
 
