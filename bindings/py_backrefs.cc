@@ -10,18 +10,13 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "leakguard/object_graph.h"
+#include "leakguard/python/error.h"
 #include "leakguard/python/python.h"
 #include "leakguard/python/ref.h"
 #include "py_module_internal.h"
 
 namespace leakguard::python::internal {
 namespace {
-
-PyObject* RaiseStatus(const char* function, const absl::Status& status) {
-  PyErr_Format(absl::IsInvalidArgument(status) ? PyExc_ValueError : PyExc_RuntimeError, "%s: %s",
-               function, std::string(status.message()).c_str());
-  return nullptr;
-}
 
 // Fills `out` with the objects of the iterable `ignore` (the Refs keep them
 // alive while the query runs). False with an exception set.
@@ -92,7 +87,7 @@ PyObject* FindBackrefChainPy(PyObject* /*module*/, PyObject* args, PyObject* kwa
   if (!chain.ok()) {
     // objgraph: no root within max_depth gives [obj].
     if (absl::IsNotFound(chain.status())) return Py_BuildValue("[O]", obj);
-    return RaiseStatus("find_backref_chain()", chain.status());
+    return SetPythonErrorFromStatus(chain.status(), "find_backref_chain()");
   }
   PyObject* list = PyList_New(static_cast<Py_ssize_t>(chain->links.size()));
   if (list == nullptr) return nullptr;
@@ -119,7 +114,7 @@ PyObject* BackrefPath(PyObject* /*module*/, PyObject* args, PyObject* kwargs) {
   if (predicate_failed) return nullptr;
   if (!chain.ok()) {
     if (absl::IsNotFound(chain.status())) Py_RETURN_NONE;
-    return RaiseStatus("backref_path()", chain.status());
+    return SetPythonErrorFromStatus(chain.status(), "backref_path()");
   }
   const std::string path = chain->Path();
   return PyUnicode_FromStringAndSize(path.data(), static_cast<Py_ssize_t>(path.size()));
@@ -149,9 +144,9 @@ PyObject* BackrefsDot(PyObject* /*module*/, PyObject* args, PyObject* kwargs) {
   std::vector<Ref> keep_ignored;
   if (!IgnoreList(extra_ignore, &keep_ignored, &options.ignore)) return nullptr;
   absl::StatusOr<ReferrerGraph> graph = ReferrerGraph::Build();
-  if (!graph.ok()) return RaiseStatus("backrefs_dot()", graph.status());
+  if (!graph.ok()) return SetPythonErrorFromStatus(graph.status(), "backrefs_dot()");
   absl::StatusOr<std::string> dot = graph->BackrefsDot(targets, options);
-  if (!dot.ok()) return RaiseStatus("backrefs_dot()", dot.status());
+  if (!dot.ok()) return SetPythonErrorFromStatus(dot.status(), "backrefs_dot()");
   return PyUnicode_FromStringAndSize(dot->data(), static_cast<Py_ssize_t>(dot->size()));
 }
 

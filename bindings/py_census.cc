@@ -13,18 +13,13 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "leakguard/object_graph.h"
+#include "leakguard/python/error.h"
 #include "leakguard/python/python.h"
 #include "leakguard/python/ref.h"
 #include "py_module_internal.h"
 
 namespace leakguard::python::internal {
 namespace {
-
-PyObject* RaiseStatus(const char* function, const absl::Status& status) {
-  PyErr_Format(absl::IsInvalidArgument(status) ? PyExc_ValueError : PyExc_RuntimeError, "%s: %s",
-               function, std::string(status.message()).c_str());
-  return nullptr;
-}
 
 TypeNames NamesOf(int shortnames) { return shortnames ? TypeNames::kShort : TypeNames::kFull; }
 
@@ -52,7 +47,7 @@ PyObject* TypeStats(PyObject* /*module*/, PyObject* args, PyObject* kwargs) {
     return nullptr;
   }
   absl::StatusOr<TypeCensus> census = TakeTypeCensus();
-  if (!census.ok()) return RaiseStatus("typestats()", census.status());
+  if (!census.ok()) return SetPythonErrorFromStatus(census.status(), "typestats()");
   PyObject* dict = PyDict_New();
   if (dict == nullptr) return nullptr;
   for (const TypeCount& row : census->Counts(NamesOf(shortnames))) {
@@ -80,7 +75,7 @@ PyObject* MostCommonTypes(PyObject* /*module*/, PyObject* args, PyObject* kwargs
     return nullptr;
   }
   absl::StatusOr<TypeCensus> census = TakeTypeCensus();
-  if (!census.ok()) return RaiseStatus("most_common_types()", census.status());
+  if (!census.ok()) return SetPythonErrorFromStatus(census.status(), "most_common_types()");
   return CountsList(census->MostCommon(static_cast<size_t>(limit), NamesOf(shortnames)));
 }
 
@@ -89,7 +84,7 @@ PyObject* Count(PyObject* /*module*/, PyObject* arg) {
   const char* name = PyUnicode_AsUTF8AndSize(arg, &size);
   if (name == nullptr) return nullptr;
   absl::StatusOr<TypeCensus> census = TakeTypeCensus();
-  if (!census.ok()) return RaiseStatus("count()", census.status());
+  if (!census.ok()) return SetPythonErrorFromStatus(census.status(), "count()");
   return PyLong_FromLongLong(census->Count(std::string_view(name, static_cast<size_t>(size))));
 }
 
@@ -99,7 +94,7 @@ PyObject* ByType(PyObject* /*module*/, PyObject* arg) {
   if (name == nullptr) return nullptr;
   absl::StatusOr<std::vector<Ref>> objects =
       ObjectsByType(std::string_view(name, static_cast<size_t>(size)));
-  if (!objects.ok()) return RaiseStatus("by_type()", objects.status());
+  if (!objects.ok()) return SetPythonErrorFromStatus(objects.status(), "by_type()");
   PyObject* list = PyList_New(static_cast<Py_ssize_t>(objects->size()));
   if (list == nullptr) return nullptr;
   for (size_t i = 0; i < objects->size(); ++i) {
@@ -142,7 +137,7 @@ PyObject* Growth(PyObject* module, PyObject* args, PyObject* kwargs) {
   CensusOptions options;
   options.collect_first = true;  // as objgraph.growth: garbage is not growth
   absl::StatusOr<TypeCensus> census = TakeTypeCensus(options);
-  if (!census.ok()) return RaiseStatus("growth()", census.status());
+  if (!census.ok()) return SetPythonErrorFromStatus(census.status(), "growth()");
   struct Row {
     std::string name;
     int64_t count;

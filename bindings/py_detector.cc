@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "leakguard/leak_detector.h"
+#include "leakguard/python/error.h"
 #include "leakguard/python/python.h"
 #include "leakguard/python/ref.h"
 #include "leakguard/report.h"
@@ -111,7 +112,7 @@ int DetectorInit(PyObject* self, PyObject* args, PyObject* kwargs) {
       leakguard::LeakDetector::Create(std::move(options));
   if (!detector.ok()) {
     delete sink;
-    PyErr_SetString(PyExc_ValueError, std::string(detector.status().message()).c_str());
+    SetPythonErrorFromStatus(detector.status());
     return -1;
   }
   d->sink = sink;
@@ -135,10 +136,9 @@ PyObject* DetectorStart(PyObject* self, PyObject* /*unused*/) {
                    "LeakDetector.start(): %s (the detector needs an interpreter started by "
                    "leakguard: an embedding host, or `leakguard run script.py`)",
                    std::string(started.message()).c_str());
-    } else {
-      PyErr_SetString(PyExc_RuntimeError, std::string(started.message()).c_str());
+      return nullptr;
     }
-    return nullptr;
+    return SetPythonErrorFromStatus(started, "LeakDetector.start()");
   }
   Py_RETURN_NONE;
 }

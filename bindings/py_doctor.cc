@@ -68,10 +68,8 @@ PyObject* Diagnose(PyObject* /*module*/, PyObject* args, PyObject* kwargs) {
     } else if (auto traceback = PythonTraceback(status)) {
       PyErr_Format(PyExc_RuntimeError, "the workload raised %s\n%s", message.c_str(),
                    traceback->c_str());
-    } else if (absl::IsInvalidArgument(status)) {
-      PyErr_SetString(PyExc_ValueError, message.c_str());
     } else {
-      PyErr_SetString(PyExc_RuntimeError, message.c_str());
+      SetPythonErrorFromStatus(status);
     }
     return nullptr;
   }

@@ -30,6 +30,7 @@
 #include "absl/strings/string_view.h"
 #include "leakguard/memory_guard.h"
 #include "leakguard/process.h"
+#include "leakguard/python/error.h"
 #include "leakguard/python/python.h"
 #include "leakguard/python/ref.h"
 #include "leakguard/tracemalloc.h"
@@ -168,8 +169,7 @@ ModuleState* StateOf(PyObject* obj) { return StateOfType(Py_TYPE(obj)); }
 int SampleOrRaise(ProcessSample* out) {
   absl::StatusOr<ProcessSample> sample = SampleProcess();
   if (!sample.ok()) {
-    PyErr_Format(PyExc_OSError, "memory_guard cannot sample the process: %s",
-                 std::string(sample.status().message()).c_str());
+    SetPythonErrorFromStatus(sample.status(), "memory_guard cannot sample the process");
     return -1;
   }
   *out = *std::move(sample);

@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "leakguard/process.h"
+#include "leakguard/python/error.h"
 #include "leakguard/python/python.h"
 #include "leakguard/request_tracker.h"
 #include "leakguard/sink.h"
@@ -42,8 +43,7 @@ bool Ready(Tracker* t) {
 PyObject* Rss(PyObject* /*module*/, PyObject* /*unused*/) {
   absl::StatusOr<int64_t> rss = leakguard::ReadRss();
   if (!rss.ok()) {
-    PyErr_Format(PyExc_OSError, "leakguard.rss(): %s", std::string(rss.status().message()).c_str());
-    return nullptr;
+    return SetPythonErrorFromStatus(rss.status(), "leakguard.rss()");
   }
   return PyLong_FromLongLong(*rss);
 }
@@ -70,7 +70,7 @@ int TrackerInit(PyObject* self, PyObject* args, PyObject* kwargs) {
   absl::StatusOr<std::unique_ptr<leakguard::RequestTracker>> tracker =
       leakguard::RequestTracker::Create(std::move(options));
   if (!tracker.ok()) {
-    PyErr_SetString(PyExc_ValueError, std::string(tracker.status().message()).c_str());
+    SetPythonErrorFromStatus(tracker.status());
     return -1;
   }
   Tracker* t = AsTracker(self);

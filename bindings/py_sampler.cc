@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "leakguard/python/error.h"
 #include "leakguard/python/interpreter.h"
 #include "leakguard/python/python.h"
 #include "leakguard/sampler.h"
@@ -53,7 +54,7 @@ int SamplerInit(PyObject* self, PyObject* args, PyObject* kwargs) {
   absl::StatusOr<std::unique_ptr<leakguard::AllocationSampler>> sampler =
       leakguard::AllocationSampler::Create(std::move(options));
   if (!sampler.ok()) {
-    PyErr_SetString(PyExc_ValueError, std::string(sampler.status().message()).c_str());
+    SetPythonErrorFromStatus(sampler.status());
     return -1;
   }
   Sampler* s = AsSampler(self);
@@ -87,8 +88,7 @@ PyObject* SamplerStart(PyObject* self, PyObject* /*unused*/) {
     }
   }
   if (!started.ok()) {
-    PyErr_SetString(PyExc_RuntimeError, std::string(started.message()).c_str());
-    return nullptr;
+    return SetPythonErrorFromStatus(started);
   }
   Py_RETURN_NONE;
 }

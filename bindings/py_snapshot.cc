@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "leakguard/python/error.h"
 #include "leakguard/python/python.h"
 #include "leakguard/python/ref.h"
 #include "leakguard/tracemalloc.h"
@@ -23,12 +24,6 @@ namespace tm = leakguard::tracemalloc;
 struct SnapshotObject {
   PyObject_HEAD tm::Snapshot* snapshot;  // Owned; never null once made by New().
 };
-
-PyObject* RaiseStatus(const char* function, const absl::Status& status) {
-  PyObject* type = absl::IsInvalidArgument(status) ? PyExc_ValueError : PyExc_RuntimeError;
-  PyErr_Format(type, "%s: %s", function, std::string(status.message()).c_str());
-  return nullptr;
-}
 
 PyObject* NewSnapshot(PyTypeObject* type, tm::Snapshot snapshot) {
   SnapshotObject* self = PyObject_New(SnapshotObject, type);
@@ -81,7 +76,7 @@ bool ParseKey(PyObject* key, tm::GroupBy* out) {
 
 PyObject* TakeSnapshot(PyObject* module, PyObject* /*unused*/) {
   absl::StatusOr<tm::Snapshot> snapshot = tm::Snapshot::Take();
-  if (!snapshot.ok()) return RaiseStatus("take_snapshot()", snapshot.status());
+  if (!snapshot.ok()) return SetPythonErrorFromStatus(snapshot.status(), "take_snapshot()");
   Ref type = Steal(PyObject_GetAttrString(module, "Snapshot"));
   if (!type) return nullptr;
   return NewSnapshot(reinterpret_cast<PyTypeObject*>(type.get()), *std::move(snapshot));
@@ -89,13 +84,14 @@ PyObject* TakeSnapshot(PyObject* module, PyObject* /*unused*/) {
 
 PyObject* SnapshotFromTracemalloc(PyObject* cls, PyObject* snapshot) {
   absl::StatusOr<tm::Snapshot> converted = tm::Snapshot::FromPython(Handle(snapshot));
-  if (!converted.ok()) return RaiseStatus("Snapshot.from_tracemalloc()", converted.status());
+  if (!converted.ok())
+    return SetPythonErrorFromStatus(converted.status(), "Snapshot.from_tracemalloc()");
   return NewSnapshot(reinterpret_cast<PyTypeObject*>(cls), *std::move(converted));
 }
 
 PyObject* SnapshotToTracemalloc(PyObject* self, PyObject* /*unused*/) {
   absl::StatusOr<Ref> python = Of(self).ToPython();
-  if (!python.ok()) return RaiseStatus("Snapshot.to_tracemalloc()", python.status());
+  if (!python.ok()) return SetPythonErrorFromStatus(python.status(), "Snapshot.to_tracemalloc()");
   return python->Release();
 }
 
@@ -110,7 +106,7 @@ PyObject* Statistics(PyObject* self, PyObject* args, PyObject* kwargs) {
   tm::GroupBy group_by;
   if (!ParseKey(key, &group_by)) return nullptr;
   absl::StatusOr<tm::StatisticList> stats = Of(self).Statistics(group_by, cumulative != 0);
-  if (!stats.ok()) return RaiseStatus("Snapshot.statistics()", stats.status());
+  if (!stats.ok()) return SetPythonErrorFromStatus(stats.status(), "Snapshot.statistics()");
   Ref tracemalloc = Steal(PyImport_ImportModule("tracemalloc"));
   if (!tracemalloc) return nullptr;
   Ref traceback_type = Steal(PyObject_GetAttrString(tracemalloc.get(), "Traceback"));
@@ -144,7 +140,7 @@ PyObject* CompareTo(PyObject* self, PyObject* args, PyObject* kwargs) {
   if (!ParseKey(key, &group_by)) return nullptr;
   absl::StatusOr<tm::StatisticDiffList> diffs =
       Of(self).CompareTo(Of(old), group_by, cumulative != 0);
-  if (!diffs.ok()) return RaiseStatus("Snapshot.compare_to()", diffs.status());
+  if (!diffs.ok()) return SetPythonErrorFromStatus(diffs.status(), "Snapshot.compare_to()");
   Ref tracemalloc = Steal(PyImport_ImportModule("tracemalloc"));
   if (!tracemalloc) return nullptr;
   Ref traceback_type = Steal(PyObject_GetAttrString(tracemalloc.get(), "Traceback"));

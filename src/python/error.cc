@@ -1,10 +1,13 @@
 #include "leakguard/python/error.h"
 
+#include <cstddef>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "absl/status/status.h"
 #include "absl/strings/cord.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "leakguard/python/gil.h"
 #include "leakguard/python/python.h"
@@ -77,28 +80,77 @@ std::optional<std::string> FormatTraceback(PyObject* exc) {
   return StrOf(joined.get());
 }
 
+// One table for both directions: StatusFromPythonError() reads it top down
+// (most specific first: FileNotFoundError is an OSError, ModuleNotFoundError
+// an ImportError, KeyError a LookupError) and SetPythonErrorFromStatus()
+// raises the row marked `raised` for a code. Unavailable and DataLoss (a
+// /proc file that cannot be read, or reads wrong) become OSError; they are
+// never produced from an exception.
+struct ExceptionRow {
+  PyObject* const* type;  // &PyExc_*: the objects exist only once Python is up.
+  absl::StatusCode code;
+  bool from_exception;  // Row used by StatusFromPythonError().
+  bool raised;          // Row used by SetPythonErrorFromStatus() for `code`.
+};
+constexpr ExceptionRow kExceptionTable[] = {
+    {&PyExc_FileNotFoundError, absl::StatusCode::kNotFound, true, false},
+    {&PyExc_ModuleNotFoundError, absl::StatusCode::kNotFound, true, false},
+    {&PyExc_PermissionError, absl::StatusCode::kPermissionDenied, true, true},
+    {&PyExc_TimeoutError, absl::StatusCode::kDeadlineExceeded, true, true},
+    {&PyExc_LookupError, absl::StatusCode::kNotFound, true, true},
+    {&PyExc_TypeError, absl::StatusCode::kInvalidArgument, true, false},
+    {&PyExc_ValueError, absl::StatusCode::kInvalidArgument, true, true},
+    {&PyExc_MemoryError, absl::StatusCode::kResourceExhausted, true, true},
+    {&PyExc_NotImplementedError, absl::StatusCode::kUnimplemented, true, true},
+    {&PyExc_OSError, absl::StatusCode::kUnavailable, false, true},
+    {&PyExc_OSError, absl::StatusCode::kDataLoss, false, true},
+};
+
 absl::StatusCode CodeFor(PyObject* exc) {
-  struct Mapping {
-    PyObject* type;
-    absl::StatusCode code;
-  };
-  // Most specific first: FileNotFoundError is an OSError, ModuleNotFoundError
-  // an ImportError, KeyError a LookupError.
-  const Mapping mappings[] = {
-      {PyExc_FileNotFoundError, absl::StatusCode::kNotFound},
-      {PyExc_ModuleNotFoundError, absl::StatusCode::kNotFound},
-      {PyExc_PermissionError, absl::StatusCode::kPermissionDenied},
-      {PyExc_TimeoutError, absl::StatusCode::kDeadlineExceeded},
-      {PyExc_LookupError, absl::StatusCode::kNotFound},
-      {PyExc_TypeError, absl::StatusCode::kInvalidArgument},
-      {PyExc_ValueError, absl::StatusCode::kInvalidArgument},
-      {PyExc_MemoryError, absl::StatusCode::kResourceExhausted},
-      {PyExc_NotImplementedError, absl::StatusCode::kUnimplemented},
-  };
-  for (const Mapping& m : mappings) {
-    if (PyErr_GivenExceptionMatches(exc, m.type)) return m.code;
+  for (const ExceptionRow& row : kExceptionTable) {
+    if (row.from_exception && PyErr_GivenExceptionMatches(exc, *row.type)) return row.code;
   }
   return absl::StatusCode::kUnknown;
+}
+
+PyObject* ExceptionTypeFor(absl::StatusCode code) {
+  for (const ExceptionRow& row : kExceptionTable) {
+    if (row.raised && row.code == code) return *row.type;
+  }
+  return PyExc_RuntimeError;
+}
+
+// The exception class named by a kPythonTypePayload ("ValueError",
+// "json.decoder.JSONDecodeError"), looked up without importing anything: a
+// builtin, or an attribute of a module already in sys.modules. Only
+// subclasses of Exception (never SystemExit or KeyboardInterrupt, which
+// would end the caller's program for an error it only reports). A new
+// reference, or null with no error set.
+PyObject* ExceptionClassNamed(const std::string& name) {
+  const size_t dot = name.rfind('.');
+  Ref module;
+  if (dot == std::string::npos) {
+    module = Steal(PyImport_ImportModule("builtins"));
+  } else if (Ref module_name =
+                 Steal(PyUnicode_FromStringAndSize(name.data(), static_cast<Py_ssize_t>(dot)))) {
+    module = Steal(PyImport_GetModule(module_name.get()));  // null, no error: not imported
+  }
+  if (!module) {
+    PyErr_Clear();
+    return nullptr;
+  }
+  const std::string attr = dot == std::string::npos ? name : name.substr(dot + 1);
+  Ref type = Steal(PyObject_GetAttrString(module.get(), attr.c_str()));
+  if (!type) {
+    PyErr_Clear();
+    return nullptr;
+  }
+  if (!PyExceptionClass_Check(type.get()) ||
+      PyObject_IsSubclass(type.get(), PyExc_Exception) != 1) {
+    PyErr_Clear();
+    return nullptr;
+  }
+  return type.Release();
 }
 
 }  // namespace
@@ -126,6 +178,40 @@ absl::Status StatusFromPythonError() {
   exc.Reset();
   if (PyErr_Occurred()) PyErr_Clear();
   return status;
+}
+
+std::nullptr_t SetPythonErrorFromStatus(const absl::Status& status, std::string_view where) {
+  if (!CheckGil().ok()) return nullptr;
+  if (status.ok()) {
+    PyErr_Format(PyExc_SystemError, "%s%sSetPythonErrorFromStatus() called with an OK status",
+                 std::string(where).c_str(), where.empty() ? "" : ": ");
+    return nullptr;
+  }
+  std::string text(status.message());
+  // A status made from a Python exception raises that exception's class
+  // again, with the "Type: " prefix StatusFromPythonError() added removed.
+  if (std::optional<std::string> name = PythonExceptionType(status)) {
+    if (Ref type = Steal(ExceptionClassNamed(*name))) {
+      std::string message = text;
+      if (absl::StartsWith(message, *name + ": ")) {
+        message.erase(0, name->size() + 2);
+      } else if (message == *name) {
+        message.clear();
+      }
+      if (!where.empty()) message = std::string(where) + ": " + message;
+      Ref value = Steal(PyObject_CallFunction(type.get(), "s", message.c_str()));
+      if (value) {
+        PyErr_SetObject(type.get(), value.get());
+        return nullptr;
+      }
+      // A class whose constructor wants more than a message
+      // (UnicodeDecodeError): fall back to the code's class.
+      PyErr_Clear();
+    }
+  }
+  if (!where.empty()) text = std::string(where) + ": " + text;
+  PyErr_SetString(ExceptionTypeFor(status.code()), text.c_str());
+  return nullptr;
 }
 
 std::optional<std::string> PythonExceptionType(const absl::Status& status) {
