@@ -96,7 +96,8 @@ class Ref {
   /// a Ref is passed wherever a Handle is taken; the Handle is valid while
   /// this Ref (or another owner) keeps the object alive.
   Handle handle() const noexcept { return Handle(ptr_); }
-  // NOLINTNEXTLINE(google-explicit-constructor): a Ref is a Handle that owns.
+  /// The same view as handle(), implicit: a Ref is a Handle that owns.
+  // NOLINTNEXTLINE(google-explicit-constructor)
   operator Handle() const noexcept { return Handle(ptr_); }
   /// True when a reference is held.
   explicit operator bool() const noexcept { return ptr_ != nullptr; }
