@@ -5,6 +5,10 @@
 #ifndef LEAKGUARD_BENCHMARKS_BENCH_MAIN_H_
 #define LEAKGUARD_BENCHMARKS_BENCH_MAIN_H_
 
+#include <malloc.h>
+#include <unistd.h>
+
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -35,6 +39,22 @@ inline bool FailPython(benchmark::State& state) { return Fail(state, StatusFromP
 inline bool Smoke() {
   const char* smoke = std::getenv("LEAKGUARD_BENCH_SMOKE");
   return smoke != nullptr && std::strcmp(smoke, "1") == 0;
+}
+
+// Resident memory of this process (/proc/self/statm), in bytes, read after
+// malloc_trim(0) has given the allocator's free pages back, so that what a
+// memory row measures is what is in use, not what was freed before; -1 when
+// it cannot be read. Pages pymalloc keeps in partly used arenas still count.
+inline int64_t ResidentBytes() {
+  malloc_trim(0);
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return -1;
+  long long size = 0;
+  long long resident = -1;
+  const int read = std::fscanf(f, "%lld %lld", &size, &resident);
+  std::fclose(f);
+  if (read != 2) return -1;
+  return static_cast<int64_t>(resident) * static_cast<int64_t>(sysconf(_SC_PAGESIZE));
 }
 
 #if defined(LEAKGUARD_PYTHON_EXECUTABLE)

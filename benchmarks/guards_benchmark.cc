@@ -7,12 +7,30 @@
 //   tracker/call_1ms               a ~1 ms Python call: bare, inside a
 //                                  RequestTracker unit, and inside the recipe's
 //                                  per-request middleware (psutil + snapshot)
+//   guards/traced_enter_exit_by_line_1m
+//                                  MemoryGuard(kTraced, by line, collect)  vs  the
+//                                  recipe's memory_guard grouping by line, on a
+//                                  heap with 1M more traced blocks (built before
+//                                  the timing, dropped after)
+//   detector/round_1m              one LeakDetector round made on demand
+//                                  (ReportNow(): /proc sample, traced memory,
+//                                  snapshot, diff by line against the baseline
+//                                  taken at Start(), the 10 lines that grew;
+//                                  no type census)  vs  what a host writes for
+//                                  the same job in Python: a /proc RSS read,
+//                                  get_traced_memory(), take_snapshot() and
+//                                  compare_to(baseline, 'lineno')[:10], on the
+//                                  same 1M-block heap
+// LEAKGUARD_BENCH_SMOKE=1: heaps of 500 and 1000 blocks instead of 10k and 1M.
 
 #include <cstdio>
 #include <string>
 
+#include "absl/time/time.h"
+
 #include "bench_main.h"
 #include "benchmark/benchmark.h"
+#include "leakguard/leak_detector.h"
 #include "leakguard/memory_guard.h"
 #include "leakguard/python/error.h"
 #include "leakguard/python/interpreter.h"
@@ -45,6 +63,22 @@ class NullSink : public leakguard::Sink {
 };
 NullSink null_sink;
 
+// Counts the reports it is given (and drops them): proof that each on-demand
+// round really ran.
+class CountingSink : public leakguard::Sink {
+ public:
+  void Write(const leakguard::Report& report) noexcept override {
+    ++count_;
+    lines_ += static_cast<int64_t>(report.top_lines.size());
+  }
+  int64_t count() const { return count_; }
+  int64_t lines() const { return lines_; }
+
+ private:
+  int64_t count_ = 0;
+  int64_t lines_ = 0;
+};
+
 constexpr char kSetup[] = R"py(
 import contextlib, gc, os, time, tracemalloc
 import psutil
@@ -58,7 +92,7 @@ def psutil_guard_cycle():
 
 # The recipe's memory_guard, as a user writes it (prints only over warn_mb).
 @contextlib.contextmanager
-def memory_guard(label="operation", warn_mb=100):
+def memory_guard(label="operation", warn_mb=100, key='filename'):
     gc.collect()
     if tracemalloc.is_tracing():
         snap_before = tracemalloc.take_snapshot()
@@ -68,7 +102,7 @@ def memory_guard(label="operation", warn_mb=100):
         gc.collect()
         if tracemalloc.is_tracing():
             snap_after = tracemalloc.take_snapshot()
-            stats = snap_after.compare_to(snap_before, 'filename')
+            stats = snap_after.compare_to(snap_before, key)
             growth = sum(s.size_diff for s in stats if s.size_diff > 0)
             if growth > warn_mb * 1024 * 1024:
                 print(f"WARNING: [{label}] Memory grew by {growth/1024/1024:.1f} MB")
@@ -77,9 +111,49 @@ def recipe_guard_cycle():
     with memory_guard("bench", warn_mb=100):
         pass
 
+def recipe_guard_cycle_lineno():
+    with memory_guard("bench", warn_mb=100, key='lineno'):
+        pass
+
 def make_heap(n):
     global _heap
     _heap = [str(i) * 3 for i in range(n)]
+
+# The 1M-block heap of the traced_enter_exit_1m and detector rows: one
+# traced str per element, live only while those benchmarks run.
+def make_big_heap(n):
+    global _big_heap
+    _big_heap = [str(i) * 3 for i in range(n)]
+    return len(_big_heap)
+
+def drop_big_heap():
+    global _big_heap
+    _big_heap = None
+
+# The detector's job as a host writes it in Python: a baseline at start,
+# then per round the RSS from /proc, the traced memory, a snapshot and its
+# diff by line against the baseline, the 10 lines that grew most.
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+def _rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * _PAGE
+
+def recipe_detector_start():
+    global _detector_rss, _detector_traced, _detector_base
+    _detector_rss = _rss_bytes()
+    _detector_traced = tracemalloc.get_traced_memory()[0]
+    _detector_base = tracemalloc.take_snapshot()
+
+def recipe_detector_round():
+    rss = _rss_bytes() - _detector_rss
+    traced = tracemalloc.get_traced_memory()[0] - _detector_traced
+    stats = tracemalloc.take_snapshot().compare_to(_detector_base, 'lineno')
+    return rss, traced, stats[:10]
+
+def recipe_detector_stop():
+    global _detector_base
+    _detector_base = None
 
 def calibrate():
     global _loops
@@ -166,6 +240,119 @@ void CallRecipeMiddleware(benchmark::State& state) {
   }
 }
 
+int BigHeapSize() { return Smoke() ? 1000 : 1000000; }
+
+// The big heap for the lifetime of the object: built untimed by the
+// benchmark that needs it, dropped when it ends.
+class BigHeap {
+ public:
+  BigHeap() : made_(Steal(PyObject_CallFunction(Func("make_big_heap"), "i", BigHeapSize()))) {}
+  ~BigHeap() {
+    Ref dropped = Steal(PyObject_CallNoArgs(Func("drop_big_heap")));
+    if (!dropped) PyErr_Clear();
+  }
+  BigHeap(const BigHeap&) = delete;
+  BigHeap& operator=(const BigHeap&) = delete;
+  bool ok() const { return static_cast<bool>(made_); }
+
+ private:
+  Ref made_;
+};
+
+void TracedLinenoLeakguard(benchmark::State& state) {
+  BigHeap heap;
+  if (!heap.ok()) {
+    leakguard::bench::FailPython(state);
+    return;
+  }
+  for (auto _ : state) {
+    auto guard =
+        leakguard::MemoryGuard::Enter({.warn_bytes = 100 << 20,
+                                       .mode = leakguard::GuardMode::kTraced,
+                                       .group_by = leakguard::tracemalloc::GroupBy::kLineno,
+                                       .collect_before = true,
+                                       .collect_after = true,
+                                       .sink = &null_sink});
+    if (!guard.ok()) {
+      leakguard::bench::Fail(state, guard.status());
+      return;
+    }
+    auto report = guard->Exit();
+    if (!report.ok()) {
+      leakguard::bench::Fail(state, report.status());
+      return;
+    }
+    benchmark::DoNotOptimize(report->top_lines.data());
+  }
+}
+
+void TracedLinenoRecipe(benchmark::State& state) {
+  BigHeap heap;
+  if (!heap.ok()) {
+    leakguard::bench::FailPython(state);
+    return;
+  }
+  for (auto _ : state) {
+    Ref r = Steal(PyObject_CallNoArgs(Func("recipe_guard_cycle_lineno")));
+    if (!r) {
+      leakguard::bench::FailPython(state);
+      return;
+    }
+  }
+}
+
+// One on-demand round per iteration; rounds on the interval never come (an
+// hour apart). The baseline (taken by Start()) is untimed.
+void DetectorLeakguard(benchmark::State& state) {
+  BigHeap heap;
+  if (!heap.ok()) {
+    leakguard::bench::FailPython(state);
+    return;
+  }
+  CountingSink sink;
+  auto detector = leakguard::LeakDetector::Create(
+      {.interval = absl::Hours(1), .top = 10, .type_census = false, .sink = &sink});
+  if (!detector.ok()) {
+    leakguard::bench::Fail(state, detector.status());
+    return;
+  }
+  if (absl::Status started = (*detector)->Start(); !started.ok()) {
+    leakguard::bench::Fail(state, started);
+    return;
+  }
+  for (auto _ : state) {
+    if (absl::Status s = (*detector)->ReportNow(); !s.ok()) {
+      leakguard::bench::Fail(state, s);
+      break;
+    }
+  }
+  (*detector)->Stop();
+  if (sink.count() != static_cast<int64_t>(state.iterations())) {
+    state.SkipWithError("the detector wrote fewer reports than rounds asked for");
+  }
+  state.counters["heap_blocks"] = BigHeapSize();
+}
+
+void DetectorRecipe(benchmark::State& state) {
+  BigHeap heap;
+  Ref started;
+  if (heap.ok()) started = Steal(PyObject_CallNoArgs(Func("recipe_detector_start")));
+  if (!started) {
+    leakguard::bench::FailPython(state);
+    return;
+  }
+  for (auto _ : state) {
+    Ref r = Steal(PyObject_CallNoArgs(Func("recipe_detector_round")));
+    if (!r) {
+      leakguard::bench::FailPython(state);
+      break;
+    }
+  }
+  Ref stopped = Steal(PyObject_CallNoArgs(Func("recipe_detector_stop")));
+  if (!stopped) PyErr_Clear();
+  state.counters["heap_blocks"] = BigHeapSize();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -190,5 +377,15 @@ int main(int argc, char** argv) {
       ->Unit(benchmark::kMicrosecond);
   benchmark::RegisterBenchmark("tracker/call_1ms/recipe_middleware", CallRecipeMiddleware)
       ->Unit(benchmark::kMicrosecond);
+  const std::string big = Smoke() ? "_1k" : "_1m";
+  const std::string by_line = "guards/traced_enter_exit_by_line" + big;
+  benchmark::RegisterBenchmark((by_line + "/leakguard").c_str(), TracedLinenoLeakguard)
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark((by_line + "/recipe_memory_guard").c_str(), TracedLinenoRecipe)
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark(("detector/round" + big + "/leakguard").c_str(), DetectorLeakguard)
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark(("detector/round" + big + "/recipe").c_str(), DetectorRecipe)
+      ->Unit(benchmark::kMillisecond);
   return leakguard::bench::RunRegistered(argc, argv);
 }

@@ -16,7 +16,28 @@
 // the ten largest lines kept), which is also what this module's guard did
 // before it was built on the C++ MemoryGuard.
 //
-// LEAKGUARD_BENCH_SMOKE=1: tiny listener counts and heap (CI's smoke run).
+// memory_guard/process_call_1us: a ~1 us Python function (a loop calibrated
+// at start-up) called inside `with leakguard.memory_guard("bench",
+// mode="process", warn_mb=100)`, beside the same function without the guard
+// (`bare`: an overhead row, its ratio is below 1) and beside the psutil
+// recipe reading the same facts the guard reads (RSS, descriptors and
+// threads: `memory_info().rss`, `num_fds()`, `num_threads()` under
+// `oneshot()`, before and after; the Process object made once; the same
+// 100 MiB check, and any change of descriptors or threads). Each is one Python
+// function called from C; the psutil row is skipped when psutil does not
+// import (Debian: python3-psutil).
+//
+// memory/lru_cache_1m: the memory a cache holding 1M entries takes,
+// leakguard.lru_cache(maxsize=1M) against functools.lru_cache(maxsize=1M),
+// filled with the same 1M int keys (made before, so only the caches' own
+// memory is counted; the cached function returns its argument). Both caches
+// live entirely in Python's allocators, so the bytes are tracemalloc's
+// traced delta around building and filling the cache (exact, the same
+// method for both); the RSS delta (malloc_trim first) is the rss_bytes
+// counter.
+//
+// LEAKGUARD_BENCH_SMOKE=1: tiny listener counts and heap (CI's smoke run),
+// 1000 cache entries.
 
 #include <cstdio>
 #include <string>
@@ -27,6 +48,7 @@
 #include "leakguard/python/error.h"
 #include "leakguard/python/interpreter.h"
 #include "leakguard/python/ref.h"
+#include "leakguard/tracemalloc.h"
 #if defined(LEAKGUARD_HAVE_PYTHON_MODULE)
 #include "leakguard/python_module.h"
 #endif
@@ -67,6 +89,69 @@ def tm_traced_guard():
 
 def ident(x):
     return x
+
+# memory_guard/process_call_1us: _work_n is set by calibrate_1us().
+import gc, os, time
+try:
+    import psutil
+    _proc = psutil.Process(os.getpid())
+except ImportError:
+    psutil = None
+
+_work_n = 8
+
+def work_1us():
+    n = 0
+    for i in range(_work_n):
+        n += i * i
+    return n
+
+def calibrate_1us():
+    # The fastest of 5 runs of 1000 calls: a busy machine only adds time.
+    global _work_n
+    while True:
+        best = 1.0
+        for _ in range(5):
+            t = time.perf_counter()
+            for _ in range(1000):
+                work_1us()
+            best = min(best, (time.perf_counter() - t) / 1000)
+        if best >= 1e-6 or _work_n >= 1 << 16:
+            return _work_n
+        _work_n += max(1, _work_n // 4)
+
+def bare_call():
+    work_1us()
+
+def lg_process_call():
+    with leakguard.memory_guard("bench", mode="process", warn_mb=100):
+        work_1us()
+
+def _psutil_facts():
+    # The facts the process-mode guard reads: RSS, descriptors, threads
+    # (oneshot() caches what the three calls share).
+    with _proc.oneshot():
+        return _proc.memory_info().rss, _proc.num_fds(), _proc.num_threads()
+
+def psutil_call():
+    rss, fds, threads = _psutil_facts()
+    work_1us()
+    rss2, fds2, threads2 = _psutil_facts()
+    if rss2 - rss > 100 * 1024 * 1024 or fds2 != fds or threads2 != threads:
+        print(f"WARNING: [bench] RSS {rss2 - rss:+d} B, fds {fds2 - fds:+d}, "
+              f"threads {threads2 - threads:+d}")
+
+# memory/lru_cache_1m: the keys are made before measuring, the cache is
+# made and filled by lru_fill() while measured.
+def lru_keys(n):
+    return list(range(1 << 20, (1 << 20) + n))
+
+def lru_fill(kind, keys):
+    make = leakguard.lru_cache if kind == "leakguard" else functools.lru_cache
+    f = make(maxsize=len(keys))(ident)
+    for k in keys:
+        f(k)
+    return f
 
 def ident_kw(x, *, scale=1):
     return x * scale
@@ -275,6 +360,61 @@ void TracedGuard(benchmark::State& state, const char* func, int n) {
   if (!done) Fail(state);
 }
 
+// A scope of work the guard measures, called through a Python function.
+void ProcessCall(benchmark::State& state, const char* func) {
+  if (Global("psutil") == Py_None && std::string(func) == "psutil_call") {
+    state.SkipWithError("psutil does not import (Debian: python3-psutil): no psutil peer row");
+    return;
+  }
+  CallBench(state, func, {});
+}
+
+// Resident memory after giving free heap pages back (bench_main.h).
+using leakguard::bench::ResidentBytes;
+
+// Bytes a cache of `impl` holding `n` entries takes; see the file comment.
+void LruMemory(benchmark::State& state, const char* impl, int n) {
+  Ref size = Steal(PyLong_FromLong(n));
+  Ref keys = Steal(PyObject_CallOneArg(Global("lru_keys"), size.get()));
+  Ref kind = Steal(PyUnicode_FromString(impl));
+  if (!keys || !kind) return Fail(state);
+  auto tracing = leakguard::tracemalloc::TracingScope::Start(1);
+  if (!tracing.ok()) {
+    state.SkipWithError(std::string(tracing.status().message()).c_str());
+    return;
+  }
+  double traced = 0;
+  double rss = 0;
+  for (auto _ : state) {
+    PyGC_Collect();
+    const int64_t rss_before = ResidentBytes();
+    auto before = leakguard::tracemalloc::GetTracedMemory();
+    Ref cache =
+        Steal(PyObject_CallFunctionObjArgs(Global("lru_fill"), kind.get(), keys.get(), nullptr));
+    if (!cache) return Fail(state);
+    auto after = leakguard::tracemalloc::GetTracedMemory();
+    const int64_t rss_after = ResidentBytes();
+    if (!before.ok() || !after.ok()) {
+      state.SkipWithError("tracemalloc.get_traced_memory() failed");
+      return;
+    }
+    Ref info = Steal(PyObject_CallMethod(cache.get(), "cache_info", nullptr));
+    Ref currsize = info ? Steal(PyObject_GetAttrString(info.get(), "currsize")) : Ref();
+    if (!currsize) return Fail(state);
+    if (PyLong_AsLong(currsize.get()) != n) {
+      state.SkipWithError("the cache does not hold every entry");
+      return;
+    }
+    traced = static_cast<double>(static_cast<int64_t>(after->current) -
+                                 static_cast<int64_t>(before->current));
+    rss = static_cast<double>(rss_after - rss_before);
+  }
+  state.counters["bytes"] = traced;
+  state.counters["rss_bytes"] = rss;
+  state.counters["entries"] = n;
+  state.counters["bytes_per_entry"] = traced / n;
+}
+
 void Register() {
   struct Peer {
     const char* impl;
@@ -323,6 +463,14 @@ void Register() {
                                  [p, n](benchmark::State& s) { TracedGuard(s, p.hit, n); })
         ->Unit(benchmark::kMillisecond);
   }
+  for (const char* impl : {"leakguard", "bare", "psutil"}) {
+    const char* func = std::string(impl) == "leakguard" ? "lg_process_call"
+                       : std::string(impl) == "bare"    ? "bare_call"
+                                                        : "psutil_call";
+    benchmark::RegisterBenchmark(("memory_guard/process_call_1us/" + std::string(impl)).c_str(),
+                                 [func](benchmark::State& s) { ProcessCall(s, func); })
+        ->Unit(benchmark::kMicrosecond);
+  }
   for (const char* impl : {"leakguard", "weakref_bus"}) {
     const std::string n = Smoke() ? "4" : "100";
     benchmark::RegisterBenchmark(("event_bus/emit_" + n + "_methods/" + impl).c_str(),
@@ -331,6 +479,13 @@ void Register() {
                                  [impl](benchmark::State& s) { Emit(s, impl, 1); });
     benchmark::RegisterBenchmark(("event_bus/subscribe_unsubscribe_" + n + "/" + impl).c_str(),
                                  [impl](benchmark::State& s) { Churn(s, impl); });
+  }
+  for (const char* impl : {"leakguard", "functools"}) {
+    const int n = Smoke() ? 1000 : 1000000;
+    const std::string name = Smoke() ? "memory/lru_cache_1k/" : "memory/lru_cache_1m/";
+    benchmark::RegisterBenchmark((name + impl).c_str(), [impl, n](benchmark::State& s) {
+      LruMemory(s, impl, n);
+    })->Unit(benchmark::kMillisecond);
   }
 }
 
@@ -365,6 +520,12 @@ int main(int argc, char** argv) {
   }
   PyDict_SetItemString(g_globals, "_bench_state", buses.get());
   PyDict_SetItemString(g_globals, "_bench_buses", PyTuple_GET_ITEM(buses.get(), 2));
+  Ref work_n = Steal(PyObject_CallNoArgs(Global("calibrate_1us")));
+  if (!work_n) {
+    std::fprintf(stderr, "calibrate_1us failed: %s\n",
+                 leakguard::StatusFromPythonError().ToString().c_str());
+    return 1;
+  }
   Register();
   return leakguard::bench::RunRegistered(argc, argv);
 #endif

@@ -18,6 +18,26 @@
 // keys), tracemalloc tracing 5 frames; the newer snapshot has 10% more
 // objects and 5% fewer of the old ones. LEAKGUARD_BENCH_SMOKE=1 uses 1000
 // traces instead of 100k and 1M.
+//
+//   memory/snapshot_1m/...          the memory one snapshot of 1M live
+//                                   traces takes while it is held: leakguard's
+//                                   tracemalloc::Snapshot (C++ memory, which
+//                                   tracemalloc does not see) against Python's
+//                                   tracemalloc.Snapshot (Python objects). So
+//                                   the bytes are the RSS delta around taking
+//                                   it, the same method for both (malloc_trim
+//                                   before each reading; bench_main.h); the
+//                                   traced delta is the traced_bytes counter.
+//                                   Cross-checks, as counters: leakguard's
+//                                   malloc_bytes (mallinfo2's in-use delta),
+//                                   Python's sizeof_bytes (sys.getsizeof of
+//                                   the snapshot's objects, shared ones once).
+//                                   The heap: the same workload, 1M objects,
+//                                   nothing else held (the other cases'
+//                                   snapshots are dropped first).
+//                                   LEAKGUARD_BENCH_SMOKE=1: 1000 traces.
+
+#include <malloc.h>
 
 #include <optional>
 #include <string>
@@ -65,6 +85,30 @@ def compare(new, old, key):
 def statistics(snapshot, key):
     return snapshot.statistics(key)
 
+def snapshot_sizeof(snapshot):
+    # sys.getsizeof of a snapshot's objects: its list of traces, each trace
+    # tuple and int past the small-int cache, each distinct traceback and
+    # frame tuple once (filename strings are the code objects').
+    import sys
+    seen = set()
+    total = 0
+    traces = snapshot.traces._traces
+    for o in [traces, *traces]:
+        total += sys.getsizeof(o)
+    for t in traces:
+        for o in (t[1], t[3]):
+            if not -5 <= o <= 256:
+                total += sys.getsizeof(o)
+        tb = t[2]
+        if id(tb) not in seen:
+            seen.add(id(tb))
+            total += sys.getsizeof(tb)
+            for frame in tb:
+                if id(frame) not in seen:
+                    seen.add(id(frame))
+                    total += sys.getsizeof(frame)
+    return total
+
 def take_compare(key):
     old = tracemalloc.take_snapshot()
     new = tracemalloc.take_snapshot()
@@ -93,10 +137,11 @@ PyObject* Fn(const char* name) {
 
 using leakguard::bench::Fail;
 
-// Makes the heap hold about n live traces, and the two snapshots of it.
-bool Ensure(benchmark::State& state, int n) {
+// Drops the heap and the snapshots, stops tracing (which drops all traces),
+// and starts it again, the workload compiled.
+bool Restart(benchmark::State& state) {
   Fixture& f = State();
-  if (f.n == n) return true;
+  f.n = 0;
   f.old_lg.reset();
   f.new_lg.reset();
   f.old_py.Reset();
@@ -112,6 +157,14 @@ bool Ensure(benchmark::State& state, int n) {
     Ref done = Steal(PyRun_String(kWorkload, Py_file_input, f.ns.get(), f.ns.get()));
     if (!done) return Fail(state, leakguard::StatusFromPythonError());
   }
+  return true;
+}
+
+// Makes the heap hold about n live traces, and the two snapshots of it.
+bool Ensure(benchmark::State& state, int n) {
+  Fixture& f = State();
+  if (f.n == n) return true;
+  if (!Restart(state)) return false;
   f.keep = Steal(PyObject_CallFunction(Fn("build"), "i", n));
   if (!f.keep) return Fail(state, leakguard::StatusFromPythonError());
   f.old_py = Steal(PyObject_CallNoArgs(Fn("take_clean")));
@@ -233,6 +286,73 @@ void TakeCompareTracemalloc(benchmark::State& state, int n) {
   Counters(state);
 }
 
+// ---------------------------------------------------------------- memory
+
+// The memory one snapshot of a heap of n traces takes; see the file comment.
+void SnapshotMemory(benchmark::State& state, int n, bool ours) {
+  // The heap alone: no other snapshot held, and the workload compiled before
+  // tracing restarts (its code objects are not in the traced heap).
+  if (!State().ns && !Restart(state)) return;
+  if (!Restart(state)) return;
+  State().keep = Steal(PyObject_CallFunction(Fn("build"), "i", n));
+  if (!State().keep) {
+    Fail(state, leakguard::StatusFromPythonError());
+    return;
+  }
+  double bytes = 0;
+  double traced = 0;
+  double traces = 0;
+  double check = 0;
+  for (auto _ : state) {
+    const int64_t rss_before = leakguard::bench::ResidentBytes();
+    const struct mallinfo2 malloc_before = mallinfo2();
+    auto traced_before = tm::GetTracedMemory();
+    std::optional<tm::Snapshot> lg;
+    Ref py;
+    if (ours) {
+      auto s = tm::Snapshot::Take();
+      if (!s.ok()) {
+        Fail(state, s.status());
+        return;
+      }
+      lg.emplace(*std::move(s));
+    } else {
+      py = Steal(PyObject_CallNoArgs(Fn("take")));
+      if (!py) {
+        Fail(state, leakguard::StatusFromPythonError());
+        return;
+      }
+    }
+    auto traced_after = tm::GetTracedMemory();
+    const struct mallinfo2 malloc_after = mallinfo2();
+    const int64_t rss_after = leakguard::bench::ResidentBytes();
+    if (!traced_before.ok() || !traced_after.ok()) {
+      Fail(state, traced_before.ok() ? traced_after.status() : traced_before.status());
+      return;
+    }
+    bytes = static_cast<double>(rss_after - rss_before);
+    traced = static_cast<double>(static_cast<int64_t>(traced_after->current) -
+                                 static_cast<int64_t>(traced_before->current));
+    if (lg) {
+      traces = static_cast<double>(lg->trace_count());
+      check = static_cast<double>(malloc_after.uordblks + malloc_after.hblkhd) -
+              static_cast<double>(malloc_before.uordblks + malloc_before.hblkhd);
+    } else {
+      Ref list = Steal(PyObject_GetAttrString(py.get(), "traces"));
+      traces = list ? static_cast<double>(PyObject_Length(list.get())) : -1;
+      Ref sizeof_bytes = Steal(PyObject_CallOneArg(Fn("snapshot_sizeof"), py.get()));
+      check = sizeof_bytes ? PyFloat_AsDouble(sizeof_bytes.get()) : -1;
+      PyErr_Clear();
+    }
+  }
+  state.counters[ours ? "malloc_bytes" : "sizeof_bytes"] = check;
+  state.counters["bytes"] = bytes;
+  state.counters["traced_bytes"] = traced;
+  state.counters["traces"] = traces;
+  State().keep.Reset();
+  State().tracing.reset();  // Restart() set n = 0: the next case builds its heap.
+}
+
 // No Iterations()/MinTime(): they would add "/iterations:N" to the names,
 // which must stay GROUP/CASE/IMPL. The default already runs a case that
 // takes longer than the minimum time (0.5 s) exactly once.
@@ -264,6 +384,14 @@ int main(int argc, char** argv) {
   } else {
     Register(100000, "100k");
     Register(1000000, "1m");
+  }
+  const int memory_n = leakguard::bench::Smoke() ? 1000 : 1000000;
+  const std::string memory =
+      leakguard::bench::Smoke() ? "memory/snapshot_1k/" : "memory/snapshot_1m/";
+  for (const bool ours : {true, false}) {
+    benchmark::RegisterBenchmark((memory + (ours ? "leakguard" : "tracemalloc")).c_str(),
+                                 SnapshotMemory, memory_n, ours)
+        ->Unit(benchmark::kMillisecond);
   }
   const int status = leakguard::bench::RunRegistered(argc, argv);
   State().old_lg.reset();

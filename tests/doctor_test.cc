@@ -12,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -282,6 +283,23 @@ TEST(DoctorTest, OwnScanIsNeverASite) {
 
 // --html writes the whole diagnosis as one page (text, the graph, the
 // growth by cause and site); --progress draws the one-line display.
+// The points of the plot's polyline for `series` (x, y in SVG units).
+std::vector<std::pair<double, double>> Polyline(const std::string& page, const char* series) {
+  std::vector<std::pair<double, double>> points;
+  const std::size_t at = page.find(std::string("data-series=\"") + series + "\"");
+  if (at == std::string::npos) return points;
+  const std::size_t begin = page.find("points=\"", at);
+  if (begin == std::string::npos) return points;
+  const std::size_t end = page.find('"', begin + 8);
+  std::istringstream in(page.substr(begin + 8, end - begin - 8));
+  std::string pair;
+  while (in >> pair) {
+    const std::size_t comma = pair.find(',');
+    points.emplace_back(std::stod(pair.substr(0, comma)), std::stod(pair.substr(comma + 1)));
+  }
+  return points;
+}
+
 TEST(DoctorTest, HtmlReportAndProgress) {
   const std::string html = Temp("report.html");
   Result r =
@@ -296,6 +314,23 @@ TEST(DoctorTest, HtmlReportAndProgress) {
   EXPECT_THAT(text.str(), HasSubstr("unbounded_cache"));
   EXPECT_THAT(text.str(), HasSubstr("uc_dict_memo.py"));
   EXPECT_THAT(text.str(), Not(HasSubstr("src=\"http")));
+  // The iterations as a time series: one point per iteration on each line,
+  // and the traced heap (the memo) higher after the last than after the
+  // first (an SVG's y grows downwards).
+  const std::string page = text.str();
+  const std::size_t caption = page.find(" iterations.</p>");
+  ASSERT_NE(caption, std::string::npos) << page;
+  const std::size_t count_at = page.rfind(", ", caption);
+  const int iterations = std::stoi(page.substr(count_at + 2, caption - count_at - 2));
+  EXPECT_GE(iterations, 23);  // warm-up 3 + repeat 20, more if it ran on
+  EXPECT_THAT(page, HasSubstr("the first 3 are the warm-up)</h2>"));
+  for (const char* series : {"rss", "traced", "native"}) {
+    const std::vector<std::pair<double, double>> points = Polyline(page, series);
+    EXPECT_EQ(points.size(), static_cast<std::size_t>(iterations)) << series;
+  }
+  const std::vector<std::pair<double, double>> traced = Polyline(page, "traced");
+  ASSERT_FALSE(traced.empty());
+  EXPECT_LT(traced.back().second, traced.front().second);
   std::remove(html.c_str());
   // Without --progress and with stderr not a terminal: no display.
   r = Shell(Tool() + " doctor " + Corpus() + "/uc_dict_memo.py:step");

@@ -120,6 +120,42 @@ TEST(FlameGraphHtml, EmptyProfileSaysSo) {
   EXPECT_THAT(html, HasSubstr("<title>leakguard: growth flame graph</title>"));
 }
 
+TEST(RoundsSvg, FromDeltasSummedFromTheFirst) {
+  Counters a;
+  a.rss_bytes = 100;
+  a.traced_bytes = 60;
+  Counters b;
+  b.rss_bytes = 50;
+  b.traced_bytes = -10;
+  Counters c;
+  c.rss_bytes = 10;  // No traced reading: traced and native end here.
+  const std::vector<RoundPoint> points = RoundPointsFromDeltas({a, b, c});
+  ASSERT_EQ(points.size(), 3u);
+  EXPECT_EQ(points[0].round, 1);
+  EXPECT_EQ(points[0].rss_bytes, 100);
+  EXPECT_EQ(points[0].traced_bytes, 60);
+  EXPECT_EQ(points[0].native_bytes, 40);
+  EXPECT_EQ(points[1].round, 2);
+  EXPECT_EQ(points[1].rss_bytes, 150);
+  EXPECT_EQ(points[1].traced_bytes, 50);
+  EXPECT_EQ(points[1].native_bytes, 100);
+  EXPECT_EQ(points[2].rss_bytes, 160);
+  EXPECT_EQ(points[2].traced_bytes, std::nullopt);
+  EXPECT_EQ(points[2].native_bytes, std::nullopt);
+  EXPECT_TRUE(RoundPointsFromDeltas({}).empty());
+  // The axis and caption name the unit.
+  const std::string svg = RenderRoundsSvg(points, "iteration");
+  EXPECT_THAT(svg, HasSubstr(">iteration</text>"));
+  EXPECT_THAT(svg, HasSubstr("<title>Growth per iteration since the baseline</title>"));
+  HtmlReportInput input;
+  input.rounds = points;
+  input.rounds_unit = "iteration";
+  input.rounds_heading = "Iterations";
+  EXPECT_THAT(RenderHtmlReport(input),
+              HasSubstr("<h2>Iterations</h2>\n<p class=\"lg-note\">Growth since the baseline, per "
+                        "iteration, 3 iterations.</p>"));
+}
+
 TEST(RoundsSvg, FromDetectorHistory) {
   DetectorRound a;
   a.round = 4;

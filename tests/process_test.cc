@@ -40,12 +40,13 @@ TEST(ProcessTest, SampleIsPlausible) {
 }
 
 TEST(ProcessTest, TouchingSixtyFourMiBRaisesRssByAtLeastThat) {
-  ProcessSample before = *SampleProcess();
+  const SampleProcessOptions with_heap{.native_heap = true};
+  ProcessSample before = *SampleProcess(with_heap);
   constexpr size_t kSize = 64 * kMiB;
   char* block = static_cast<char*>(std::malloc(kSize));
   ASSERT_NE(block, nullptr);
   ::leakguard::testing::TouchEveryPage(block, kSize, 0x5a);
-  ProcessSample during = *SampleProcess();
+  ProcessSample during = *SampleProcess(with_heap);
   ProcessDelta delta = during - before;
   EXPECT_GE(delta.rss_bytes, 64 * kMiB);
   EXPECT_GE(during.peak_rss_bytes, during.rss_bytes);
@@ -57,12 +58,74 @@ TEST(ProcessTest, TouchingSixtyFourMiBRaisesRssByAtLeastThat) {
   }
   ::leakguard::testing::Publish(block);  // Alive until here.
   std::free(block);
-  ProcessSample after = *SampleProcess();
+  ProcessSample after = *SampleProcess(with_heap);
   if (before.native_heap_bytes.has_value()) {
     // glibc returns a 64 MiB mmapped chunk to the kernel on free (a
     // sanitizer's allocator keeps it in quarantine instead).
     EXPECT_LT(after.rss_bytes, during.rss_bytes - 32 * kMiB);
   }
+}
+
+// mallinfo2() walks the C heap's free lists: read only when asked.
+TEST(ProcessTest, NativeHeapOnlyWhenAsked) {
+  EXPECT_FALSE(SampleProcess()->native_heap_bytes.has_value());
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#if !defined(__has_feature)
+  EXPECT_TRUE(SampleProcess({.native_heap = true})->native_heap_bytes.has_value());
+#elif !__has_feature(address_sanitizer) && !__has_feature(thread_sanitizer)
+  EXPECT_TRUE(SampleProcess({.native_heap = true})->native_heap_bytes.has_value());
+#endif
+#endif
+}
+
+// The descriptors SampleProcess() keeps open (/proc/self/statm, status and
+// fd/) are leakguard's, not the program's: a fresh listing of the same
+// directory counts exactly those three more.
+TEST(ProcessTest, OwnDescriptorsAreNotCounted) {
+  ASSERT_TRUE(ReadRss().ok());
+  const ProcessSample kept = *SampleProcess();
+  const ProcessSample listed = *SampleProcessAt("/proc/self");
+  EXPECT_EQ(listed.open_fds - kept.open_fds, 3);
+}
+
+// A forked child reads its own /proc/self, not the parent's through the
+// inherited descriptors, and does not count the copies it inherited.
+TEST(ProcessTest, AForkedChildReadsItsOwnProcess) {
+  GilRelease no_gil;                  // Nothing here touches Python.
+  ASSERT_TRUE(SampleProcess().ok());  // The parent's descriptors are open.
+  // A second thread in the parent, so that its status says "Threads: 2"
+  // (or more) and the child's, read through its own descriptor, says 1.
+  std::latch done(1);
+  std::thread waiter([&] { done.wait(); });
+  ASSERT_GE(SampleProcess()->threads, 2);
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::close(pipe_fds[0]);
+    // The child is single-threaded; the parent's test runner has threads.
+    absl::StatusOr<ProcessSample> sample = SampleProcess();
+    absl::StatusOr<ProcessSample> listed = SampleProcessAt("/proc/self");
+    int code = 1;
+    if (sample.ok() && listed.ok() && sample->threads == 1 &&
+        listed->open_fds - sample->open_fds == 3) {
+      code = 0;
+    }
+    const char byte = static_cast<char>(code);
+    (void)!::write(pipe_fds[1], &byte, 1);
+    ::_exit(code);
+  }
+  ::close(pipe_fds[1]);
+  done.count_down();
+  waiter.join();
+  char byte = 2;
+  ASSERT_EQ(::read(pipe_fds[0], &byte, 1), 1);
+  ::close(pipe_fds[0]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_EQ(byte, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 TEST(ProcessTest, FiftyOpenDescriptorsAreCounted) {

@@ -351,6 +351,16 @@ std::string HtmlReport(const std::string& title, const std::string& text, const 
     }
     ::unlink(path);
   }
+  page.rounds = RoundPointsFromDeltas(d.iterations);
+  page.rounds_unit = "iteration";
+  // When the doctor ran on (Diagnosis::extra_iterations), the plot is the
+  // run it decided on: the last one.
+  page.rounds_heading =
+      d.extra_iterations > 0 ? "Iterations of the last run, the one decided on" : "Iterations";
+  if (d.warmup > 0) {
+    absl::StrAppend(&page.rounds_heading, " (the first ", d.warmup, d.warmup == 1 ? " is" : " are",
+                    " the warm-up)");
+  }
   page.profile.name = "growth by cause and site";
   page.profile.is_growth = true;
   for (const Cause& c : d.causes) {

@@ -7,8 +7,11 @@
 //   BoundedCacheOptions<std::string, Ref> options;
 //   options.max_entries = 1000;
 //   options.ttl = absl::Minutes(5);
-//   ASSIGN_OR_RETURN(auto cache, (BoundedCache<std::string, Ref>::Create(options)));
-//   ASSIGN_OR_RETURN(Ref parsed, cache.GetOrCompute(path, [&] { return Parse(path); }));
+//   LEAKGUARD_ASSIGN_OR_RETURN(auto cache, (BoundedCache<std::string, Ref>::Create(options)));
+//   LEAKGUARD_ASSIGN_OR_RETURN(Ref parsed, cache.GetOrCompute(path, [&] { return Parse(path); }));
+//
+// (The macros are internal to leakguard; a host writes the same with
+// `if (!x.ok()) return x.status();`.)
 //
 // Bounds: an entry count, a total weight (a user weigher), or both; when a
 // bound is passed the least recently used entries go. Time-to-live: per

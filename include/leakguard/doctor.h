@@ -24,6 +24,9 @@
 //   LEAKGUARD_ASSIGN_OR_RETURN(Diagnosis d, Diagnose(plugin_step, {.repeat = 40}));
 //   if (d.verdict == Verdict::kLeak) std::fputs(d.ToText().c_str(), stderr);
 //
+// (The macros are internal to leakguard; a host writes the same with
+// `if (!x.ok()) return x.status();`.)
+//
 // Cause ids, verdicts and notes are leakguard's fixed vocabularies and the
 // JSON is its schema (docs/design.md, "Fixed vocabularies").
 //
@@ -346,6 +349,11 @@ struct LEAKGUARD_EXPORT Diagnosis {
   /// Iterations Diagnose() ran beyond warmup + repeat because the first
   /// answer was ambiguous (see DoctorOptions::max_repeat); 0 when none.
   int extra_iterations = 0;
+  /// What each iteration of the investigation decided on changed, in run
+  /// order (the first `warmup` are the warm-up): the Investigation's
+  /// readings, carried for plots (`leakguard doctor --html` draws them, see
+  /// RoundPointsFromDeltas). Not in ToJson() or ToText().
+  std::vector<IterationDelta> iterations;
 
   /// The JSON document of docs/design.md (one object, trailing newline).
   std::string ToJson() const;

@@ -19,10 +19,11 @@
 //
 //   auto detector = LeakDetector::Create({.interval = absl::Seconds(30),
 //                                         .threshold_bytes = 50 << 20});
-//   (*detector)->Start();   // any thread; idempotent
-//   ...                     // the host runs
-//   (*detector)->Stop();    // any thread; idempotent; also done by the
-//                           // Interpreter before it finalizes
+//   // Start() and Stop(): any thread; idempotent. The Interpreter also
+//   // stops the detector before it finalizes.
+//   if (absl::Status s = (*detector)->Start(); !s.ok()) return s;
+//   RunHost();  // the host runs
+//   (*detector)->Stop();
 //
 // Costs: nothing between wake-ups (the thread sleeps on a condition variable
 // without the GIL; no allocator hooks). Each round holds the GIL only to

@@ -11,7 +11,7 @@
 //     RunPlugin();
 //   }  // measured here; a report goes to the sink if it grew 10 MiB
 //
-//   auto guard = MemoryGuard::Enter({...});
+//   auto guard = MemoryGuard::Enter({.label = "plugin:render"});
 //   RunPlugin();
 //   absl::StatusOr<GuardReport> report = guard->Exit();  // or read it
 //

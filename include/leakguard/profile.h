@@ -23,7 +23,7 @@
 //   auto growth = GrowthProfile(*before, *after);          // StatusOr
 //   ResolvePythonFunctions(&*growth).IgnoreError();        // names, GIL held
 //   auto pb = EncodePprof(*growth);                         // bytes
-//   WriteProfileFile("growth.pb", pb);
+//   if (absl::Status s = WriteProfileFile("growth.pb", pb); !s.ok()) return s;
 //
 // Pure C++: building a Profile from snapshots and rendering it need no GIL
 // (taking the snapshots does). Thread-compatible values.
@@ -34,12 +34,14 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "leakguard/counters.h"
 #include "leakguard/export.h"
 #include "leakguard/leak_detector.h"
 #include "leakguard/tracemalloc.h"
@@ -189,6 +191,13 @@ struct RoundPoint {
 LEAKGUARD_EXPORT std::vector<RoundPoint> RoundPointsFromHistory(
     const std::vector<DetectorRound>& history);
 
+/// Successive readings' differences (the doctor's Diagnosis::iterations,
+/// one per run of the workload) as plot points: point i (numbered from 1)
+/// is the growth from before the first run to after run i, RSS and traced
+/// summed; native is RSS minus traced where traced is known. A run without
+/// a traced reading ends the traced and native lines there.
+LEAKGUARD_EXPORT std::vector<RoundPoint> RoundPointsFromDeltas(const std::vector<Counters>& deltas);
+
 /// A page's text section: a heading and preformatted text.
 struct HtmlSection {
   /// The heading.
@@ -213,9 +222,14 @@ struct HtmlReportInput {
   std::string svg_heading = "Back-reference graph";
   /// The flame graph's profile; no samples: no flame graph.
   Profile profile;
-  /// The detector's rounds, plotted as RSS / traced / native lines; fewer
-  /// than two points: no plot.
+  /// The detector's rounds (or the doctor's iterations), plotted as RSS /
+  /// traced / native lines; fewer than two points: no plot.
   std::vector<RoundPoint> rounds;
+  /// What one point of `rounds` is, singular: the x axis' label and the
+  /// plot's caption ("round" for the detector, "iteration" for the doctor).
+  std::string rounds_unit = "round";
+  /// Heading over the plot.
+  std::string rounds_heading = "Rounds";
 };
 
 /// A self-contained HTML page (no network access: CSS and JS inline) with
@@ -231,8 +245,9 @@ LEAKGUARD_EXPORT std::string RenderFlameGraphHtml(const Profile& profile,
 LEAKGUARD_EXPORT std::string RenderHtmlReport(const HtmlReportInput& input);
 
 /// The rounds as an inline SVG line plot (one polyline per series, axes in
-/// bytes and rounds, a legend); "" for fewer than two points.
-LEAKGUARD_EXPORT std::string RenderRoundsSvg(const std::vector<RoundPoint>& rounds);
+/// bytes and `unit`s, a legend); "" for fewer than two points.
+LEAKGUARD_EXPORT std::string RenderRoundsSvg(const std::vector<RoundPoint>& rounds,
+                                             std::string_view unit = "round");
 
 }  // namespace leakguard
 

@@ -7,14 +7,16 @@
 // sample by how many bytes it stands for. Live heap by line, growth between
 // marks and the flame graph are then estimates, with a confidence interval.
 //
-//   auto sampler = AllocationSampler::Create({});            // R = 512 KiB
-//   (*sampler)->Start();                                      // GIL held
+//   auto sampler = AllocationSampler::Create({});                 // R = 512 KiB
+//   if (absl::Status s = (*sampler)->Start(); !s.ok()) return s;  // GIL held
 //   auto before = (*sampler)->Mark();
-//   RunPlugin();                                              // many times
+//   RunPlugin();                                                  // many times
 //   auto after = (*sampler)->Mark();
 //   auto grown = after.snapshot.CompareTo(before.snapshot,
 //                                         tracemalloc::GroupBy::kLineno);
-//   for (const SiteEstimate& s : (*sampler)->LiveByLine(10)) ...
+//   for (const SiteEstimate& site : (*sampler)->LiveByLine(10)) {
+//     std::cout << site.filename << ":" << site.lineno << " ~" << site.bytes << " B\n";
+//   }
 //   (*sampler)->Stop();      // also done by the Interpreter before it ends
 //
 // How it samples. The three Python allocator domains (RAW, MEM, OBJ) are

@@ -30,6 +30,7 @@
 #include "leakguard/sampler.h"
 #include "leakguard/tracemalloc.h"
 #include "probes/growth.h"
+#include "python/gil_capability.h"
 #include "python/status_macros.h"
 
 namespace leakguard {
@@ -77,7 +78,7 @@ struct Helpers {
   Ref scan, thread_locals, gc_automatic, saveall_collect, bounded_internals, freeze_heap, thaw_heap;
 };
 
-absl::StatusOr<Helpers> LoadHelpers() {
+absl::StatusOr<Helpers> LoadHelpers() LEAKGUARD_REQUIRES_GIL {
   Helpers h;
   h.globals = Steal(PyDict_New());
   if (!h.globals) return StatusFromPythonError();
@@ -115,7 +116,7 @@ struct ScanEntry {
 };
 using Scan = std::map<std::string, ScanEntry>;
 
-std::vector<std::string> StringList(PyObject* list) {
+std::vector<std::string> StringList(PyObject* list) LEAKGUARD_REQUIRES_GIL {
   std::vector<std::string> out;
   if (list == nullptr || !PyList_Check(list)) return out;
   for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); ++i) {
@@ -174,7 +175,7 @@ class Investigator {
     inv_.options = options;
   }
 
-  absl::StatusOr<Investigation> Run() && {
+  absl::StatusOr<Investigation> Run() && LEAKGUARD_REQUIRES_GIL {
     // Iterations that only run the workload (a bounded container filling
     // before the measured span starts).
     for (int i = 0; i < bare_; ++i) LEAKGUARD_RETURN_IF_ERROR(CallWorkload());
@@ -207,13 +208,13 @@ class Investigator {
  private:
   const DoctorOptions& options() const { return inv_.options; }
 
-  absl::StatusOr<bool> GcAutomatic() const {
+  absl::StatusOr<bool> GcAutomatic() const LEAKGUARD_REQUIRES_GIL {
     Ref r = Steal(PyObject_CallNoArgs(helpers_.gc_automatic.get()));
     if (!r) return StatusFromPythonError();
     return PyObject_IsTrue(r.get()) == 1;
   }
 
-  absl::StatusOr<Scan> RunScan() const {
+  absl::StatusOr<Scan> RunScan() const LEAKGUARD_REQUIRES_GIL {
     Scan scan;
     PyObject* module = module_ ? module_.get() : Py_None;
     PyObject* internals = internals_ ? internals_.get() : Py_None;
@@ -239,7 +240,7 @@ class Investigator {
     return scan;
   }
 
-  absl::Status CallWorkload() const {
+  absl::Status CallWorkload() const LEAKGUARD_REQUIRES_GIL {
     Ref r = Steal(PyObject_CallNoArgs(workload_.get()));
     if (!r) return StatusFromPythonError();
     return absl::OkStatus();
@@ -248,7 +249,7 @@ class Investigator {
   // Runs the workload once and records what changed since base_, collecting
   // first when `collect` (automatic collection on: the reading after the
   // collection is the one that counts).
-  absl::Status Iterate(bool collect) {
+  absl::Status Iterate(bool collect) LEAKGUARD_REQUIRES_GIL {
     LEAKGUARD_RETURN_IF_ERROR(CallWorkload());
     LEAKGUARD_ASSIGN_OR_RETURN(Counters now, ReadCounters({.collect = collect}));
     IterationDelta d = now - base_;
@@ -267,7 +268,7 @@ class Investigator {
   // would have freed of it. (An object frozen alive that the workload then
   // drops into a cycle stays until the heap is thawed; the SAVEALL
   // collection at the end, after the thaw, still sees it.)
-  absl::Status FreezeHeap() {
+  absl::Status FreezeHeap() LEAKGUARD_REQUIRES_GIL {
     Ref r = Steal(PyObject_CallNoArgs(helpers_.freeze_heap.get()));
     if (!r) return StatusFromPythonError();
     return absl::OkStatus();
@@ -275,7 +276,7 @@ class Investigator {
 
   // Undoes FreezeHeap() (no-op when nothing is frozen by the doctor). Keeps
   // a pending Python error as it was.
-  void ThawHeap() const {
+  void ThawHeap() const LEAKGUARD_REQUIRES_GIL {
     PyObject *type = nullptr, *value = nullptr, *traceback = nullptr;
     PyErr_Fetch(&type, &value, &traceback);
     Ref r = Steal(PyObject_CallNoArgs(helpers_.thaw_heap.get()));
@@ -285,7 +286,7 @@ class Investigator {
 
   // Warm-up: imports, caches filling. Measured like the rest (the verdict
   // reads the first iteration) but never part of the growth.
-  absl::Status WarmUp() {
+  absl::Status WarmUp() LEAKGUARD_REQUIRES_GIL {
     LEAKGUARD_ASSIGN_OR_RETURN(const bool automatic, GcAutomatic());
     LEAKGUARD_ASSIGN_OR_RETURN(base_, ReadCounters({.collect = automatic}));
     if (automatic) LEAKGUARD_RETURN_IF_ERROR(FreezeHeap());
@@ -300,7 +301,7 @@ class Investigator {
   // calls), a clean slate of garbage (what the SAVEALL collection finds at
   // the end was made while measuring), the snapshot, the type census, the
   // object mark, the first namespace scan and the counters.
-  absl::Status TakeBaseline() {
+  absl::Status TakeBaseline() LEAKGUARD_REQUIRES_GIL {
     LEAKGUARD_ASSIGN_OR_RETURN(inv_.gc_automatic, GcAutomatic());
     ThawHeap();  // the census and the mark walk every generation
     LEAKGUARD_RETURN_IF_ERROR(internal::CollectGarbage().status());
@@ -324,7 +325,7 @@ class Investigator {
   // empties: with automatic collection on, the next reading (after its
   // gc.collect()) does not see them; with it off, every iteration is
   // measured at the same point of the same cycle, so they cancel out.
-  absl::Status Measure() {
+  absl::Status Measure() LEAKGUARD_REQUIRES_GIL {
     for (int i = 0; i < options().repeat; ++i) {
       LEAKGUARD_RETURN_IF_ERROR(Iterate(inv_.gc_automatic));
       LEAKGUARD_ASSIGN_OR_RETURN(Scan scan, RunScan());
@@ -340,7 +341,7 @@ class Investigator {
 
   // The lines that grew, leakguard's own frames excluded; those worth
   // naming are at least a tenth of the largest.
-  absl::Status GatherSites(const tracemalloc::Snapshot& last) {
+  absl::Status GatherSites(const tracemalloc::Snapshot& last) LEAKGUARD_REQUIRES_GIL {
     LEAKGUARD_ASSIGN_OR_RETURN(
         std::vector<LineGrowth> lines,
         internal::GrownLines(*first_, last, tracemalloc::GroupBy::kLineno, options().top));
@@ -353,7 +354,7 @@ class Investigator {
   }
 
   // The types whose gc-tracked count grew.
-  absl::Status GatherTypes() {
+  absl::Status GatherTypes() LEAKGUARD_REQUIRES_GIL {
     LEAKGUARD_ASSIGN_OR_RETURN(TypeCensus census_last, TakeTypeCensus());
     std::map<std::string, int64_t> before;
     for (const TypeCount& t : census_first_->Counts()) before[t.name] = t.count;
@@ -373,7 +374,7 @@ class Investigator {
   // Garbage only the cycle collector frees: with collection off it piled up
   // during the measured iterations; with it on, each iteration's was freed
   // and counted in gc_freed.
-  absl::Status GatherCyclicGarbage() {
+  absl::Status GatherCyclicGarbage() LEAKGUARD_REQUIRES_GIL {
     Ref saved = Steal(PyObject_CallNoArgs(helpers_.saveall_collect.get()));
     if (!saved) return StatusFromPythonError();
     long long garbage = 0;
@@ -395,7 +396,7 @@ class Investigator {
 
   // The namespace's containers that changed over the measured iterations,
   // each with its series.
-  void GatherHolders() {
+  void GatherHolders() LEAKGUARD_REQUIRES_GIL {
     if (scans_.empty()) return;
     for (const auto& [path, entry] : scans_.back()) {
       auto it0 = scans_.front().find(path);
@@ -426,7 +427,7 @@ class Investigator {
   }
 
   // The module's threading.local objects.
-  absl::Status GatherThreadLocals() {
+  absl::Status GatherThreadLocals() LEAKGUARD_REQUIRES_GIL {
     if (!module_) return absl::OkStatus();
     Ref locals = Steal(PyObject_CallOneArg(helpers_.thread_locals.get(), module_.get()));
     if (!locals) return StatusFromPythonError();
@@ -436,7 +437,7 @@ class Investigator {
 
   // The back-reference chain of the newest object of the fastest-growing
   // new type, to a proper module (best effort: nothing found is no error).
-  void GatherChain() {
+  void GatherChain() LEAKGUARD_REQUIRES_GIL {
     absl::StatusOr<std::vector<Ref>> fresh = mark_->NewObjects(/*collect_first=*/false);
     if (!fresh.ok() || fresh->empty()) {
       PyErr_Clear();
@@ -479,7 +480,7 @@ class Investigator {
 
 absl::StatusOr<Investigation> InvestigateAfter(Handle workload, const DoctorOptions& options,
                                                Handle namespace_module, int bare) {
-  LEAKGUARD_RETURN_IF_ERROR(CheckGil());
+  LEAKGUARD_RETURN_IF_NO_GIL();
   if (!workload || !PyCallable_Check(workload.get())) {
     return absl::InvalidArgumentError("Investigate needs a Python callable");
   }
@@ -527,7 +528,8 @@ namespace {
 // estimate grew by more than 3 standard errors, largest first, per
 // iteration. Empty when no sampler can run (another one runs, or no
 // leakguard Interpreter is attached) or nothing native grew.
-absl::StatusOr<std::vector<Site>> AttributeNative(Handle workload, const DoctorOptions& options) {
+absl::StatusOr<std::vector<Site>> AttributeNative(Handle workload, const DoctorOptions& options)
+    LEAKGUARD_REQUIRES_GIL {
   std::vector<Site> sites;
   absl::StatusOr<std::unique_ptr<AllocationSampler>> sampler = AllocationSampler::Create(
       {.sampling_interval = int64_t{16} * 1024, .max_frames = 8, .native = true});
@@ -586,7 +588,7 @@ absl::StatusOr<std::vector<Site>> AttributeNative(Handle workload, const DoctorO
 // (then one more window, for their tables to settle), then longer when the
 // growth is too irregular to call.
 absl::StatusOr<Diagnosis> DiagnoseTraced(Handle workload, const DoctorOptions& options,
-                                         Handle namespace_module) {
+                                         Handle namespace_module) LEAKGUARD_REQUIRES_GIL {
   LEAKGUARD_ASSIGN_OR_RETURN(Investigation inv, Investigate(workload, options, namespace_module));
   Diagnosis d = Decide(inv);
   int budget = options.max_repeat;
@@ -688,7 +690,7 @@ absl::StatusOr<Diagnosis> DiagnoseTraced(Handle workload, const DoctorOptions& o
 
 absl::StatusOr<Diagnosis> Diagnose(Handle workload, const DoctorOptions& options,
                                    Handle namespace_module) {
-  LEAKGUARD_RETURN_IF_ERROR(CheckGil());
+  LEAKGUARD_RETURN_IF_NO_GIL();
   // One trace for every run: what a later run replaces must have been traced
   // when it was made, or its replacement looks like growth (tracemalloc
   // sees the new allocation and not the free of an untraced one).

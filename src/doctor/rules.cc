@@ -317,6 +317,7 @@ Diagnosis Decide(const Investigation& inv) {
   d.threads_per_iter = f.total.threads / f.repeat;
   d.types = inv.types;
   d.chain_dot = inv.dot;
+  d.iterations = inv.iterations;
 
   auto make = [&f](const Row& row) {
     Cause c;

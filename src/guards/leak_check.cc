@@ -20,6 +20,7 @@
 #include "leakguard/python/ref.h"
 #include "leakguard/tracemalloc.h"
 #include "probes/growth.h"
+#include "python/gil_capability.h"
 
 namespace leakguard {
 namespace {
@@ -117,7 +118,7 @@ void Judge(LeakCheckResult& result) {
 
 absl::StatusOr<LeakCheckResult> Run(const std::function<absl::Status()>& fn,
                                     const LeakCheckOptions& options) {
-  if (absl::Status gil = CheckGil(); !gil.ok()) return gil;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   if (options.warmup < 0 || options.warmup > 1000 || options.repeat < 1 || options.repeat > 1000 ||
       options.top < 0 || options.top > 1000) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -273,7 +274,7 @@ absl::StatusOr<LeakCheckResult> RunLeakCheck(const std::function<absl::Status()>
 }
 
 absl::StatusOr<LeakCheckResult> RunLeakCheck(Handle callable, const LeakCheckOptions& options) {
-  if (absl::Status gil = CheckGil(); !gil.ok()) return gil;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   if (!callable || !PyCallable_Check(callable.get())) {
     return absl::InvalidArgumentError("RunLeakCheck needs a Python callable");
   }

@@ -20,6 +20,7 @@
 #include "leakguard/object_graph.h"
 #include "leakguard/python/gil.h"
 #include "probes/growth.h"
+#include "python/gil_capability.h"
 
 namespace leakguard {
 namespace {
@@ -57,7 +58,8 @@ std::string Signed(int64_t v) {
 // The gc-tracked objects counted by full type name, and the total. The
 // census's type references are dropped before this returns, under the GIL.
 // REQUIRES: the GIL is held.
-absl::Status CountTypes(std::unordered_map<std::string, int64_t>* counts, int64_t* total) {
+absl::Status CountTypes(std::unordered_map<std::string, int64_t>* counts,
+                        int64_t* total) LEAKGUARD_REQUIRES_GIL {
   absl::StatusOr<TypeCensus> census = TakeTypeCensus();  // No collection first.
   if (!census.ok()) return census.status();
   counts->clear();
@@ -344,6 +346,7 @@ void LeakDetector::OnDemand(const std::vector<Sink*>& sinks) {
     absl::MutexLock serial(&TracingSerialMutex());
     GilAcquire gil;
     if (!gil.ok()) return;
+    internal::AssumeGilHeld();
     if (census) {
       // Before the snapshot (the baseline's census comes after its
       // snapshot): neither census sees the snapshot's Python temporaries.
@@ -485,6 +488,7 @@ bool LeakDetector::Round(bool baseline) {
     absl::MutexLock serial(&TracingSerialMutex());
     GilAcquire gil;  // Held only for the readings.
     if (!gil.ok()) return false;
+    internal::AssumeGilHeld();
     absl::Status read = [&]() -> absl::Status {
       if (!use_tracemalloc) return absl::OkStatus();
       if (baseline && !tracing_.has_value()) {

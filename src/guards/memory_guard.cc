@@ -11,6 +11,7 @@
 #include "leakguard/python/python.h"
 #include "leakguard/python/ref.h"
 #include "probes/growth.h"
+#include "python/gil_capability.h"
 
 namespace leakguard {
 namespace {
@@ -84,7 +85,7 @@ absl::StatusOr<MemoryGuard> MemoryGuard::Enter(MemoryGuardOptions options) {
   // Traced or sampled: Python-heap readings.
   const bool traced = options.mode == GuardMode::kTraced || sampled;
   if (traced || options.collect_before || options.collect_after) {
-    if (absl::Status gil = CheckGil(); !gil.ok()) return gil;
+    LEAKGUARD_RETURN_IF_NO_GIL();
   }
 
   MemoryGuard guard;
@@ -93,6 +94,7 @@ absl::StatusOr<MemoryGuard> MemoryGuard::Enter(MemoryGuardOptions options) {
   absl::Status entered = absl::OkStatus();
   if (traced || o.collect_before) {
     entered = WithPendingExceptionKept([&]() -> absl::Status {
+      internal::AssumeGilHeld();  // Checked above (the same condition).
       if (o.collect_before) {
         absl::StatusOr<int64_t> freed = internal::CollectGarbage();
         if (!freed.ok()) return freed.status();
@@ -186,6 +188,7 @@ absl::StatusOr<GuardReport> MemoryGuard::Exit() {
       status = gil.status();
     } else {
       status = WithPendingExceptionKept([&]() -> absl::Status {
+        internal::AssumeGilHeld();  // `gil` above.
         if (options_.collect_after) {
           absl::StatusOr<int64_t> freed = internal::CollectGarbage();
           if (!freed.ok()) return freed.status();

@@ -5,6 +5,7 @@
 #include "leakguard/process.h"
 #include "leakguard/python/gil.h"
 #include "probes/growth.h"
+#include "python/gil_capability.h"
 #include "python/status_macros.h"
 
 namespace leakguard {
@@ -25,7 +26,7 @@ Counters operator-(const Counters& after, const Counters& before) {
 }
 
 absl::StatusOr<Counters> ReadCounters(const ReadCountersOptions& options) {
-  LEAKGUARD_RETURN_IF_ERROR(CheckGil());
+  LEAKGUARD_RETURN_IF_NO_GIL();
   Counters c;
   if (options.collect) {
     LEAKGUARD_ASSIGN_OR_RETURN(c.gc_freed, internal::CollectGarbage());

@@ -21,6 +21,7 @@
 #include "leakguard/python/interpreter.h"
 #include "leakguard/python/python.h"
 #include "leakguard/python/ref.h"
+#include "python/gil_capability.h"
 
 namespace leakguard::gc {
 namespace {
@@ -35,14 +36,14 @@ absl::Status CheckGeneration(int generation) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<Ref> GcModule() {
+absl::StatusOr<Ref> GcModule() LEAKGUARD_REQUIRES_GIL {
   Ref module = Steal(PyImport_ImportModule("gc"));
   if (!module) return StatusFromPythonError();
   return module;
 }
 
 // gc.<name>(*args): a new reference, or the Python error as a Status.
-absl::StatusOr<Ref> CallGc(const char* name, PyObject* arg = nullptr) {
+absl::StatusOr<Ref> CallGc(const char* name, PyObject* arg = nullptr) LEAKGUARD_REQUIRES_GIL {
   absl::StatusOr<Ref> module = GcModule();
   if (!module.ok()) return module.status();
   Ref func = Steal(PyObject_GetAttrString(module->get(), name));
@@ -53,13 +54,13 @@ absl::StatusOr<Ref> CallGc(const char* name, PyObject* arg = nullptr) {
   return result;
 }
 
-absl::StatusOr<int64_t> AsInt64(PyObject* value) {
+absl::StatusOr<int64_t> AsInt64(PyObject* value) LEAKGUARD_REQUIRES_GIL {
   const long long v = PyLong_AsLongLong(value);
   if (v == -1 && PyErr_Occurred()) return StatusFromPythonError();
   return static_cast<int64_t>(v);
 }
 
-absl::StatusOr<std::vector<int64_t>> IntSequence(PyObject* seq) {
+absl::StatusOr<std::vector<int64_t>> IntSequence(PyObject* seq) LEAKGUARD_REQUIRES_GIL {
   Ref fast = Steal(PySequence_Fast(seq, "expected a sequence of ints"));
   if (!fast) return StatusFromPythonError();
   std::vector<int64_t> out;
@@ -79,7 +80,7 @@ struct RawStats {
   int64_t uncollectable = 0;
 };
 
-absl::StatusOr<std::vector<RawStats>> GetRawStats() {
+absl::StatusOr<std::vector<RawStats>> GetRawStats() LEAKGUARD_REQUIRES_GIL {
   absl::StatusOr<Ref> stats = CallGc("get_stats");
   if (!stats.ok()) return stats.status();
   if (!PyList_Check(stats->get())) {
@@ -107,7 +108,7 @@ absl::StatusOr<std::vector<RawStats>> GetRawStats() {
   return out;
 }
 
-absl::StatusOr<bool> IsEnabledNoCheck() {
+absl::StatusOr<bool> IsEnabledNoCheck() LEAKGUARD_REQUIRES_GIL {
   absl::StatusOr<Ref> enabled = CallGc("isenabled");
   if (!enabled.ok()) return enabled.status();
   const int truth = PyObject_IsTrue(enabled->get());
@@ -115,17 +116,18 @@ absl::StatusOr<bool> IsEnabledNoCheck() {
   return truth == 1;
 }
 
-absl::Status SetEnabledNoCheck(bool enabled) {
+absl::Status SetEnabledNoCheck(bool enabled) LEAKGUARD_REQUIRES_GIL {
   return CallGc(enabled ? "enable" : "disable").status();
 }
 
-absl::StatusOr<CollectResult> CollectNoCheck(int generation) {
+absl::StatusOr<CollectResult> CollectNoCheck(int generation) LEAKGUARD_REQUIRES_GIL {
   absl::StatusOr<bool> was_enabled = IsEnabledNoCheck();
   if (!was_enabled.ok()) return was_enabled.status();
   // No automatic collection between the two get_stats() readings, so the
   // difference is this collection's alone.
   if (absl::Status s = SetEnabledNoCheck(false); !s.ok()) return s;
   auto restore = [&] {
+    internal::AssumeGilHeld();  // Runs in CollectNoCheck, which requires it.
     if (*was_enabled) {
       // Keep a pending error (if any) for the caller.
       PyObject* pending = compat::FetchException();
@@ -157,7 +159,7 @@ absl::StatusOr<CollectResult> CollectNoCheck(int generation) {
   return result;
 }
 
-std::string ShortTypeName(PyTypeObject* type) {
+std::string ShortTypeName(PyTypeObject* type) LEAKGUARD_REQUIRES_GIL {
   Ref name = Steal(PyObject_GetAttrString(reinterpret_cast<PyObject*>(type), "__name__"));
   if (name && PyUnicode_Check(name.get())) {
     const char* utf8 = PyUnicode_AsUTF8(name.get());
@@ -167,7 +169,7 @@ std::string ShortTypeName(PyTypeObject* type) {
   return type->tp_name;
 }
 
-std::string ReprOf(PyObject* obj, int max_length) {
+std::string ReprOf(PyObject* obj, int max_length) LEAKGUARD_REQUIRES_GIL {
   Ref repr = Steal(PyObject_Repr(obj));
   std::string text;
   if (!repr) {
@@ -214,13 +216,13 @@ class PreserveError {
 }  // namespace
 
 absl::StatusOr<CollectResult> Collect(int generation) {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   if (absl::Status s = CheckGeneration(generation); !s.ok()) return s;
   return CollectNoCheck(generation);
 }
 
 absl::StatusOr<std::vector<GenerationStats>> Stats() {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   absl::StatusOr<std::vector<RawStats>> raw = GetRawStats();
   if (!raw.ok()) return raw.status();
   absl::StatusOr<std::vector<int64_t>> counts = Counts();
@@ -244,21 +246,21 @@ absl::StatusOr<std::vector<GenerationStats>> Stats() {
 }
 
 absl::StatusOr<std::vector<int64_t>> Counts() {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   absl::StatusOr<Ref> counts = CallGc("get_count");
   if (!counts.ok()) return counts.status();
   return IntSequence(counts->get());
 }
 
 absl::StatusOr<std::vector<int64_t>> Thresholds() {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   absl::StatusOr<Ref> thresholds = CallGc("get_threshold");
   if (!thresholds.ok()) return thresholds.status();
   return IntSequence(thresholds->get());
 }
 
 absl::Status SetThresholds(const std::vector<int64_t>& thresholds) {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   if (thresholds.empty() || thresholds.size() > kGenerations) {
     return absl::InvalidArgumentError(absl::StrCat(
         "SetThresholds takes 1 to 3 thresholds (youngest first), got ", thresholds.size()));
@@ -286,17 +288,17 @@ absl::Status SetThresholds(const std::vector<int64_t>& thresholds) {
 }
 
 absl::StatusOr<bool> IsEnabled() {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   return IsEnabledNoCheck();
 }
 
 absl::Status SetEnabled(bool enabled) {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   return SetEnabledNoCheck(enabled);
 }
 
 absl::StatusOr<int> DebugFlags() {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   absl::StatusOr<Ref> flags = CallGc("get_debug");
   if (!flags.ok()) return flags.status();
   absl::StatusOr<int64_t> value = AsInt64(flags->get());
@@ -305,7 +307,7 @@ absl::StatusOr<int> DebugFlags() {
 }
 
 absl::Status SetDebugFlags(int flags) {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   if (flags < 0) {
     return absl::InvalidArgumentError(absl::StrCat("gc debug flags must be >= 0, got ", flags));
   }
@@ -315,17 +317,17 @@ absl::Status SetDebugFlags(int flags) {
 }
 
 absl::Status Freeze() {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   return CallGc("freeze").status();
 }
 
 absl::Status Unfreeze() {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   return CallGc("unfreeze").status();
 }
 
 absl::StatusOr<int64_t> FreezeCount() {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   absl::StatusOr<Ref> count = CallGc("get_freeze_count");
   if (!count.ok()) return count.status();
   return AsInt64(count->get());
@@ -334,7 +336,7 @@ absl::StatusOr<int64_t> FreezeCount() {
 // ---------------------------------------------------------------- SaveAll
 
 absl::StatusOr<std::unique_ptr<SaveAllScope>> SaveAllScope::Begin(const SaveAllOptions& options) {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   if (options.samples_per_type < 0 || options.samples_per_type > 100) {
     return absl::InvalidArgumentError(
         absl::StrCat("samples_per_type must be 0..100, got ", options.samples_per_type));
@@ -377,7 +379,7 @@ bool SaveAllScope::Baseline(PyObject* entry) const {
 }
 
 absl::StatusOr<GarbageReport> SaveAllScope::Collect(int generation) {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   if (absl::Status s = CheckGeneration(generation); !s.ok()) return s;
   PyObject* garbage = garbage_.get();
   const Py_ssize_t before = PyList_GET_SIZE(garbage);
@@ -492,7 +494,7 @@ SaveAllScope::~SaveAllScope() {
 // ---------------------------------------------------------------- Pause
 
 absl::StatusOr<std::unique_ptr<PauseScope>> PauseScope::Begin(const PauseOptions& options) {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   if (options.every < absl::ZeroDuration() || options.every_allocations < 0 ||
       options.check_interval < absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
@@ -605,6 +607,7 @@ void PauseScope::Loop() noexcept {
 }
 
 absl::StatusOr<bool> PauseScope::RunIfDue() {
+  internal::AssumeGilHeld();  // Its two callers hold it: Tick() checked, the thread took it.
   bool due = false;
   {
     absl::MutexLock lock(&mu_);
@@ -631,7 +634,7 @@ absl::StatusOr<bool> PauseScope::RunIfDue() {
 }
 
 absl::StatusOr<bool> PauseScope::Tick() {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   return RunIfDue();
 }
 
@@ -726,7 +729,7 @@ PyMethodDef kRecorderMethod = {"leakguard_collection_recorder", &RecorderCallbac
 
 absl::StatusOr<std::unique_ptr<CollectionRecorder>> CollectionRecorder::Begin(
     std::size_t max_events) {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   auto state = std::make_shared<State>();
   {
     absl::MutexLock lock(&state->mu);

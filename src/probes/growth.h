@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "leakguard/report.h"
 #include "leakguard/tracemalloc.h"
+#include "python/gil_capability.h"
 
 namespace leakguard::internal {
 
@@ -24,16 +25,16 @@ absl::StatusOr<std::vector<LineGrowth>> GrownLines(const tracemalloc::Snapshot& 
                                                    tracemalloc::GroupBy group_by, int top);
 
 // sys.getallocatedblocks(). REQUIRES: the GIL is held.
-absl::StatusOr<int64_t> AllocatedBlocks();
+absl::StatusOr<int64_t> AllocatedBlocks() LEAKGUARD_REQUIRES_GIL;
 
 // sys.gettotalrefcount(), or empty on release builds of CPython (only debug
 // builds have it). REQUIRES: the GIL is held.
-absl::StatusOr<std::optional<int64_t>> TotalRefCount();
+absl::StatusOr<std::optional<int64_t>> TotalRefCount() LEAKGUARD_REQUIRES_GIL;
 
 // gc.collect(): a full collection, returning what it freed. Not
 // PyGC_Collect(), which does nothing while the collector is disabled, the
 // very state in which cyclic garbage piles up. REQUIRES: the GIL is held.
-absl::StatusOr<int64_t> CollectGarbage();
+absl::StatusOr<int64_t> CollectGarbage() LEAKGUARD_REQUIRES_GIL;
 
 }  // namespace leakguard::internal
 

@@ -22,6 +22,7 @@
 #include "leakguard/python/ref.h"
 #include "probes/gc_walk.h"
 #include "probes/object_graph_internal.h"
+#include "python/gil_capability.h"
 
 // PyFrame_Check lives outside <Python.h> before 3.11.
 #include <frameobject.h>  // NOLINT(build/include_order)
@@ -249,7 +250,7 @@ class CensusBuilder {
   // Names the types (runs Python: `__name__`, `__module__`). `walked`: the
   // objects came from WalkTracked, so order them as gc.get_objects() would;
   // `lengths`: they came from AddPlaced, and these were the generations'.
-  TypeCensus Finish(bool walked, const Py_ssize_t* lengths = nullptr) {
+  TypeCensus Finish(bool walked, const Py_ssize_t* lengths = nullptr) LEAKGUARD_REQUIRES_GIL {
     TypeCensus census;
     census.total_ = total_;
     std::vector<std::size_t> order(types_.size());
@@ -418,7 +419,7 @@ int64_t TypeCensus::Count(std::string_view name) const {
 }
 
 absl::StatusOr<TypeCensus> TakeTypeCensus(const CensusOptions& options) {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   if (options.collect_first) {
     if (absl::Status s = internal::CollectFull(); !s.ok()) return s;
   }
@@ -442,7 +443,7 @@ absl::StatusOr<TypeCensus> TakeTypeCensus(const CensusOptions& options) {
 }
 
 absl::StatusOr<TypeCensus> CensusOf(const std::vector<Ref>& objects) {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   CensusBuilder builder;
   for (const Ref& obj : objects) {
     if (obj) builder.Add(obj.get());
@@ -451,7 +452,7 @@ absl::StatusOr<TypeCensus> CensusOf(const std::vector<Ref>& objects) {
 }
 
 absl::StatusOr<std::vector<GrowthEntry>> GrowthTracker::Update(const GrowthOptions& options) {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   if (options.collect_first) {
     if (absl::Status s = internal::Collect(options.collect_depth); !s.ok()) return s;
   }
@@ -477,7 +478,7 @@ absl::StatusOr<std::vector<GrowthEntry>> GrowthTracker::Update(const GrowthOptio
 }
 
 absl::StatusOr<std::vector<Ref>> ObjectsByType(std::string_view type_name) {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   if (type_name.empty()) {
     return absl::InvalidArgumentError(
         "ObjectsByType needs a type name, e.g. \"dict\" or \"app.Record\"");
@@ -513,7 +514,7 @@ absl::StatusOr<std::vector<Ref>> ObjectsByType(std::string_view type_name) {
 // -------------------------------------------------------------------- marks
 
 absl::StatusOr<ObjectMark> ObjectMark::Take(bool collect_first) {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   if (collect_first) {
     if (absl::Status s = internal::CollectFull(); !s.ok()) return s;
   }
@@ -530,7 +531,7 @@ absl::StatusOr<ObjectMark> ObjectMark::Take(bool collect_first) {
 }
 
 absl::StatusOr<std::vector<Ref>> ObjectMark::NewObjects(bool collect_first) const {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   if (collect_first) {
     if (absl::Status s = internal::CollectFull(); !s.ok()) return s;
   }
@@ -636,7 +637,7 @@ std::vector<std::uintptr_t> ProperModules() {
   return out;
 }
 
-ChainLink MakeLink(PyObject* obj) {
+ChainLink MakeLink(PyObject* obj) LEAKGUARD_REQUIRES_GIL {
   ChainLink link;
   link.object = Borrow(obj);
   link.type_name = internal::ShortTypeName(Py_TYPE(obj));
@@ -646,7 +647,7 @@ ChainLink MakeLink(PyObject* obj) {
 }
 
 // `path`: root first, target last. Names each object and each reference.
-BackrefChain MakeChain(const std::vector<PyObject*>& path) {
+BackrefChain MakeChain(const std::vector<PyObject*>& path) LEAKGUARD_REQUIRES_GIL {
   BackrefChain chain;
   chain.links.reserve(path.size());
   for (PyObject* obj : path) chain.links.push_back(MakeLink(obj));
@@ -801,7 +802,7 @@ std::size_t ReferrerGraph::edge_count() const noexcept {
 }
 
 absl::StatusOr<ReferrerGraph> ReferrerGraph::Build(const GraphOptions& options) {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   if (options.collect_first) {
     if (absl::Status s = internal::Collect(options.collect_depth); !s.ok()) return s;
   }
@@ -875,7 +876,7 @@ struct GraphAccess {
 }  // namespace internal
 
 absl::StatusOr<std::vector<Ref>> ReferrerGraph::Referrers(Handle target) const {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   if (!target) return absl::InvalidArgumentError("Referrers of a null handle");
   std::vector<Ref> out;
   if (!data_) return out;
@@ -894,7 +895,7 @@ absl::StatusOr<std::vector<Ref>> ReferrerGraph::Referrers(Handle target) const {
 
 absl::StatusOr<BackrefChain> ReferrerGraph::FindChain(Handle target,
                                                       const ChainOptions& options) const {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   if (absl::Status s = CheckChainArguments(target, options); !s.ok()) return s;
   if (!data_) return absl::FailedPreconditionError("empty (moved-from) graph");
   GraphData& data = *data_;
@@ -957,7 +958,7 @@ absl::StatusOr<BackrefChain> ReferrerGraph::FindChain(Handle target,
 
 absl::StatusOr<std::string> ReferrerGraph::BackrefsDot(const std::vector<Handle>& targets,
                                                        const BackrefsDotOptions& options) const {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   if (options.max_depth < 0 || options.too_many < 0) {
     return absl::InvalidArgumentError("BackrefsDot: max_depth and too_many must be >= 0");
   }
@@ -1067,7 +1068,7 @@ absl::StatusOr<std::string> ReferrerGraph::BackrefsDot(const std::vector<Handle>
 
 absl::StatusOr<BackrefChain> FindBackrefChain(Handle target, const ChainOptions& options,
                                               const GraphOptions& graph_options) {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   if (absl::Status s = CheckChainArguments(target, options); !s.ok()) return s;
   if (graph_options.collect_first) {
     if (absl::Status s = internal::Collect(graph_options.collect_depth); !s.ok()) return s;

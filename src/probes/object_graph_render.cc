@@ -35,7 +35,7 @@ bool Utf8Of(PyObject* obj, std::string* out) {
 }
 
 // str(getattr(obj, name)) or `fallback`.
-std::string AttrText(PyObject* obj, const char* name, std::string fallback) {
+std::string AttrText(PyObject* obj, const char* name, std::string fallback) LEAKGUARD_REQUIRES_GIL {
   Ref value = Steal(PyObject_GetAttrString(obj, name));
   if (!value) {
     PyErr_Clear();
@@ -55,7 +55,7 @@ std::string Basename(const std::string& path) {
 }
 
 // "file:line" of a frame (full file name, as objgraph labels frames).
-std::string FrameWhere(PyObject* frame, bool basename) {
+std::string FrameWhere(PyObject* frame, bool basename) LEAKGUARD_REQUIRES_GIL {
   auto* f = reinterpret_cast<PyFrameObject*>(frame);
   PyCodeObject* code = PyFrame_GetCode(f);  // New reference.
   std::string file = AttrText(reinterpret_cast<PyObject*>(code), "co_filename", "?");
@@ -64,7 +64,7 @@ std::string FrameWhere(PyObject* frame, bool basename) {
   return absl::StrCat(file, ":", PyFrame_GetLineNumber(f));
 }
 
-std::string FrameFunction(PyObject* frame) {
+std::string FrameFunction(PyObject* frame) LEAKGUARD_REQUIRES_GIL {
   PyCodeObject* code = PyFrame_GetCode(reinterpret_cast<PyFrameObject*>(frame));
   std::string name = AttrText(reinterpret_cast<PyObject*>(code), "co_name", "?");
   Py_DECREF(code);
@@ -72,11 +72,11 @@ std::string FrameFunction(PyObject* frame) {
 }
 
 // A key (or value) as it appears in a label: repr, cut.
-std::string KeyText(PyObject* key) { return SafeRepr(key, 40); }
+std::string KeyText(PyObject* key) LEAKGUARD_REQUIRES_GIL { return SafeRepr(key, 40); }
 
 // ".f_locals['name']" if a local of `frame` (or of a generator's frame) is
 // `dst`; "" otherwise.
-std::string FrameLocalLabel(PyObject* frame, PyObject* dst) {
+std::string FrameLocalLabel(PyObject* frame, PyObject* dst) LEAKGUARD_REQUIRES_GIL {
   Ref locals = Steal(PyObject_GetAttrString(frame, "f_locals"));
   if (!locals) {
     PyErr_Clear();
@@ -96,7 +96,7 @@ std::string FrameLocalLabel(PyObject* frame, PyObject* dst) {
   return "";
 }
 
-std::string FrameLabel(PyObject* src, PyObject* dst) {
+std::string FrameLabel(PyObject* src, PyObject* dst) LEAKGUARD_REQUIRES_GIL {
   if (std::string local = FrameLocalLabel(src, dst); !local.empty()) {
     return local;
   }
@@ -113,7 +113,7 @@ std::string FrameLabel(PyObject* src, PyObject* dst) {
 
 #if PY_VERSION_HEX >= 0x030B0000
 // True if a class in `type`'s MRO defines `name`.
-bool TypeDefines(PyTypeObject* type, PyObject* name) {
+bool TypeDefines(PyTypeObject* type, PyObject* name) LEAKGUARD_REQUIRES_GIL {
   PyObject* mro = type->tp_mro;
   if (mro == nullptr || !PyTuple_Check(mro)) return true;  // Be safe: skip.
   for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(mro); ++i) {
@@ -130,7 +130,7 @@ bool TypeDefines(PyTypeObject* type, PyObject* name) {
 }
 
 // Adds the names a code object (and the code nested in it) uses.
-void AddCodeNames(PyObject* code, int depth, std::vector<Ref>* names) {
+void AddCodeNames(PyObject* code, int depth, std::vector<Ref>* names) LEAKGUARD_REQUIRES_GIL {
   if (depth > 3 || !PyCode_Check(code)) return;
   Ref co_names = Steal(PyObject_GetAttrString(code, "co_names"));
   if (co_names && PyTuple_Check(co_names.get())) {
@@ -149,7 +149,7 @@ void AddCodeNames(PyObject* code, int depth, std::vector<Ref>* names) {
 
 // Adds the names used by the functions (and the methods of the classes)
 // in `dict`.
-void AddNamesOf(PyObject* dict, bool into_classes, std::vector<Ref>* names) {
+void AddNamesOf(PyObject* dict, bool into_classes, std::vector<Ref>* names) LEAKGUARD_REQUIRES_GIL {
   if (dict == nullptr || !PyDict_Check(dict)) return;
   Py_ssize_t pos = 0;
   PyObject* key = nullptr;
@@ -169,7 +169,7 @@ void AddNamesOf(PyObject* dict, bool into_classes, std::vector<Ref>* names) {
 // the candidates are the names used by the code of the class and of its
 // module, checked one by one with the generic getter (no descriptor, no
 // __getattr__ runs: names the class defines are skipped). Empty if none.
-std::string ManagedAttributeName(PyObject* src, PyObject* dst) {
+std::string ManagedAttributeName(PyObject* src, PyObject* dst) LEAKGUARD_REQUIRES_GIL {
   PyTypeObject* type = Py_TYPE(src);
   std::vector<Ref> names;
   PyObject* mro = type->tp_mro;
@@ -206,7 +206,7 @@ std::string ManagedAttributeName(PyObject* src, PyObject* dst) {
 // materialized __dict__ of `src`: a non-empty dict whose every key the
 // generic getter resolves on `src` to the very value stored (keys the class
 // defines are not checked, so that no descriptor runs).
-bool LooksLikeInstanceDict(PyObject* src, PyObject* dst) {
+bool LooksLikeInstanceDict(PyObject* src, PyObject* dst) LEAKGUARD_REQUIRES_GIL {
   if (!PyDict_Check(dst) || PyDict_GET_SIZE(dst) == 0) return false;
   Py_ssize_t pos = 0;
   PyObject* key = nullptr;
@@ -229,7 +229,7 @@ bool LooksLikeInstanceDict(PyObject* src, PyObject* dst) {
 
 // ".name" through a __slots__ member, ".__dict__" / ".__dict__['name']"
 // through the instance dict; "" if neither. Never creates an instance dict.
-std::string InstanceLabel(PyObject* src, PyObject* dst) {
+std::string InstanceLabel(PyObject* src, PyObject* dst) LEAKGUARD_REQUIRES_GIL {
   PyTypeObject* type = Py_TYPE(src);
   PyObject* mro = type->tp_mro;
   for (Py_ssize_t i = 0; mro && PyTuple_Check(mro) && i < PyTuple_GET_SIZE(mro); ++i) {
@@ -281,7 +281,7 @@ std::string InstanceLabel(PyObject* src, PyObject* dst) {
 #endif
 }
 
-std::string FunctionLabel(PyObject* src, PyObject* dst) {
+std::string FunctionLabel(PyObject* src, PyObject* dst) LEAKGUARD_REQUIRES_GIL {
   auto* f = reinterpret_cast<PyFunctionObject*>(src);
   const std::pair<PyObject*, const char*> fields[] = {{f->func_globals, "__globals__"},
                                                       {f->func_closure, "__closure__"},
@@ -300,7 +300,7 @@ std::string FunctionLabel(PyObject* src, PyObject* dst) {
   return "";
 }
 
-std::string TypeLabel(PyObject* src, PyObject* dst) {
+std::string TypeLabel(PyObject* src, PyObject* dst) LEAKGUARD_REQUIRES_GIL {
   auto* type = reinterpret_cast<PyTypeObject*>(src);
   if (type->tp_dict == dst) return ".__dict__";
   if (type->tp_mro == dst) return ".__mro__";
@@ -374,6 +374,7 @@ std::string Describe(PyObject* obj) {
 
 std::string ShortLabel(PyObject* obj) {
   auto name_or_repr = [](PyObject* o) {
+    AssumeGilHeld();  // ShortLabel requires it.
     std::string text;
     Ref name = Steal(PyObject_GetAttrString(o, "__name__"));
     if (name && Utf8Of(name.get(), &text)) return text;

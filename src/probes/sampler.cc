@@ -49,6 +49,7 @@
 #include "probes/frame_walk.h"
 #include "probes/got_patch.h"
 #include "probes/tracemalloc_internal.h"
+#include "python/gil_capability.h"
 #include "python/json_text.h"
 
 // libunwind's local-only unwinder: unw_backtrace walks the calling
@@ -670,8 +671,10 @@ bool IsOurs(const PyMemAllocatorEx& a, const Hook& h) {
 }
 
 // Whether an allocation through `h`'s domain passes through the sampler's
-// hook (it may sit under another hook). REQUIRES: the GIL.
-bool HookInChain(Hook& h) {
+// hook (it may sit under another hook). Needs the GIL for the MEM and OBJ
+// domains, none for RAW (PyMem_Raw* is thread-safe): callers use
+// HookInChain() or RawHookInChain().
+bool ProbeChain(Hook& h) {
   ThreadState& t = t_state;
   const ThreadState saved = t;
   t.probing = true;
@@ -697,10 +700,13 @@ bool HookInChain(Hook& h) {
   return hit;
 }
 
+// ProbeChain() for any domain. REQUIRES: the GIL.
+bool HookInChain(Hook& h) LEAKGUARD_REQUIRES_GIL { return ProbeChain(h); }
+
 // Puts the hooks in the chain where they are not (the generation-checking
 // kind when `check`; a plain one already on top is swapped for it). A hook
 // under another one stays as it is. REQUIRES: the GIL.
-void InstallHooks(bool check) {
+void InstallHooks(bool check) LEAKGUARD_REQUIRES_GIL {
   for (Hook& h : g_hooks) {
     PyMemAllocatorEx current;
     PyMem_GetAllocator(h.domain, &current);
@@ -719,7 +725,7 @@ void InstallHooks(bool check) {
 
 // Takes the hooks out where they are the top of the chain; elsewhere they
 // stay as a pass-through. REQUIRES: the GIL.
-void RemoveHooks() {
+void RemoveHooks() LEAKGUARD_REQUIRES_GIL {
   for (Hook& h : g_hooks) {
     PyMemAllocatorEx current;
     PyMem_GetAllocator(h.domain, &current);
@@ -734,7 +740,7 @@ bool RawHookInChain() {
   PyMemAllocatorEx current;
   PyMem_GetAllocator(PYMEM_DOMAIN_RAW, &current);
   if (IsOurs(current, g_hooks[0])) return true;
-  return g_hooks[0].installed && HookInChain(g_hooks[0]);
+  return g_hooks[0].installed && ProbeChain(g_hooks[0]);
 }
 
 // ------------------------------------------------------- the native hooks
@@ -1087,7 +1093,7 @@ void NativeFfiCall(void* cif, void (*fn)(), void* rvalue, void** avalue) {
 }
 
 // Resolves g_real once. REQUIRES: called with the GIL (Start()).
-absl::Status ResolveNative() {
+absl::Status ResolveNative() LEAKGUARD_REQUIRES_GIL {
   static bool resolved = false;
   if (resolved) return absl::OkStatus();
   Quiet quiet;
@@ -1203,6 +1209,7 @@ absl::Status AllocationSampler::Start() {
   if (absl::Status gil = CheckGil(); !gil.ok()) {
     return absl::FailedPreconditionError(absl::StrCat("AllocationSampler::Start: ", gil.message()));
   }
+  internal::AssumeGilHeld();
   State& s = GlobalState();
   {
     Locked lock(s);
@@ -1249,12 +1256,12 @@ absl::Status AllocationSampler::Start() {
   }
   // Countdowns left by a run with a larger R would hold this run's first
   // samples back: then every call compares generations (see g_generation).
-  static int64_t largest_interval = 0;  // guarded by the GIL, as Start() is
+  static int64_t largest_interval LEAKGUARD_GUARDED_BY_GIL = 0;
   InstallHooks(options_.sampling_interval < largest_interval);
   largest_interval = std::max(largest_interval, options_.sampling_interval);
   s.enabled.store(true, std::memory_order_release);
   if (options_.native) {
-    static bool fork_handlers = false;  // guarded by the GIL, as Start() is
+    static bool fork_handlers LEAKGUARD_GUARDED_BY_GIL = false;
     if (!fork_handlers) {
       pthread_atfork(ForkPrepare, ForkParent, ForkChild);
       fork_handlers = true;
@@ -1297,7 +1304,10 @@ void AllocationSampler::Stop() {
   }
   {
     GilAcquire gil;
-    if (gil.ok()) RemoveHooks();
+    if (gil.ok()) {
+      internal::AssumeGilHeld();
+      RemoveHooks();
+    }
   }
   {
     Locked lock(s);

@@ -28,6 +28,7 @@
 #include "leakguard/python/ref.h"
 #include "leakguard/tracemalloc.h"
 #include "probes/tracemalloc_internal.h"
+#include "python/gil_capability.h"
 
 namespace leakguard::tracemalloc {
 namespace {
@@ -63,7 +64,8 @@ absl::StatusOr<Ref> Module(const char* name) {
 }
 
 // _tracemalloc.<name>(*args) (args: a tuple or nullptr).
-absl::StatusOr<Ref> CallTracemalloc(const char* name, PyObject* args = nullptr) {
+absl::StatusOr<Ref> CallTracemalloc(const char* name,
+                                    PyObject* args = nullptr) LEAKGUARD_REQUIRES_GIL {
   absl::StatusOr<Ref> module = Module("_tracemalloc");
   if (!module.ok()) return module.status();
   // Interned lookup: the measuring calls (traced memory, is_tracing) must
@@ -77,7 +79,7 @@ absl::StatusOr<Ref> CallTracemalloc(const char* name, PyObject* args = nullptr) 
   return result;
 }
 
-absl::StatusOr<bool> IsTracingLocked() {
+absl::StatusOr<bool> IsTracingLocked() LEAKGUARD_REQUIRES_GIL {
   absl::StatusOr<Ref> r = CallTracemalloc("is_tracing");
   if (!r.ok()) return r.status();
   const int truth = PyObject_IsTrue(r->get());
@@ -94,7 +96,7 @@ absl::StatusOr<std::int64_t> AsInt64(PyObject* obj, const char* what) {
   return static_cast<std::int64_t>(v);
 }
 
-absl::StatusOr<int> TracebackLimitLocked() {
+absl::StatusOr<int> TracebackLimitLocked() LEAKGUARD_REQUIRES_GIL {
   absl::StatusOr<Ref> r = CallTracemalloc("get_traceback_limit");
   if (!r.ok()) return r.status();
   absl::StatusOr<std::int64_t> v = AsInt64(r->get(), "get_traceback_limit()");
@@ -102,16 +104,16 @@ absl::StatusOr<int> TracebackLimitLocked() {
   return static_cast<int>(*v);
 }
 
-absl::Status StartLocked(int frames) {
+absl::Status StartLocked(int frames) LEAKGUARD_REQUIRES_GIL {
   Ref args = Steal(Py_BuildValue("(i)", frames));
   if (!args) return StatusFromPythonError();
   return CallTracemalloc("start", args.get()).status();
 }
 
-absl::Status StopLocked() { return CallTracemalloc("stop").status(); }
+absl::Status StopLocked() LEAKGUARD_REQUIRES_GIL { return CallTracemalloc("stop").status(); }
 
 // Puts tracemalloc into the state (tracing, frames). REQUIRES: the GIL.
-absl::Status RestoreLocked(bool tracing, int frames) {
+absl::Status RestoreLocked(bool tracing, int frames) LEAKGUARD_REQUIRES_GIL {
   absl::StatusOr<bool> now = IsTracingLocked();
   if (!now.ok()) return now.status();
   if (!tracing) return *now ? StopLocked() : absl::OkStatus();
@@ -287,12 +289,12 @@ absl::StatusOr<Snapshot> ConvertTraces(PyObject* traces, int traceback_limit) {
 // ------------------------------------------------------- tracing state
 
 absl::StatusOr<bool> IsTracing() {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   return IsTracingLocked();
 }
 
 absl::StatusOr<TracedMemory> GetTracedMemory() {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   absl::StatusOr<Ref> r = CallTracemalloc("get_traced_memory");
   if (!r.ok()) return r.status();
   Py_ssize_t current = 0;
@@ -304,17 +306,17 @@ absl::StatusOr<TracedMemory> GetTracedMemory() {
 }
 
 absl::Status ResetPeak() {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   return CallTracemalloc("reset_peak").status();
 }
 
 absl::StatusOr<int> GetTracebackLimit() {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   return TracebackLimitLocked();
 }
 
 absl::StatusOr<std::size_t> GetTracemallocMemory() {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   absl::StatusOr<Ref> r = CallTracemalloc("get_tracemalloc_memory");
   if (!r.ok()) return r.status();
   const std::size_t v = PyLong_AsSize_t(r->get());
@@ -325,7 +327,7 @@ absl::StatusOr<std::size_t> GetTracemallocMemory() {
 }
 
 absl::Status ClearTraces() {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   return CallTracemalloc("clear_traces").status();
 }
 
@@ -338,7 +340,7 @@ TracingScope::TracingScope(bool was_tracing, int previous_frames, int frames) no
       frames_(frames) {}
 
 absl::StatusOr<TracingScope> TracingScope::Start(int frames) {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   if (frames < 1 || frames > kMaxFrames) {
     return absl::InvalidArgumentError(absl::StrCat("frames must be in 1..", kMaxFrames,
                                                    " (tracemalloc's traceback "
@@ -390,7 +392,7 @@ TracingScope::~TracingScope() {
 
 absl::Status TracingScope::End() {
   if (!active_) return absl::OkStatus();
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   active_ = false;
   // Restoring calls Python; keep an exception the caller has pending.
   PyObject* pending = compat::FetchException();
@@ -402,7 +404,7 @@ absl::Status TracingScope::End() {
 // ------------------------------------------------------------ Snapshot
 
 absl::StatusOr<Snapshot> Snapshot::Take() {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   absl::StatusOr<bool> tracing = IsTracingLocked();
   if (!tracing.ok()) return tracing.status();
   if (!*tracing) {
@@ -429,7 +431,7 @@ absl::StatusOr<Snapshot> Snapshot::Take() {
 }
 
 absl::StatusOr<Snapshot> Snapshot::FromPython(Handle snapshot) {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   if (!snapshot) return absl::InvalidArgumentError("snapshot is null");
   Ref traces = Steal(PyObject_GetAttrString(snapshot.get(), "traces"));
   Ref items = traces ? Steal(PyObject_GetAttrString(traces.get(), "_traces")) : Ref();
@@ -449,7 +451,7 @@ absl::StatusOr<Snapshot> Snapshot::FromPython(Handle snapshot) {
 }
 
 absl::StatusOr<Snapshot> Snapshot::Load(const std::string& path) {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   // Snapshot.load(): pickle.load() of the file opened in binary mode.
   absl::StatusOr<Ref> io = Module("io");
   if (!io.ok()) return io.status();
@@ -496,7 +498,7 @@ absl::StatusOr<Snapshot> Snapshot::Load(const std::string& path) {
 }
 
 absl::StatusOr<Ref> Snapshot::ToPython() const {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   absl::StatusOr<Ref> tracemalloc = Module("tracemalloc");
   if (!tracemalloc.ok()) return tracemalloc.status();
   const SnapshotTables& t = *tables_;

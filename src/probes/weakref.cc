@@ -9,6 +9,7 @@
 #include "leakguard/python/gil.h"
 #include "leakguard/python/python.h"
 #include "leakguard/python/ref.h"
+#include "python/gil_capability.h"
 
 namespace leakguard {
 namespace {
@@ -106,7 +107,7 @@ absl::StatusOr<bool> Truth(PyObject* obj) {
 // ------------------------------------------------------------------ WeakRef
 
 absl::StatusOr<WeakRef> WeakRef::Create(Handle object, std::function<void()> on_death) {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   if (!object) return absl::InvalidArgumentError("WeakRef of a null handle");
   Ref callback;
   if (on_death) {
@@ -120,7 +121,7 @@ absl::StatusOr<WeakRef> WeakRef::Create(Handle object, std::function<void()> on_
 }
 
 absl::StatusOr<Ref> WeakRef::Lock() const {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   if (!ref_) return Ref();
   PyObject* target = nullptr;
   if (compat::WeakrefGetRef(ref_.get(), &target) < 0) {
@@ -141,7 +142,7 @@ WeakRef::~WeakRef() { DropWithGil(ref_); }
 
 absl::StatusOr<Finalizer> Finalizer::Create(Handle object, std::function<void()> callback,
                                             const FinalizerOptions& options) {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   if (!object) return absl::InvalidArgumentError("Finalizer of a null handle");
   if (!callback) {
     return absl::InvalidArgumentError("Finalizer needs a callable to run");
@@ -165,7 +166,7 @@ absl::StatusOr<Finalizer> Finalizer::Create(Handle object, std::function<void()>
 }
 
 absl::StatusOr<bool> Finalizer::Detach() {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   if (!finalize_) return false;
   // detach() returns (obj, func, args, kwargs) or None; dropping the tuple
   // drops our callback object, which destroys the callable.
@@ -175,7 +176,7 @@ absl::StatusOr<bool> Finalizer::Detach() {
 }
 
 absl::StatusOr<bool> Finalizer::Alive() const {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   if (!finalize_) return false;
   Ref alive = Steal(PyObject_GetAttrString(finalize_.get(), "alive"));
   if (!alive) return StatusFromPythonError();
@@ -183,7 +184,7 @@ absl::StatusOr<bool> Finalizer::Alive() const {
 }
 
 absl::StatusOr<bool> Finalizer::RunNow() {
-  if (absl::Status s = CheckGil(); !s.ok()) return s;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   if (!finalize_) return false;
   absl::StatusOr<bool> alive = Alive();
   if (!alive.ok() || !*alive) return alive;

@@ -3,11 +3,12 @@
 #include "leakguard/python/error.h"
 #include "leakguard/python/gil.h"
 #include "leakguard/python/python.h"
+#include "python/gil_capability.h"
 
 namespace leakguard {
 
 absl::StatusOr<Ref> GetAttr(Handle obj, const char* name) {
-  if (absl::Status gil = CheckGil(); !gil.ok()) return gil;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   // Interning returns the one interned string for `name`: the same object
   // (and type-cache slot) on every call.
   Ref interned = Steal(PyUnicode_InternFromString(name));
@@ -26,7 +27,7 @@ absl::StatusOr<Ref> CallMethod(Handle obj, const char* name) {
 }
 
 absl::StatusOr<Ref> Import(const char* module) {
-  if (absl::Status gil = CheckGil(); !gil.ok()) return gil;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   Ref imported = Steal(PyImport_ImportModule(module));
   if (!imported) return StatusFromPythonError();
   return imported;

@@ -12,6 +12,7 @@
 #include "leakguard/python/gil.h"
 #include "leakguard/python/python.h"
 #include "leakguard/python/ref.h"
+#include "python/gil_capability.h"
 
 namespace leakguard {
 namespace {
@@ -156,7 +157,7 @@ PyObject* ExceptionClassNamed(const std::string& name) {
 }  // namespace
 
 absl::Status StatusFromPythonError() {
-  if (absl::Status gil = CheckGil(); !gil.ok()) return gil;
+  LEAKGUARD_RETURN_IF_NO_GIL();
   Ref exc = Steal(compat::FetchException());
   if (!exc) {
     return absl::InternalError("StatusFromPythonError() called with no Python exception pending");

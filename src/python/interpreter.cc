@@ -15,6 +15,7 @@
 #include "leakguard/python/error.h"
 #include "leakguard/python/python.h"
 #include "leakguard/python/ref.h"
+#include "python/gil_capability.h"
 #include "python/status_macros.h"
 
 namespace leakguard {
@@ -88,7 +89,7 @@ PyMethodDef kStopWatchersDef = {"_leakguard_stop_watchers", StopWatchersAtFinali
                                 "Stops leakguard's watchers before the interpreter finalizes."};
 
 // REQUIRES: the GIL.
-absl::Status RegisterPythonAtExit() {
+absl::Status RegisterPythonAtExit() LEAKGUARD_REQUIRES_GIL {
   Ref atexit = Steal(PyImport_ImportModule("atexit"));
   if (!atexit) return StatusFromPythonError();
   Ref callback = Steal(PyCFunction_New(&kStopWatchersDef, nullptr));
@@ -226,6 +227,7 @@ absl::StatusOr<Interpreter> Interpreter::Start(const InterpreterOptions& options
     unreserve();
     return FromPyStatus(status, "Py_InitializeFromConfig");
   }
+  internal::AssumeGilHeld();  // Py_InitializeFromConfig leaves it held.
   if (absl::Status path = PrependSysPath(options.extra_sys_path); !path.ok()) {
     Py_FinalizeEx();
     unreserve();
@@ -258,6 +260,7 @@ absl::StatusOr<Interpreter> Interpreter::Attach() {
         "Interpreter::Attach: the calling thread must hold the GIL of the "
         "main interpreter");
   }
+  internal::AssumeGilHeld();
   if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
     return absl::FailedPreconditionError(
         "Interpreter::Attach: called from a sub-interpreter; leakguard's "

@@ -24,6 +24,7 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "python/status_macros.h"
 
 namespace leakguard {
 namespace {
@@ -125,45 +126,124 @@ std::optional<int64_t> NativeHeapInUse() {
 #endif
 }
 
-// /proc/self/statm, opened once per process (per pid: a forked child must
+// A /proc/self file opened once per process (per pid: a forked child must
 // not read its parent's file). The fast path is two atomic loads; opening
 // happens under a mutex, and a published descriptor is closed only when a
 // forked child replaces the copy it inherited.
-struct StatmFile {
+struct ProcFile {
+  const char* path;
+  int flags;
   absl::Mutex mu;
   std::atomic<int> fd{-1};
   std::atomic<pid_t> pid{0};
 };
 
-StatmFile& Statm() {
-  static StatmFile* file = new StatmFile();  // Never destroyed.
+// Never destroyed: other threads may read them during exit.
+ProcFile& Statm() {
+  static ProcFile* file = new ProcFile{"/proc/self/statm", O_RDONLY};
   return *file;
+}
+ProcFile& Status() {
+  static ProcFile* file = new ProcFile{"/proc/self/status", O_RDONLY};
+  return *file;
+}
+ProcFile& FdDir() {
+  static ProcFile* file = new ProcFile{"/proc/self/fd", O_RDONLY | O_DIRECTORY};
+  return *file;
+}
+// A directory descriptor has one position: one reader at a time.
+absl::Mutex& FdDirReadMutex() {
+  static absl::Mutex* mu = new absl::Mutex();
+  return *mu;
+}
+
+// The descriptor of `file` for this process, opened on first use.
+// NotFound when the file does not exist (no /proc), Unavailable otherwise.
+absl::StatusOr<int> OpenOnce(ProcFile& file) {
+  const pid_t pid = ::getpid();
+  if (file.pid.load(std::memory_order_acquire) == pid) {
+    const int fd = file.fd.load(std::memory_order_acquire);
+    if (fd >= 0) return fd;
+  }
+  absl::MutexLock lock(&file.mu);
+  if (file.pid.load(std::memory_order_acquire) == pid) {
+    return file.fd.load(std::memory_order_acquire);
+  }
+  const int fd = ::open(file.path, file.flags | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    const std::string message = absl::StrCat("cannot open ", file.path, ": ", std::strerror(err));
+    return err == ENOENT ? absl::NotFoundError(message) : absl::UnavailableError(message);
+  }
+  const int inherited = file.fd.exchange(fd, std::memory_order_acq_rel);
+  if (inherited >= 0) ::close(inherited);  // The parent's, copied by fork.
+  file.pid.store(pid, std::memory_order_release);
+  return fd;
+}
+
+// This process's descriptor of `file` (opened now if need be; a copy
+// inherited through fork is closed), or -1 when it cannot be opened.
+int OwnFd(ProcFile& file) {
+  absl::StatusOr<int> fd = OpenOnce(file);
+  return fd.ok() ? *fd : -1;
+}
+
+// All of a /proc file, read in place from offset 0 (the kernel makes the
+// text anew for each read at offset 0).
+absl::StatusOr<std::string> PreadAll(int fd, const char* path) {
+  std::string out;
+  char buf[4096];
+  while (true) {
+    ssize_t n = ::pread(fd, buf, sizeof(buf), static_cast<off_t>(out.size()));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return absl::UnavailableError(absl::StrCat("cannot read ", path, ": ", std::strerror(errno)));
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+    if (out.size() > (1 << 20)) break;  // /proc/*/status is a few KiB.
+  }
+  return out;
+}
+
+// Entries of /proc/self/fd, less the descriptors leakguard keeps open to
+// read /proc (they are its own, not the program's).
+absl::StatusOr<int64_t> CountOwnProcessFds() {
+  LEAKGUARD_ASSIGN_OR_RETURN(const int dir, OpenOnce(FdDir()));
+  const int ours[] = {dir, OwnFd(Statm()), OwnFd(Status())};
+  absl::MutexLock lock(&FdDirReadMutex());
+  if (::lseek(dir, 0, SEEK_SET) < 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot rewind /proc/self/fd: ", std::strerror(errno)));
+  }
+  alignas(8) char buf[8192];
+  int64_t count = 0;
+  while (true) {
+    const ssize_t n = ::getdents64(dir, buf, sizeof(buf));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return absl::UnavailableError(
+          absl::StrCat("cannot read /proc/self/fd: ", std::strerror(errno)));
+    }
+    if (n == 0) break;
+    for (ssize_t at = 0; at < n;) {
+      const auto* entry = reinterpret_cast<const dirent64*>(buf + at);
+      at += entry->d_reclen;
+      int fd = -1;
+      if (!absl::SimpleAtoi(entry->d_name, &fd)) continue;  // "." and ".."
+      if (fd == ours[0] || fd == ours[1] || fd == ours[2]) continue;
+      ++count;
+    }
+  }
+  return count;
 }
 
 }  // namespace
 
 absl::StatusOr<int64_t> ReadRss() {
-  StatmFile& statm = Statm();
-  const pid_t pid = ::getpid();
-  int fd = -1;
-  if (statm.pid.load(std::memory_order_acquire) == pid) {
-    fd = statm.fd.load(std::memory_order_acquire);
-  }
-  if (fd < 0) {
-    absl::MutexLock lock(&statm.mu);
-    if (statm.pid.load(std::memory_order_acquire) == pid) {
-      fd = statm.fd.load(std::memory_order_acquire);
-    } else {
-      fd = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-      if (fd < 0) {
-        return absl::UnavailableError(
-            absl::StrCat("cannot open /proc/self/statm: ", std::strerror(errno)));
-      }
-      const int inherited = statm.fd.exchange(fd, std::memory_order_acq_rel);
-      if (inherited >= 0) ::close(inherited);  // The parent's, copied by fork.
-      statm.pid.store(pid, std::memory_order_release);
-    }
-  }
+  absl::StatusOr<int> opened = OpenOnce(Statm());
+  if (!opened.ok()) return absl::UnavailableError(opened.status().message());
+  const int fd = *opened;
   char buf[128];
   ssize_t n;
   do {
@@ -198,7 +278,25 @@ ProcessDelta operator-(const ProcessSample& after, const ProcessSample& before) 
   return delta;
 }
 
-absl::StatusOr<ProcessSample> SampleProcessAt(std::string_view proc_dir) {
+namespace {
+
+// The fields of a sample that come from `status` (the text of a
+// /proc/PID/status file read from `status_path`).
+absl::StatusOr<ProcessSample> FromStatus(const std::string& status,
+                                         const std::string& status_path) {
+  ProcessSample sample;
+  sample.taken_at = absl::Now();
+  LEAKGUARD_ASSIGN_OR_RETURN(sample.rss_bytes, StatusField(status, "VmRSS", status_path, true));
+  LEAKGUARD_ASSIGN_OR_RETURN(sample.peak_rss_bytes,
+                             StatusField(status, "VmHWM", status_path, true));
+  LEAKGUARD_ASSIGN_OR_RETURN(sample.threads, StatusField(status, "Threads", status_path, false));
+  return sample;
+}
+
+}  // namespace
+
+absl::StatusOr<ProcessSample> SampleProcessAt(std::string_view proc_dir,
+                                              const SampleProcessOptions& options) {
   const std::string dir(proc_dir);
   const std::string status_path = absl::StrCat(dir, "/status");
   absl::StatusOr<std::string> status = ReadSmallFile(status_path);
@@ -219,12 +317,21 @@ absl::StatusOr<ProcessSample> SampleProcessAt(std::string_view proc_dir) {
   sample.peak_rss_bytes = *hwm;
   sample.threads = *threads;
   sample.open_fds = *fds;
-  if (proc_dir == "/proc/self") sample.native_heap_bytes = NativeHeapInUse();
+  if (options.native_heap && proc_dir == "/proc/self") {
+    sample.native_heap_bytes = NativeHeapInUse();
+  }
   return sample;
 }
 
-absl::StatusOr<ProcessSample> SampleProcess() {
-  absl::StatusOr<ProcessSample> sample = SampleProcessAt("/proc/self");
+absl::StatusOr<ProcessSample> SampleProcess(const SampleProcessOptions& options) {
+  absl::StatusOr<ProcessSample> sample = [&]() -> absl::StatusOr<ProcessSample> {
+    LEAKGUARD_ASSIGN_OR_RETURN(const int status_fd, OpenOnce(Status()));
+    LEAKGUARD_ASSIGN_OR_RETURN(const std::string status, PreadAll(status_fd, Status().path));
+    LEAKGUARD_ASSIGN_OR_RETURN(ProcessSample s, FromStatus(status, Status().path));
+    LEAKGUARD_ASSIGN_OR_RETURN(s.open_fds, CountOwnProcessFds());
+    if (options.native_heap) s.native_heap_bytes = NativeHeapInUse();
+    return s;
+  }();
   if (!sample.ok() && absl::IsNotFound(sample.status())) {
     return absl::UnavailableError(
         absl::StrCat("process facts need a mounted /proc: ", sample.status().message()));

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -44,7 +45,7 @@ std::string JsonString(const std::string& text) {
   return out;
 }
 
-std::string HtmlEscape(const std::string& text) {
+std::string HtmlEscape(std::string_view text) {
   std::string out;
   out.reserve(text.size());
   for (char c : text) {
@@ -337,7 +338,7 @@ std::string RenderSpeedscope(const Profile& profile) {
                       JsonString(absl::StrCat("leakguard ", Version())), "}");
 }
 
-std::string RenderRoundsSvg(const std::vector<RoundPoint>& rounds) {
+std::string RenderRoundsSvg(const std::vector<RoundPoint>& rounds, std::string_view unit) {
   if (rounds.size() < 2) return "";
   constexpr double kWidth = 760, kHeight = 280, kLeft = 80, kRight = 130, kTop = 16, kBottom = 36;
   const double plot_w = kWidth - kLeft - kRight;
@@ -363,8 +364,8 @@ std::string RenderRoundsSvg(const std::vector<RoundPoint>& rounds) {
 
   std::string out = absl::StrFormat(
       "<svg class=\"lg-plot\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" height=\"%g\" "
-      "viewBox=\"0 0 %g %g\" role=\"img\"><title>Growth per round since the baseline</title>\n",
-      kWidth, kHeight, kWidth, kHeight);
+      "viewBox=\"0 0 %g %g\" role=\"img\"><title>Growth per %s since the baseline</title>\n",
+      kWidth, kHeight, kWidth, kHeight, HtmlEscape(unit));
   for (double t : Ticks(y_lo, y_hi, 5, true)) {
     absl::StrAppendFormat(&out,
                           "<line x1=\"%g\" x2=\"%g\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>"
@@ -380,8 +381,9 @@ std::string RenderRoundsSvg(const std::vector<RoundPoint>& rounds) {
   absl::StrAppendFormat(&out,
                         "<rect x=\"%g\" y=\"%g\" width=\"%g\" height=\"%g\" fill=\"none\" "
                         "stroke=\"#999\"/>\n<text x=\"%g\" y=\"%g\" "
-                        "text-anchor=\"middle\">round</text>\n",
-                        kLeft, kTop, plot_w, plot_h, kLeft + plot_w / 2, kHeight - 4);
+                        "text-anchor=\"middle\">%s</text>\n",
+                        kLeft, kTop, plot_w, plot_h, kLeft + plot_w / 2, kHeight - 4,
+                        HtmlEscape(unit));
   auto polyline = [&](const char* name, const char* color, auto get) {
     std::string points;
     for (const RoundPoint& p : rounds) {
@@ -433,10 +435,12 @@ std::string RenderHtmlReport(const HtmlReportInput& input) {
     absl::StrAppend(&out, "<h2>", HtmlEscape(section.heading), "</h2>\n<pre>",
                     HtmlEscape(section.text), "</pre>\n");
   }
-  const std::string plot = RenderRoundsSvg(input.rounds);
+  const std::string plot = RenderRoundsSvg(input.rounds, input.rounds_unit);
   if (!plot.empty()) {
-    absl::StrAppend(&out, "<h2>Rounds</h2>\n<p class=\"lg-note\">Growth since the baseline, per ",
-                    "round, ", input.rounds.size(), " rounds.</p>\n<div class=\"lg-rounds\">", plot,
+    absl::StrAppend(&out, "<h2>", HtmlEscape(input.rounds_heading),
+                    "</h2>\n<p class=\"lg-note\">Growth since the baseline, per ",
+                    HtmlEscape(input.rounds_unit), ", ", input.rounds.size(), " ",
+                    HtmlEscape(input.rounds_unit), "s.</p>\n<div class=\"lg-rounds\">", plot,
                     "</div>\n");
   }
   const std::string svg = SvgBody(input.svg);

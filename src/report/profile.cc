@@ -253,6 +253,28 @@ std::vector<RoundPoint> RoundPointsFromHistory(const std::vector<DetectorRound>&
   return points;
 }
 
+std::vector<RoundPoint> RoundPointsFromDeltas(const std::vector<Counters>& deltas) {
+  std::vector<RoundPoint> points;
+  points.reserve(deltas.size());
+  int64_t rss = 0;
+  std::optional<int64_t> traced = 0;
+  for (const Counters& d : deltas) {
+    rss += d.rss_bytes;
+    if (traced && d.traced_bytes) {
+      *traced += *d.traced_bytes;
+    } else {
+      traced.reset();
+    }
+    RoundPoint point;
+    point.round = static_cast<int64_t>(points.size()) + 1;
+    point.rss_bytes = rss;
+    point.traced_bytes = traced;
+    if (traced) point.native_bytes = rss - *traced;
+    points.push_back(point);
+  }
+  return points;
+}
+
 absl::Status WriteProfileFile(const std::string& path, const std::string& bytes) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   auto error = [&](int err, const char* what) {

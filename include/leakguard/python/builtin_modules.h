@@ -7,7 +7,8 @@
 // here, and Interpreter::Start() hands the table to CPython
 // (PyImport_AppendInittab) right before it initializes.
 //
-//   leakguard::python::RegisterModule();           // from the bindings
+//   // RegisterModule() is the bindings'; it must come before Start().
+//   if (absl::Status s = leakguard::python::RegisterModule(); !s.ok()) return s;
 //   auto py = leakguard::Interpreter::Start(opts);  // `import leakguard` works
 //
 // The registry only stores entries; it never calls into Python. Hosts that

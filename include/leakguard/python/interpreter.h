@@ -12,12 +12,12 @@
 //   // decrefs objects of a finalized interpreter.
 //   leakguard::Ref cache;
 //   auto py = leakguard::Interpreter::Start({});
-//   cache = ...;
+//   cache = LoadCache();
 //
 //   // GOOD: the interpreter outlives every Ref.
 //   auto py = leakguard::Interpreter::Start({});
 //   {
-//     leakguard::Ref cache = ...;
+//     leakguard::Ref cache = LoadCache();
 //   }  // cache released here, with the interpreter still running
 //
 // One Interpreter may exist at a time. Start() while one runs (or while a
@@ -37,7 +37,7 @@
 //   py::scoped_interpreter guard;
 //   auto py = leakguard::Interpreter::Attach();  // Never finalizes.
 //   auto detector = leakguard::LeakDetector::Create({});
-//   (*detector)->Start();
+//   if (absl::Status s = (*detector)->Start(); !s.ok()) return s;
 //
 // Watchers are stopped before the interpreter goes away, whoever ends it:
 // Attach() and Start() register a Python `atexit` callback, which runs at
