@@ -54,17 +54,31 @@ namespace {
 struct Wrapper;
 struct Purger;
 
-// One cached call.
+// One cached call: 56 bytes, functools' link and its own table slot in
+// one, so a cache of plain calls takes less memory than functools' link
+// plus dict entry.
 struct Link {
   PyObject_HEAD ListNode lru;  // In the wrapper's recency list (while in the table).
-  ListNode by_age;             // In the wrapper's insertion-order list (ttl).
-  ListNode by_owner;           // In its Purger's list (weak_self).
-  Purger* owner;               // Strong, or null.
   PyObject* key;               // functools' key: the lone argument, or a tuple.
   PyObject* result;
   Py_hash_t hash;  // Of the key, computed once when it was stored.
-  double expires;  // On the wrapper's clock; +inf: never.
 };
+
+// What a link of a cache with a ttl or weak_self carries after its Link
+// (its wrapper's link_type is then the full link's: HasExtra()).
+struct LinkExtra {
+  ListNode by_age;    // In the wrapper's insertion-order list (ttl).
+  ListNode by_owner;  // In its Purger's list (weak_self).
+  Purger* owner;      // Strong, or null.
+  double expires;     // On the wrapper's clock; +inf: never.
+};
+
+struct FullLink {
+  Link link;
+  LinkExtra extra;
+};
+
+LinkExtra* Extra(Link* link) { return &reinterpret_cast<FullLink*>(link)->extra; }
 
 // Removes an instance's entries when the instance dies (weak_self).
 struct Purger {
@@ -120,14 +134,19 @@ struct Decorator {
   bool weak_self;
 };
 
+// Whether `w`'s links are full links (they carry a LinkExtra).
+bool HasExtra(const Wrapper* w) { return w->ttl != INFINITY || w->weak_self; }
+
 Link* LinkOfLru(ListNode* node) {
   return reinterpret_cast<Link*>(reinterpret_cast<char*>(node) - offsetof(Link, lru));
 }
 Link* LinkOfAge(ListNode* node) {
-  return reinterpret_cast<Link*>(reinterpret_cast<char*>(node) - offsetof(Link, by_age));
+  return reinterpret_cast<Link*>(reinterpret_cast<char*>(node) - offsetof(FullLink, extra) -
+                                 offsetof(LinkExtra, by_age));
 }
 Link* LinkOfOwner(ListNode* node) {
-  return reinterpret_cast<Link*>(reinterpret_cast<char*>(node) - offsetof(Link, by_owner));
+  return reinterpret_cast<Link*>(reinterpret_cast<char*>(node) - offsetof(FullLink, extra) -
+                                 offsetof(LinkExtra, by_owner));
 }
 Purger* PurgerOfNode(ListNode* node) {
   return reinterpret_cast<Purger*>(reinterpret_cast<char*>(node) - offsetof(Purger, in_wrapper));
@@ -158,13 +177,18 @@ int Now(Wrapper* w, double* now) {
 void LinkDealloc(PyObject* self) {
   Link* link = reinterpret_cast<Link*>(self);
   PyTypeObject* type = Py_TYPE(self);
-  if (ListLinked(&link->by_owner)) ListUnlink(&link->by_owner);
-  if (ListLinked(&link->by_age)) ListUnlink(&link->by_age);
-  Py_CLEAR(link->owner);
   Py_CLEAR(link->key);
   Py_CLEAR(link->result);
   type->tp_free(self);
   Py_DECREF(type);
+}
+
+void FullLinkDealloc(PyObject* self) {
+  LinkExtra* extra = Extra(reinterpret_cast<Link*>(self));
+  if (ListLinked(&extra->by_owner)) ListUnlink(&extra->by_owner);
+  if (ListLinked(&extra->by_age)) ListUnlink(&extra->by_age);
+  Py_CLEAR(extra->owner);
+  LinkDealloc(self);
 }
 
 PyType_Slot kLinkSlots[] = {
@@ -178,6 +202,19 @@ PyType_Spec kLinkSpec = {
     0,
     Py_TPFLAGS_DEFAULT | LG_IMMUTABLE | Py_TPFLAGS_DISALLOW_INSTANTIATION_OR_0,
     kLinkSlots,
+};
+
+PyType_Slot kFullLinkSlots[] = {
+    {Py_tp_dealloc, reinterpret_cast<void*>(FullLinkDealloc)},
+    {0, nullptr},
+};
+
+PyType_Spec kFullLinkSpec = {
+    "leakguard._lru_full_link",
+    sizeof(FullLink),
+    0,
+    Py_TPFLAGS_DEFAULT | LG_IMMUTABLE | Py_TPFLAGS_DISALLOW_INSTANTIATION_OR_0,
+    kFullLinkSlots,
 };
 
 // ------------------------------------------------------------------ table
@@ -247,8 +284,11 @@ void TableInsert(Wrapper* w, Link* link) {
   ++w->used;
   ++w->version;
   ListPushFront(&w->lru, &link->lru);
-  if (link->expires != INFINITY) ListPushFront(&w->ages, &link->by_age);
-  if (link->owner != nullptr) ListPushFront(&link->owner->links, &link->by_owner);
+  if (HasExtra(w)) {
+    LinkExtra* extra = Extra(link);
+    if (extra->expires != INFINITY) ListPushFront(&w->ages, &extra->by_age);
+    if (extra->owner != nullptr) ListPushFront(&extra->owner->links, &extra->by_owner);
+  }
 }
 
 // Makes sure one more entry fits below the load limit. -1 with MemoryError.
@@ -267,8 +307,11 @@ void Detach(Wrapper* w, Link* link) {
   --w->used;
   ++w->version;
   ListUnlink(&link->lru);
-  if (ListLinked(&link->by_age)) ListUnlink(&link->by_age);
-  if (ListLinked(&link->by_owner)) ListUnlink(&link->by_owner);
+  if (HasExtra(w)) {
+    LinkExtra* extra = Extra(link);
+    if (ListLinked(&extra->by_age)) ListUnlink(&extra->by_age);
+    if (ListLinked(&extra->by_owner)) ListUnlink(&extra->by_owner);
+  }
 }
 
 void DropPurger(Wrapper* w, Purger* p);
@@ -278,7 +321,7 @@ void DropPurger(Wrapper* w, Purger* p);
 // else holds it, or freed. Arbitrary code may run (the key's and result's
 // finalizers).
 void Release(Wrapper* w, Link* link) {
-  Purger* owner = std::exchange(link->owner, nullptr);
+  Purger* owner = HasExtra(w) ? std::exchange(Extra(link)->owner, nullptr) : nullptr;
   if (owner != nullptr) {
     if (ListEmpty(&owner->links) && owner->wrapper == w) DropPurger(w, owner);
     Py_DECREF(owner);
@@ -425,10 +468,13 @@ void ClearLinks(Wrapper* w) {
   while (!ListEmpty(&w->lru)) {
     Link* link = LinkOfLru(w->lru.next);
     ListUnlink(&link->lru);
-    if (ListLinked(&link->by_owner)) ListUnlink(&link->by_owner);
-    if (ListLinked(&link->by_age)) ListUnlink(&link->by_age);
-    if (link->owner != nullptr) {
-      drop.push_back(Steal(reinterpret_cast<PyObject*>(std::exchange(link->owner, nullptr))));
+    if (HasExtra(w)) {
+      LinkExtra* extra = Extra(link);
+      if (ListLinked(&extra->by_owner)) ListUnlink(&extra->by_owner);
+      if (ListLinked(&extra->by_age)) ListUnlink(&extra->by_age);
+      if (extra->owner != nullptr) {
+        drop.push_back(Steal(reinterpret_cast<PyObject*>(std::exchange(extra->owner, nullptr))));
+      }
     }
     drop.push_back(Steal(reinterpret_cast<PyObject*>(link)));  // The table's.
   }
@@ -619,16 +665,13 @@ Ref StoredKey(const Wrapper* w, const CallKey& k) {
 // A link to fill: the spare one, or a new one. Null with an exception set.
 Link* NewLink(Wrapper* w) {
   if (w->spare != nullptr) return std::exchange(w->spare, nullptr);
-  Link* link = PyObject_New(Link, w->link_type);
+  Link* link = PyObject_New(Link, w->link_type);  // A FullLink when HasExtra(w).
   if (link == nullptr) return nullptr;
   link->lru = ListNode{};
-  link->by_age = ListNode{};
-  link->by_owner = ListNode{};
-  link->owner = nullptr;
   link->key = nullptr;
   link->result = nullptr;
   link->hash = 0;
-  link->expires = INFINITY;
+  if (HasExtra(w)) *Extra(link) = LinkExtra{ListNode{}, ListNode{}, nullptr, INFINITY};
   return link;
 }
 
@@ -658,8 +701,10 @@ PyObject* Miss(Wrapper* w, const CallKey& k, Py_hash_t hash, PyObject* const* ar
   fresh->key = key.Release();
   fresh->result = NewRef(result.get());
   fresh->hash = hash;
-  fresh->expires = w->ttl != INFINITY ? now + w->ttl : INFINITY;
-  fresh->owner = reinterpret_cast<Purger*>(owner.Release());
+  if (HasExtra(w)) {
+    Extra(fresh)->expires = w->ttl != INFINITY ? now + w->ttl : INFINITY;
+    Extra(fresh)->owner = reinterpret_cast<Purger*>(owner.Release());
+  }
   Link* again = nullptr;
   const int found = Find(w, hash, k, &again);
   if (found < 0) return nullptr;
@@ -676,7 +721,7 @@ PyObject* Miss(Wrapper* w, const CallKey& k, Py_hash_t hash, PyObject* const* ar
   };
   if (w->ttl != INFINITY) {
     // One ttl for all entries: insertion order is expiry order.
-    while (!ListEmpty(&w->ages) && LinkOfAge(w->ages.prev)->expires <= now) {
+    while (!ListEmpty(&w->ages) && Extra(LinkOfAge(w->ages.prev))->expires <= now) {
       ++w->expirations;
       take_out(LinkOfAge(w->ages.prev));
     }
@@ -722,7 +767,7 @@ PyObject* WrapperVectorcall(PyObject* self, PyObject* const* args, size_t nargsf
   const int found = Find(w, hash, k, &link);
   if (found < 0) return nullptr;
   if (found > 0) {
-    if (w->ttl == INFINITY || now < link->expires) {
+    if (w->ttl == INFINITY || now < Extra(link)->expires) {
       if (w->maxsize > 0) MoveToFront(w, link);
       ++w->hits;
       return NewRef(link->result);
@@ -790,7 +835,7 @@ int WrapperTraverse(PyObject* self, visitproc visit, void* arg) {
     Link* link = LinkOfLru(node);
     Py_VISIT(link->key);
     Py_VISIT(link->result);
-    Py_VISIT(reinterpret_cast<PyObject*>(link->owner));
+    if (HasExtra(w)) Py_VISIT(reinterpret_cast<PyObject*>(Extra(link)->owner));
   }
   Py_VISIT(w->func);
   Py_VISIT(w->owners);
@@ -924,8 +969,10 @@ PyObject* MakeWrapper(ModuleState* state, PyObject* func, const Params& p) {
   w->timer = p.timer != nullptr ? NewRef(p.timer) : nullptr;
   w->dict = nullptr;
   w->weakreflist = nullptr;
-  w->link_type =
-      reinterpret_cast<PyTypeObject*>(NewRef(reinterpret_cast<PyObject*>(state->lru_link_type)));
+  // Plain links unless entries expire or belong to an instance.
+  PyTypeObject* link_type =
+      p.ttl != INFINITY || p.weak_self ? state->lru_full_link_type : state->lru_link_type;
+  w->link_type = reinterpret_cast<PyTypeObject*>(NewRef(reinterpret_cast<PyObject*>(link_type)));
   w->purger_type =
       reinterpret_cast<PyTypeObject*>(NewRef(reinterpret_cast<PyObject*>(state->lru_purger_type)));
   w->slots = nullptr;
@@ -1140,12 +1187,14 @@ PyMethodDef kLruCacheFunctions[] = {
 
 int ExecLruCache(PyObject* module, ModuleState* state) {
   state->lru_link_type = reinterpret_cast<PyTypeObject*>(MakeHeapType(module, &kLinkSpec));
+  state->lru_full_link_type = reinterpret_cast<PyTypeObject*>(MakeHeapType(module, &kFullLinkSpec));
   state->lru_purger_type = reinterpret_cast<PyTypeObject*>(MakeHeapType(module, &kPurgerSpec));
   state->lru_wrapper_type = reinterpret_cast<PyTypeObject*>(MakeHeapType(module, &kWrapperSpec));
   state->lru_decorator_type =
       reinterpret_cast<PyTypeObject*>(MakeHeapType(module, &kDecoratorSpec));
-  if (state->lru_link_type == nullptr || state->lru_purger_type == nullptr ||
-      state->lru_wrapper_type == nullptr || state->lru_decorator_type == nullptr) {
+  if (state->lru_link_type == nullptr || state->lru_full_link_type == nullptr ||
+      state->lru_purger_type == nullptr || state->lru_wrapper_type == nullptr ||
+      state->lru_decorator_type == nullptr) {
     return -1;
   }
   state->kwd_mark = PyObject_CallNoArgs(reinterpret_cast<PyObject*>(&PyBaseObject_Type));

@@ -23,6 +23,7 @@ int TraverseState(ModuleState* s, visitproc visit, void* arg) {
   Py_VISIT(s->lru_wrapper_type);
   Py_VISIT(s->lru_decorator_type);
   Py_VISIT(s->lru_link_type);
+  Py_VISIT(s->lru_full_link_type);
   Py_VISIT(s->lru_purger_type);
   Py_VISIT(s->cache_info_type);
   Py_VISIT(s->kwd_mark);
@@ -41,6 +42,7 @@ void ClearState(ModuleState* s) {
   Py_CLEAR(s->lru_wrapper_type);
   Py_CLEAR(s->lru_decorator_type);
   Py_CLEAR(s->lru_link_type);
+  Py_CLEAR(s->lru_full_link_type);
   Py_CLEAR(s->lru_purger_type);
   Py_CLEAR(s->cache_info_type);
   Py_CLEAR(s->kwd_mark);

@@ -23,6 +23,7 @@ struct ModuleState {
   PyTypeObject* lru_wrapper_type;
   PyTypeObject* lru_decorator_type;
   PyTypeObject* lru_link_type;
+  PyTypeObject* lru_full_link_type;  // ttl or weak_self
   PyTypeObject* lru_purger_type;
   PyObject* cache_info_type;  // functools' CacheInfo namedtuple
   PyObject* kwd_mark;         // separates positional from keyword items
