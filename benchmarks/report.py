@@ -223,6 +223,9 @@ EXPLANATIONS = {
     "sampler_accuracy/heap_<N>_lines":
         "counters, not time: RMS relative error (%) of the sampler's live bytes for 4 "
         "lines against tracemalloc's exact bytes over 20 trials, one row per interval R.",
+    "sampler_accuracy/heap_<N>_lines_x4":
+        "the same 4 lines 4 times bigger (15 to 40 MiB each) at R = 64 KiB: the error of a "
+        "site of S bytes is about sqrt(R / S), so this is where 10% is reachable.",
     # cli_benchmark.cc
     "cli/run_empty_script":
         "wall time of fork + exec + wait of `leakguard run empty.py` (embedded CPython, "

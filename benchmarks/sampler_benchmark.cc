@@ -16,6 +16,8 @@
 //   sampler_accuracy/heap_4_lines/R  the relative error of the estimate of 4
 //                                    lines' live bytes against tracemalloc's
 //                                    exact answer, as counters
+//   sampler_accuracy/heap_4_lines_x4/r_64k
+//                                    the same with 4 times the bytes per line
 //
 // Workloads (compiled once from one file; a pass calls a function that loops
 // in Python): alloc_loop, a dict and a list per iteration; json_roundtrip,
@@ -507,6 +509,7 @@ void Accuracy(benchmark::State& state, int64_t interval, int scale, int trials) 
   if (!EnsureWorkload(state)) return;
   constexpr int kLines = 4;
   double sq_err[kLines] = {};
+  double max_err[kLines] = {};
   double se_sum[kLines] = {};
   double exact_last[kLines] = {};
   double table_bytes = 0;
@@ -549,6 +552,7 @@ void Accuracy(benchmark::State& state, int64_t interval, int scale, int trials) 
         }
         if (want > 0) {
           sq_err[k] += (got - want) * (got - want) / (want * want);
+          max_err[k] = std::max(max_err[k], std::abs(got - want) / want);
           se_sum[k] += se / want;
         }
         exact_last[k] = want;
@@ -563,6 +567,7 @@ void Accuracy(benchmark::State& state, int64_t interval, int scale, int trials) 
   for (int k = 0; k < kLines; ++k) {
     const std::string line = std::to_string(kAccuracyLines[k]);
     state.counters["err_line" + line + "_pct"] = done ? 100 * std::sqrt(sq_err[k] / done) : 0;
+    state.counters["max_err_line" + line + "_pct"] = 100 * max_err[k];
     state.counters["se_line" + line + "_pct"] = done ? 100 * se_sum[k] / done : 0;
     state.counters["exact_line" + line + "_kib"] = exact_last[k] / 1024;
   }
@@ -634,6 +639,12 @@ void Register(bool smoke) {
                                  Accuracy, interval, smoke ? 1 : 8, smoke ? 2 : 20)
         ->Unit(benchmark::kMillisecond);
   }
+  // The same 4 lines 4 times bigger (15 to 40 MiB each): the relative error
+  // of a site of S bytes is about sqrt(R / S), so within 10% at R = 64 KiB
+  // takes sites of 100 R = 6.4 MiB and more.
+  benchmark::RegisterBenchmark("sampler_accuracy/heap_4_lines_x4/r_64k", Accuracy,
+                               int64_t{64} * 1024, smoke ? 1 : 32, smoke ? 2 : 20)
+      ->Unit(benchmark::kMillisecond);
 }
 
 }  // namespace
