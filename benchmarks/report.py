@@ -74,7 +74,7 @@ EXPLANATIONS = {
     # guards_benchmark.cc (tracemalloc on, 1 frame, for the whole binary)
     "guards/process_enter_exit":
         "MemoryGuard(kProcess) enter + exit around nothing (a SampleProcess() each side: "
-        "RSS, peak, descriptors, threads, C heap); peer: two psutil memory_info().rss "
+        "RSS, peak, descriptors, threads); peer: two psutil memory_info().rss "
         "reads and their difference.",
     "guards/traced_enter_exit_<N>":
         "MemoryGuard(kTraced, by file, gc.collect() before and after) around nothing, 10k "
@@ -376,7 +376,9 @@ def main(results_dir, command, check=False):
     print("# Benchmarks\n")
     print(f"Produced by `{command}` (do not edit by hand). Each ratio compares "
           "leakguard with a peer measured in the same run on the same data: "
-          "peer time / leakguard time, so above 1 means leakguard is faster.\n")
+          "peer time / leakguard time, so above 1 means leakguard is faster. "
+          "The sampler's instruction counts and its native peer (heaptrack), measured "
+          "apart, are in [sampler-benchmarks.md](sampler-benchmarks.md).\n")
     print(f"- machine: {cpu}, {os.cpu_count()} cores, "
           f"{platform.system()} {platform.release()}")
     print(f"- Python: {py} ({sys.executable}); build: Release")

@@ -603,13 +603,10 @@ TEST_F(CliTest, MessagesSpeakOfTheCommandNotOfCpp) {
 // ---------------------------------------------------------- argument parsing
 
 TEST(CliArgsTest, RunOptionsAreParsedIntoTheirFields) {
-  const std::vector<std::string_view> args = {"run",      "--frames",
-                                              "5",        "--top",
-                                              "3",        "--detector-interval",
-                                              "0.25",     "--threshold",
-                                              "512K",     "--json",
-                                              "out.json", "app.py",
-                                              "--top",    "x"};
+  const std::vector<std::string_view> args = {
+      "run",      "--frames",    "5",     "--top",  "3",        "--detector-interval",
+      "0.25",     "--threshold", "512K",  "--json", "out.json", "--html",
+      "out.html", "app.py",      "--top", "x"};
   absl::StatusOr<ParsedCommand> parsed = ParseCommandLine(args);
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(parsed->kind, ParsedCommand::Kind::kRun);
@@ -622,6 +619,7 @@ TEST(CliArgsTest, RunOptionsAreParsedIntoTheirFields) {
   EXPECT_EQ(run.detector_interval, absl::Milliseconds(250));
   EXPECT_EQ(run.threshold_bytes, 512 * 1024);
   EXPECT_EQ(run.json_path, "out.json");
+  EXPECT_EQ(run.html_path, "out.html");
   EXPECT_EQ(run.python_program, "");  // The command fills it in from the environment.
 }
 

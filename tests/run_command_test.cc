@@ -6,7 +6,11 @@
 
 #include <array>
 #include <cstdio>
+#include <fstream>
+#include <regex>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -131,6 +135,50 @@ TEST(RunCommandTest, DetectorReportsWhileTheScriptRunsAndJsonHasIt) {
                         json);
   std::remove(json.c_str());
   EXPECT_EQ(parsed.out, "0 4194304 leak_detector 8 8\n");
+}
+
+// --html: one page with the summary, the detector's rounds plotted (one
+// point per round on the RSS and traced lines, traced ending higher than it
+// began for a script that keeps allocating) and the live heap's flame graph.
+TEST(RunCommandTest, HtmlPagePlotsTheDetectorsRounds) {
+  const std::string html =
+      ::testing::TempDir() + "leakguard-run-" + std::to_string(::getpid()) + ".html";
+  Result r = Shell(Tool() + " run --detector-interval 0.05 --threshold 4M --html " + html + " " +
+                   Script("run_slow_leak.py"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  std::ifstream in(html);
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string page = text.str();
+  std::remove(html.c_str());
+  EXPECT_THAT(page, HasSubstr("<!DOCTYPE html>"));
+  EXPECT_THAT(page, HasSubstr("<h2>Summary</h2>"));
+  EXPECT_THAT(page, HasSubstr("=== leakguard run: "));
+  const std::smatch rounds = [&] {
+    std::smatch m;
+    std::regex_search(page, m, std::regex("per round, ([0-9]+) rounds"));
+    return m;
+  }();
+  ASSERT_FALSE(rounds.empty()) << page.substr(0, 2000);
+  const int n = std::stoi(rounds[1]);
+  EXPECT_GE(n, 2);
+  // The summary says how many rounds ran: the same number is plotted.
+  EXPECT_THAT(r.out, HasSubstr("detector     " + std::to_string(n) + " rounds every 50ms"));
+  for (const char* series : {"rss", "traced"}) {
+    const std::size_t at = page.find(std::string("data-series=\"") + series + "\"");
+    ASSERT_NE(at, std::string::npos) << series;
+    const std::size_t begin = page.find("points=\"", at) + 8;
+    const std::string points = page.substr(begin, page.find('"', begin) - begin);
+    std::istringstream pairs(points);
+    std::vector<double> ys;
+    for (std::string pair; pairs >> pair;) ys.push_back(std::stod(pair.substr(pair.find(',') + 1)));
+    EXPECT_EQ(static_cast<int>(ys.size()), n) << series;
+    if (std::string(series) == "traced" && ys.size() >= 2) {
+      EXPECT_LT(ys.back(), ys.front());  // Higher on the page: SVG y grows downwards.
+    }
+  }
+  EXPECT_THAT(page, HasSubstr("<h2>Heap flame graph</h2>"));
+  EXPECT_THAT(page, HasSubstr("run_slow_leak.py:8"));
 }
 
 TEST(RunCommandTest, BadDetectorOptions) {

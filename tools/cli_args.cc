@@ -196,8 +196,8 @@ absl::StatusOr<RunOptions> ParseRun(absl::Span<const std::string_view> args) {
       ++i;
       continue;
     }
-    if (arg == "--json" && i + 1 < args.size()) {
-      options.json_path = std::string(args[i + 1]);
+    if ((arg == "--json" || arg == "--html") && i + 1 < args.size()) {
+      (arg == "--json" ? options.json_path : options.html_path) = std::string(args[i + 1]);
       ++i;
       continue;
     }

@@ -17,7 +17,8 @@ namespace {
 
 constexpr char kUsage[] =
     "usage: leakguard run [--frames N] [--top N] [--detector-interval SECONDS]\n"
-    "                     [--threshold SIZE] [--json FILE] SCRIPT.py|DIR|ZIP [ARGS...]\n"
+    "                     [--threshold SIZE] [--json FILE] [--html FILE]\n"
+    "                     SCRIPT.py|DIR|ZIP [ARGS...]\n"
     "       leakguard doctor SCRIPT.py:FUNC|pkg.module:FUNC [--warmup N] [--repeat N]\n"
     "                        [--top N] [--max-repeat N] [--json FILE] [--dot FILE]\n"
     "                        [--html FILE] [--progress|--no-progress]\n"
@@ -39,6 +40,9 @@ constexpr char kUsage[] =
     "              the detector reports growth of at least SIZE (bytes, or\n"
     "              with a K/M/G suffix for KiB/MiB/GiB; default 10M)\n"
     "  --json FILE write the summary (and the detector's reports) as JSON\n"
+    "  --html FILE write one self-contained page: the summary, the detector's\n"
+    "              rounds plotted (RSS, Python traced, native) and a flame\n"
+    "              graph of the live heap at exit\n"
     "\n"
     "  doctor  load SCRIPT.py as a module, call FUNC() warmup + repeat times\n"
     "          (default 3 + 20) and say whether it leaks, why, which variable\n"

@@ -21,8 +21,10 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "leakguard/counters.h"
 #include "leakguard/leak_detector.h"
 #include "leakguard/process.h"
+#include "leakguard/profile.h"
 #include "leakguard/python/error.h"
 #include "leakguard/python/interpreter.h"
 #if defined(LEAKGUARD_WITH_PYTHON_MODULE)
@@ -50,6 +52,8 @@ struct Summary {
   bool detector_ran = false;
   int64_t detector_rounds = 0;
   std::vector<Report> detector_reports;
+  std::vector<DetectorRound> detector_history;  // For --html's plot.
+  std::optional<Profile> heap;                  // The live heap at exit, for --html.
 };
 
 // Keeps the detector's reports for the summary and prints them as they
@@ -73,22 +77,26 @@ class KeepAndPrintSink : public Sink {
 };
 
 // The lines holding the most traced memory now, without the import
-// machinery and tracemalloc's own.
-absl::StatusOr<std::vector<LineGrowth>> TopLines(int top) {
+// machinery, tracemalloc's and leakguard's own (OwnFrameFilters()); with
+// `heap`, also the live heap by traceback for the --html flame graph.
+absl::StatusOr<std::vector<LineGrowth>> TopLines(int top, std::optional<Profile>* heap) {
   if (absl::StatusOr<bool> tracing = tracemalloc::IsTracing(); tracing.ok() && !*tracing) {
     return absl::FailedPreconditionError(
         "the script stopped tracemalloc (tracemalloc.stop()), so no lines were recorded");
   }
   absl::StatusOr<tracemalloc::Snapshot> snapshot = tracemalloc::Snapshot::Take();
   if (!snapshot.ok()) return snapshot.status();
-  std::vector<tracemalloc::TraceFilter> filters;
-  for (const char* pattern :
-       {"<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>", "<unknown>",
-        "*/tracemalloc.py"}) {
-    filters.emplace_back(tracemalloc::Filter{.inclusive = false, .filename_pattern = pattern});
-  }
-  absl::StatusOr<tracemalloc::Snapshot> filtered = snapshot->FilterTraces(filters);
+  absl::StatusOr<tracemalloc::Snapshot> filtered = snapshot->FilterTraces(OwnFrameFilters());
   if (!filtered.ok()) return filtered.status();
+  if (heap != nullptr) {
+    absl::StatusOr<Profile> profile =
+        ProfileFromSnapshot(*filtered, {.max_samples = 2000, .filter_own_frames = false});
+    if (profile.ok()) {
+      profile->name = "live heap at exit";
+      ResolvePythonFunctions(&*profile).IgnoreError();  // Names only; the page works without.
+      heap->emplace(*std::move(profile));
+    }
+  }
   absl::StatusOr<tracemalloc::StatisticList> stats =
       filtered->Statistics(tracemalloc::GroupBy::kLineno);
   if (!stats.ok()) return stats.status();
@@ -282,8 +290,12 @@ int RunScript(const RunOptions& options) {
   }
   // Checked and made absolute before the script runs (and can chdir).
   OutputFile json_output{"--json", options.json_path};
-  if (!json_output.path.empty()) {
-    if (absl::Status checked = CheckOutputs(options.script, {&json_output}); !checked.ok()) {
+  OutputFile html_output{"--html", options.html_path};
+  std::vector<OutputFile*> outputs;
+  if (!json_output.path.empty()) outputs.push_back(&json_output);
+  if (!html_output.path.empty()) outputs.push_back(&html_output);
+  if (!outputs.empty()) {
+    if (absl::Status checked = CheckOutputs(options.script, outputs); !checked.ok()) {
       return Fail(std::string(checked.message()));
     }
   }
@@ -404,11 +416,12 @@ int RunScript(const RunOptions& options) {
     summary.detector_ran = true;
     summary.detector_rounds = detector->rounds();
     summary.detector_reports = detector_sink.reports();
+    if (!html_output.path.empty()) summary.detector_history = detector->History();
   }
   if (!in_child) {
     summary.after = SampleProcess();
     summary.traced = tracemalloc::GetTracedMemory();
-    summary.top = TopLines(options.top);
+    summary.top = TopLines(options.top, html_output.path.empty() ? nullptr : &summary.heap);
   }
   if (raised) {
     PyErr_Restore(exc_type, exc_value, exc_tb);
@@ -443,6 +456,18 @@ int RunScript(const RunOptions& options) {
   if (!json_output.path.empty()) {
     if (absl::Status written =
             WriteOutput(json_output.path, ValidUtf8(RenderSummaryJson(options, summary)));
+        !written.ok()) {
+      exit_code = Fail(std::string(written.message()));
+    }
+  }
+  if (!html_output.path.empty()) {
+    HtmlReportInput page;
+    page.title = absl::StrCat("leakguard run ", options.script);
+    page.sections.push_back({"Summary", RenderSummaryText(options, summary)});
+    // The detector's rounds, plotted; none without --detector-interval.
+    page.rounds = RoundPointsFromHistory(summary.detector_history);
+    if (summary.heap.has_value()) page.profile = *summary.heap;
+    if (absl::Status written = WriteOutput(html_output.path, ValidUtf8(RenderHtmlReport(page)));
         !written.ok()) {
       exit_code = Fail(std::string(written.message()));
     }

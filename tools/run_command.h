@@ -23,6 +23,7 @@ struct RunOptions {
   absl::Duration detector_interval = absl::ZeroDuration();  // 0: no detector.
   int64_t threshold_bytes = 10 << 20;                       // The detector's threshold.
   std::string json_path;                                    // Write the summary as JSON here too.
+  std::string html_path;  // --html: the summary, the rounds plot and the heap's flame graph.
 };
 
 /// Runs the script and prints the summary to stderr. Returns the process
