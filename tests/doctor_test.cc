@@ -292,23 +292,6 @@ TEST(DoctorTest, OwnScanIsNeverASite) {
 
 // --html writes the whole diagnosis as one page (text, the graph, the
 // growth by cause and site); --progress draws the one-line display.
-// The points of the plot's polyline for `series` (x, y in SVG units).
-std::vector<std::pair<double, double>> Polyline(const std::string& page, const char* series) {
-  std::vector<std::pair<double, double>> points;
-  const std::size_t at = page.find(std::string("data-series=\"") + series + "\"");
-  if (at == std::string::npos) return points;
-  const std::size_t begin = page.find("points=\"", at);
-  if (begin == std::string::npos) return points;
-  const std::size_t end = page.find('"', begin + 8);
-  std::istringstream in(page.substr(begin + 8, end - begin - 8));
-  std::string pair;
-  while (in >> pair) {
-    const std::size_t comma = pair.find(',');
-    points.emplace_back(std::stod(pair.substr(0, comma)), std::stod(pair.substr(comma + 1)));
-  }
-  return points;
-}
-
 TEST(DoctorTest, HtmlReportAndProgress) {
   const std::string html = Temp("report.html");
   Result r =
@@ -334,10 +317,12 @@ TEST(DoctorTest, HtmlReportAndProgress) {
   EXPECT_GE(iterations, 23);  // warm-up 3 + repeat 20, more if it ran on
   EXPECT_THAT(page, HasSubstr("the first 3 are the warm-up)</h2>"));
   for (const char* series : {"rss", "traced", "native"}) {
-    const std::vector<std::pair<double, double>> points = Polyline(page, series);
+    const std::vector<std::pair<double, double>> points =
+        ::leakguard::testing::PlotPoints(page, series);
     EXPECT_EQ(points.size(), static_cast<std::size_t>(iterations)) << series;
   }
-  const std::vector<std::pair<double, double>> traced = Polyline(page, "traced");
+  const std::vector<std::pair<double, double>> traced =
+      ::leakguard::testing::PlotPoints(page, "traced");
   ASSERT_FALSE(traced.empty());
   EXPECT_LT(traced.back().second, traced.front().second);
   std::remove(html.c_str());

@@ -14,6 +14,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "test_util.h"
 
 namespace {
 
@@ -165,16 +166,11 @@ TEST(RunCommandTest, HtmlPagePlotsTheDetectorsRounds) {
   // The summary says how many rounds ran: the same number is plotted.
   EXPECT_THAT(r.out, HasSubstr("detector     " + std::to_string(n) + " rounds every 50ms"));
   for (const char* series : {"rss", "traced"}) {
-    const std::size_t at = page.find(std::string("data-series=\"") + series + "\"");
-    ASSERT_NE(at, std::string::npos) << series;
-    const std::size_t begin = page.find("points=\"", at) + 8;
-    const std::string points = page.substr(begin, page.find('"', begin) - begin);
-    std::istringstream pairs(points);
-    std::vector<double> ys;
-    for (std::string pair; pairs >> pair;) ys.push_back(std::stod(pair.substr(pair.find(',') + 1)));
-    EXPECT_EQ(static_cast<int>(ys.size()), n) << series;
-    if (std::string(series) == "traced" && ys.size() >= 2) {
-      EXPECT_LT(ys.back(), ys.front());  // Higher on the page: SVG y grows downwards.
+    const std::vector<std::pair<double, double>> points =
+        ::leakguard::testing::PlotPoints(page, series);
+    EXPECT_EQ(static_cast<int>(points.size()), n) << series;
+    if (std::string(series) == "traced" && points.size() >= 2) {
+      EXPECT_LT(points.back().second, points.front().second);  // Risen: SVG y grows downwards.
     }
   }
   EXPECT_THAT(page, HasSubstr("<h2>Heap flame graph</h2>"));

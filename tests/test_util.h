@@ -7,8 +7,10 @@
 #include <cstddef>
 #include <cstring>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -95,6 +97,25 @@ inline bool NamesScriptLine(const std::vector<LineGrowth>& lines, const std::str
 /// memory there is read (and may be written) here. Keeps a measured
 /// allocation, and the writes to it, alive at any optimization level (-O3
 /// may otherwise drop a malloc, memset and free that nothing reads).
+// The points (x, y in SVG units) of the rounds plot's line for `series`
+// ("rss", "traced", "native") in an HTML report page; empty when the page
+// has no such line. SVG's y grows downwards: a rising line's y falls.
+inline std::vector<std::pair<double, double>> PlotPoints(const std::string& page,
+                                                         const std::string& series) {
+  std::vector<std::pair<double, double>> points;
+  const std::size_t at = page.find("data-series=\"" + series + "\"");
+  if (at == std::string::npos) return points;
+  const std::size_t begin = page.find("points=\"", at);
+  if (begin == std::string::npos) return points;
+  const std::size_t end = page.find('"', begin + 8);
+  std::istringstream in(page.substr(begin + 8, end - begin - 8));
+  for (std::string pair; in >> pair;) {
+    const std::size_t comma = pair.find(',');
+    points.emplace_back(std::stod(pair.substr(0, comma)), std::stod(pair.substr(comma + 1)));
+  }
+  return points;
+}
+
 inline void Publish(const void* p) { asm volatile("" : : "r"(p) : "memory"); }
 
 /// Writes `fill` to every byte of the `n` bytes at `p` (so every page is
