@@ -88,6 +88,44 @@ TEST(ProcessTest, OwnDescriptorsAreNotCounted) {
   EXPECT_EQ(listed.open_fds - kept.open_fds, 3);
 }
 
+// A host that closes every descriptor (as daemons do) and opens files that
+// get the same numbers: leakguard notices its descriptors are gone, opens
+// its own again, counts the host's files, and never closes them.
+TEST(ProcessTest, DescriptorsTheHostReusedAreLeftToTheHost) {
+  ASSERT_TRUE(ReadRss().ok());
+  ASSERT_TRUE(SampleProcess().ok());
+  // leakguard's three: the entries of /proc/self/fd that point into /proc.
+  std::vector<int> kept;
+  for (const auto& entry : fs::directory_iterator("/proc/self/fd")) {
+    std::error_code error;
+    const std::string target = fs::read_symlink(entry.path(), error).string();
+    if (!error && target.rfind("/proc/", 0) == 0 && target.find("/fd") != target.size() - 3) {
+      kept.push_back(std::stoi(entry.path().filename().string()));
+    }
+  }
+  // The iterator's own descriptor pointed at /proc/self/fd too; it is gone.
+  ASSERT_EQ(kept.size(), 2u);  // statm and status; fd/ is a directory of fd
+  const int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(null_fd, 0);
+  for (int fd : kept) ASSERT_EQ(::dup2(null_fd, fd), fd);  // the host's now
+  ::close(null_fd);
+  absl::StatusOr<int64_t> rss = ReadRss();
+  ASSERT_TRUE(rss.ok()) << rss.status();
+  EXPECT_GT(*rss, 1 * kMiB);
+  absl::StatusOr<ProcessSample> sample = SampleProcess();
+  ASSERT_TRUE(sample.ok()) << sample.status();
+  EXPECT_GT(sample->rss_bytes, 1 * kMiB);
+  // The host's two files count; leakguard's three new ones do not.
+  EXPECT_EQ(SampleProcessAt("/proc/self")->open_fds - sample->open_fds, 3);
+  for (int fd : kept) {
+    std::error_code error;
+    EXPECT_EQ(fs::read_symlink("/proc/self/fd/" + std::to_string(fd), error).string(),
+              "/dev/null")
+        << fd;  // Still the host's, still open.
+    ::close(fd);
+  }
+}
+
 // A forked child reads its own /proc/self, not the parent's through the
 // inherited descriptors, and does not count the copies it inherited.
 TEST(ProcessTest, AForkedChildReadsItsOwnProcess) {

@@ -76,7 +76,9 @@ struct ProcessDelta {
 LEAKGUARD_EXPORT ProcessDelta operator-(const ProcessSample& after, const ProcessSample& before);
 
 /// Samples the calling process. /proc/self/status and /proc/self/fd are
-/// opened once per process (again after a fork) and read in place.
+/// opened once per process (again after a fork, or when a host closed them
+/// and reused their numbers: leakguard never closes a host's descriptor)
+/// and read in place; those descriptors are not counted in `open_fds`.
 /// Errors: Unavailable when /proc is not mounted; DataLoss when an entry
 /// cannot be parsed. Never crashes on an odd /proc.
 LEAKGUARD_EXPORT absl::StatusOr<ProcessSample> SampleProcess(

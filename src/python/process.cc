@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -15,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
@@ -128,15 +130,26 @@ std::optional<int64_t> NativeHeapInUse() {
 
 // A /proc/self file opened once per process (per pid: a forked child must
 // not read its parent's file). The fast path is two atomic loads; opening
-// happens under a mutex, and a published descriptor is closed only when a
-// forked child replaces the copy it inherited.
+// happens under a mutex. A descriptor is replaced when a forked child
+// inherited it, or when it no longer is the file that was opened (a host
+// that closes every descriptor, as daemons do, may have reused its number):
+// it is closed only when it still is leakguard's file (same device and
+// inode), so a host's descriptor is never closed.
 struct ProcFile {
   const char* path;
   int flags;
   absl::Mutex mu;
   std::atomic<int> fd{-1};
   std::atomic<pid_t> pid{0};
+  dev_t dev ABSL_GUARDED_BY(mu) = 0;  // Of the file opened.
+  ino_t ino ABSL_GUARDED_BY(mu) = 0;
 };
+
+// Whether `fd` is (still) the file `file` opened.
+bool IsOurs(const ProcFile& file, int fd) ABSL_EXCLUSIVE_LOCKS_REQUIRED(file.mu) {
+  struct stat st;
+  return fd >= 0 && ::fstat(fd, &st) == 0 && st.st_dev == file.dev && st.st_ino == file.ino;
+}
 
 // Never destroyed: other threads may read them during exit.
 ProcFile& Statm() {
@@ -157,34 +170,46 @@ absl::Mutex& FdDirReadMutex() {
   return *mu;
 }
 
-// The descriptor of `file` for this process, opened on first use.
+// The descriptor of `file` for this process, opened on first use, and
+// again when `check` finds the one kept is no longer the file opened.
 // NotFound when the file does not exist (no /proc), Unavailable otherwise.
-absl::StatusOr<int> OpenOnce(ProcFile& file) {
+absl::StatusOr<int> OpenOnce(ProcFile& file, bool check = false) {
   const pid_t pid = ::getpid();
-  if (file.pid.load(std::memory_order_acquire) == pid) {
+  if (!check && file.pid.load(std::memory_order_acquire) == pid) {
     const int fd = file.fd.load(std::memory_order_acquire);
     if (fd >= 0) return fd;
   }
   absl::MutexLock lock(&file.mu);
-  if (file.pid.load(std::memory_order_acquire) == pid) {
-    return file.fd.load(std::memory_order_acquire);
-  }
+  const int kept = file.fd.load(std::memory_order_acquire);
+  const bool ours = IsOurs(file, kept);
+  if (file.pid.load(std::memory_order_acquire) == pid && (!check || ours)) return kept;
   const int fd = ::open(file.path, file.flags | O_CLOEXEC);
   if (fd < 0) {
     const int err = errno;
     const std::string message = absl::StrCat("cannot open ", file.path, ": ", std::strerror(err));
     return err == ENOENT ? absl::NotFoundError(message) : absl::UnavailableError(message);
   }
-  const int inherited = file.fd.exchange(fd, std::memory_order_acq_rel);
-  if (inherited >= 0) ::close(inherited);  // The parent's, copied by fork.
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return absl::UnavailableError(
+        absl::StrCat("cannot stat ", file.path, ": ", std::strerror(err)));
+  }
+  // The copy a fork left, or a kept one that is still ours: closed. A number
+  // the host reused: left alone.
+  if (ours) ::close(kept);
+  file.dev = st.st_dev;
+  file.ino = st.st_ino;
+  file.fd.store(fd, std::memory_order_release);
   file.pid.store(pid, std::memory_order_release);
   return fd;
 }
 
-// This process's descriptor of `file` (opened now if need be; a copy
-// inherited through fork is closed), or -1 when it cannot be opened.
+// This process's descriptor of `file`, checked to still be the file opened
+// (reopened if not), or -1 when it cannot be opened.
 int OwnFd(ProcFile& file) {
-  absl::StatusOr<int> fd = OpenOnce(file);
+  absl::StatusOr<int> fd = OpenOnce(file, /*check=*/true);
   return fd.ok() ? *fd : -1;
 }
 
@@ -209,7 +234,7 @@ absl::StatusOr<std::string> PreadAll(int fd, const char* path) {
 // Entries of /proc/self/fd, less the descriptors leakguard keeps open to
 // read /proc (they are its own, not the program's).
 absl::StatusOr<int64_t> CountOwnProcessFds() {
-  LEAKGUARD_ASSIGN_OR_RETURN(const int dir, OpenOnce(FdDir()));
+  LEAKGUARD_ASSIGN_OR_RETURN(const int dir, OpenOnce(FdDir(), /*check=*/true));
   const int ours[] = {dir, OwnFd(Statm()), OwnFd(Status())};
   absl::MutexLock lock(&FdDirReadMutex());
   if (::lseek(dir, 0, SEEK_SET) < 0) {
@@ -240,10 +265,10 @@ absl::StatusOr<int64_t> CountOwnProcessFds() {
 
 }  // namespace
 
-absl::StatusOr<int64_t> ReadRss() {
-  absl::StatusOr<int> opened = OpenOnce(Statm());
-  if (!opened.ok()) return absl::UnavailableError(opened.status().message());
-  const int fd = *opened;
+namespace {
+
+// RSS from the statm descriptor `fd`.
+absl::StatusOr<int64_t> RssFrom(int fd) {
   char buf[128];
   ssize_t n;
   do {
@@ -264,6 +289,20 @@ absl::StatusOr<int64_t> ReadRss() {
   }
   static const int64_t page_size = ::sysconf(_SC_PAGESIZE);
   return pages * page_size;
+}
+
+}  // namespace
+
+absl::StatusOr<int64_t> ReadRss() {
+  absl::StatusOr<int> opened = OpenOnce(Statm());
+  if (!opened.ok()) return absl::UnavailableError(opened.status().message());
+  absl::StatusOr<int64_t> rss = RssFrom(*opened);
+  if (rss.ok()) return rss;
+  // The descriptor may no longer be statm (a host closed it and reused the
+  // number): checked, reopened if so, and read once more.
+  absl::StatusOr<int> checked = OpenOnce(Statm(), /*check=*/true);
+  if (!checked.ok() || *checked == *opened) return rss;
+  return RssFrom(*checked);
 }
 
 ProcessDelta operator-(const ProcessSample& after, const ProcessSample& before) {
@@ -325,10 +364,13 @@ absl::StatusOr<ProcessSample> SampleProcessAt(std::string_view proc_dir,
 
 absl::StatusOr<ProcessSample> SampleProcess(const SampleProcessOptions& options) {
   absl::StatusOr<ProcessSample> sample = [&]() -> absl::StatusOr<ProcessSample> {
+    // Counted first: it checks (and if need be reopens) all three kept
+    // descriptors, the status file's too.
+    LEAKGUARD_ASSIGN_OR_RETURN(const int64_t fds, CountOwnProcessFds());
     LEAKGUARD_ASSIGN_OR_RETURN(const int status_fd, OpenOnce(Status()));
     LEAKGUARD_ASSIGN_OR_RETURN(const std::string status, PreadAll(status_fd, Status().path));
     LEAKGUARD_ASSIGN_OR_RETURN(ProcessSample s, FromStatus(status, Status().path));
-    LEAKGUARD_ASSIGN_OR_RETURN(s.open_fds, CountOwnProcessFds());
+    s.open_fds = fds;
     if (options.native_heap) s.native_heap_bytes = NativeHeapInUse();
     return s;
   }();
