@@ -174,8 +174,8 @@ EXPLANATIONS = {
         "functools.lru_cache(maxsize=1M), same keys, same method.",
     # middleware_benchmark.cc
     "middleware/wsgi_1ms":
-        "one request through WSGIMiddleware(trace_every=100) around a ~1 ms WSGI app, the "
-        "body read and closed; peers: the app alone (bare, overhead row) and the recipe's "
+        "one request through WSGIMiddleware(trace_every=100, the default trace_budget of 1% "
+        "of the time) around a ~1 ms WSGI app, the body read and closed; peers: the app alone (bare, overhead row) and the recipe's "
         "per-request middleware (psutil, a snapshot per request, tracemalloc always on).",
     # tracemalloc_benchmark.cc (N bytes objects from 50 lines, 5 frames traced)
     "snapshot/take_<N>":

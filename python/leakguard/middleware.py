@@ -4,9 +4,11 @@ Each request costs two RSS readings (``leakguard.rss()``: one pread) and one
 ``RequestTracker.record()``; the statistics (p50/p99 growth per request, the
 worst requests, totals per path) are kept in constant memory. A traced diff
 (tracemalloc snapshots before and after, ``gc.collect()`` before the
-second) runs only
-for every ``trace_every``-th request, and for the next request of a path
-whose last request grew RSS by ``rss_threshold`` or more. The diff keeps the
+second) runs only for every ``trace_every``-th request, as long as traced
+requests have taken at most ``trace_budget`` (default 1%) of the time spent
+serving (a traced request runs under tracemalloc, which slows what it
+allocates several times over), and for the next request of a path whose
+last request grew RSS by ``rss_threshold`` or more. The diff keeps the
 application's own lines (frames in the standard library, site-packages and
 dist-packages, like werkzeug's, are left out unless
 ``include_libraries=True``), so a per-request leak is named by its route
@@ -56,17 +58,26 @@ def _library_roots():
 
 
 class RequestMonitor:
-    """RequestMonitor(*, trace_every=100, rss_threshold=1 << 20, top=5, worst_kept=10, include_libraries=False, frames=1)
+    """RequestMonitor(*, trace_every=100, rss_threshold=1 << 20, top=5, worst_kept=10, include_libraries=False, frames=1, trace_budget=0.01, clock=None)
 
     The framework-free core of both middlewares: ``begin(label)`` before a
     request, ``end(token)`` after it. ``report()`` says what was found.
+    ``trace_budget``: the share of the serving time (0 to 1) the periodic
+    traced requests may take; one is traced when it is due and the traced
+    requests so far took at most that share (1: every ``trace_every``-th,
+    0: none; a path flagged by ``rss_threshold`` is traced either way).
+    ``clock``: seconds for the budget's accounting (``time.perf_counter``).
     """
 
     def __init__(self, *, trace_every=100, rss_threshold=1 << 20, top=5, worst_kept=10,
-                 include_libraries=False, frames=1):
+                 include_libraries=False, frames=1, trace_budget=0.01, clock=None):
         if trace_every < 0:
             raise ValueError("trace_every must be >= 0 (0: never trace)")
+        if not 0 <= trace_budget <= 1:
+            raise ValueError("trace_budget must be between 0 and 1 (a share of the serving time)")
         self.trace_every = int(trace_every)
+        self.trace_budget = float(trace_budget)
+        self._clock = time.perf_counter if clock is None else clock
         self.rss_threshold = parse_size(rss_threshold)
         self.top = int(top)
         self.frames = int(frames)
@@ -80,14 +91,17 @@ class RequestMonitor:
         self._retrace = set()  # labels whose next request is traced
         self._leaks = {}       # (label, file, line) -> [traced requests, bytes, blocks]
         self._tracing = False  # a traced request is running
+        self._served = 0.0     # seconds spent in requests
+        self._traced = 0.0     # seconds spent in traced requests
+        self._traced_count = 0
 
     def begin(self, label):
         """begin(label) -> token: call before the request; pass the token to end()."""
         with self._lock:
             self._count += 1
-            trace = (not self._tracing and
-                     ((self.trace_every and self._count % self.trace_every == 0) or
-                      label in self._retrace))
+            due = (self.trace_every and self._count % self.trace_every == 0 and
+                   self.trace_budget > 0 and self._traced <= self.trace_budget * self._served)
+            trace = not self._tracing and (due or label in self._retrace)
             if trace:
                 self._tracing = True
                 self._retrace.discard(label)
@@ -99,7 +113,7 @@ class RequestMonitor:
             if started:
                 tracemalloc.start(self.frames)
             snapshot = tracemalloc.take_snapshot()
-        return (label, leakguard.rss(), time.perf_counter(), snapshot, started)
+        return (label, leakguard.rss(), self._clock(), snapshot, started)
 
     def end(self, token, label=None):
         """end(token, label=None): call after the request (its body sent);
@@ -108,8 +122,7 @@ class RequestMonitor:
         hint, rss_before, started_at, snapshot, started = token
         label = hint if label is None else label
         rss_delta = leakguard.rss() - rss_before
-        elapsed = time.perf_counter() - started_at
-        self.tracker.record(label, rss_delta, elapsed)
+        self.tracker.record(label, rss_delta, self._clock() - started_at)
         lines = None
         if snapshot is not None:
             try:
@@ -119,7 +132,12 @@ class RequestMonitor:
             finally:
                 if started:
                     tracemalloc.stop()
+        elapsed = self._clock() - started_at  # the traced diff's own work included
         with self._lock:
+            self._served += elapsed
+            if snapshot is not None:
+                self._traced += elapsed
+                self._traced_count += 1
             entry = self._paths.get(label)
             if entry is None:
                 entry = self._paths[label] = [0, 0, 0]
@@ -166,12 +184,16 @@ class RequestMonitor:
         [(label, rss_delta, seconds)] largest first; paths: {label:
         {'requests', 'total_rss_delta', 'max_rss_delta'}}; leaks: the lines
         that kept memory after traced requests, [{'route', 'file', 'line',
-        'traced_requests', 'size_diff', 'count_diff'}], largest first.
+        'traced_requests', 'size_diff', 'count_diff'}], largest first;
+        traced_requests and traced_time_share: how many requests were traced
+        and their share of the serving time (see trace_budget).
         """
         stats = self.tracker.stats()
         with self._lock:
             paths = {label: {"requests": n, "total_rss_delta": total, "max_rss_delta": worst}
                      for label, (n, total, worst) in self._paths.items()}
+            traced_requests = self._traced_count
+            share = self._traced / self._served if self._served > 0 else 0.0
             leaks = [{"route": label, "file": filename, "line": line,
                       "traced_requests": n, "size_diff": size, "count_diff": count}
                      for (label, filename, line), (n, size, count) in self._leaks.items()]
@@ -182,6 +204,7 @@ class RequestMonitor:
             "total_rss_delta": stats["total_rss_delta"],
             "over_threshold": stats["over_threshold"], "worst": stats["worst"],
             "paths": paths, "leaks": leaks,
+            "traced_requests": traced_requests, "traced_time_share": share,
         }
 
 

@@ -43,7 +43,9 @@ class FlaskTest(unittest.TestCase):
     def setUp(self):
         _sessions.clear()
         self.app = make_flask_app()
-        self.monitor = WSGIMiddleware(self.app.wsgi_app, trace_every=10, rss_threshold="64 MB")
+        # trace_budget=1: every 10th request, whatever the traced ones cost.
+        self.monitor = WSGIMiddleware(self.app.wsgi_app, trace_every=10, rss_threshold="64 MB",
+                                      trace_budget=1)
         self.app.wsgi_app = self.monitor
         self.client = self.app.test_client()
 
@@ -105,6 +107,49 @@ class FlaskTest(unittest.TestCase):
         self.assertEqual(monitor.report()["over_threshold"], 1)
 
 
+class TraceBudgetTest(unittest.TestCase):
+    def drive(self, monitor, requests, traced_seconds, plain_seconds):
+        """Runs `requests` requests on a fake clock: a traced one takes
+        traced_seconds, another plain_seconds."""
+        for _ in range(requests):
+            token = monitor.begin("GET /")
+            self.now += traced_seconds if token[3] is not None else plain_seconds
+            monitor.end(token)
+
+    def setUp(self):
+        self.now = 0.0
+
+    def test_traced_requests_keep_to_their_share_of_the_time(self):
+        # Due every request, traced ones 4x as long as the others, 10%:
+        # traced when the traced time so far is at most a tenth of it all.
+        monitor = RequestMonitor(trace_every=1, rss_threshold=0, trace_budget=0.1,
+                                 clock=lambda: self.now)
+        self.drive(monitor, 1000, traced_seconds=4.0, plain_seconds=1.0)
+        report = monitor.report()
+        self.assertEqual(report["requests"], 1000)
+        # t traced of 1000 keep 4t close to 0.1 (4t + 1000 - t), one traced
+        # request past it at most: t = 28, 112 s of 1084 s (10.3%).
+        self.assertEqual(report["traced_requests"], 28)
+        self.assertLessEqual(report["traced_time_share"], 0.1 + 4.0 / 1084)
+        self.assertGreater(report["traced_time_share"], 0.1 - 4.0 / 1084)
+
+    def test_a_budget_of_one_traces_every_due_request_and_zero_none(self):
+        every = RequestMonitor(trace_every=10, rss_threshold=0, trace_budget=1,
+                               clock=lambda: self.now)
+        self.drive(every, 100, traced_seconds=50.0, plain_seconds=1.0)
+        self.assertEqual(every.report()["traced_requests"], 10)
+        never = RequestMonitor(trace_every=10, rss_threshold=0, trace_budget=0,
+                               clock=lambda: self.now)
+        self.drive(never, 100, traced_seconds=50.0, plain_seconds=1.0)
+        self.assertEqual(never.report()["traced_requests"], 0)
+        self.assertEqual(never.report()["traced_time_share"], 0.0)
+
+    def test_budget_out_of_range(self):
+        for bad in (-0.1, 1.5):
+            with self.assertRaisesRegex(ValueError, "trace_budget must be between 0 and 1"):
+                RequestMonitor(trace_budget=bad)
+
+
 class AsgiTest(unittest.TestCase):
     def tearDown(self):
         _sessions.clear()
@@ -118,7 +163,7 @@ class AsgiTest(unittest.TestCase):
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"ok"})
 
-        monitor = ASGIMiddleware(app, trace_every=5)
+        monitor = ASGIMiddleware(app, trace_every=5, trace_budget=1)
         sent = []
 
         async def receive():
