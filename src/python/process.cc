@@ -338,24 +338,9 @@ absl::StatusOr<ProcessSample> SampleProcessAt(std::string_view proc_dir,
                                               const SampleProcessOptions& options) {
   const std::string dir(proc_dir);
   const std::string status_path = absl::StrCat(dir, "/status");
-  absl::StatusOr<std::string> status = ReadSmallFile(status_path);
-  if (!status.ok()) return status.status();
-
-  ProcessSample sample;
-  sample.taken_at = absl::Now();
-  absl::StatusOr<int64_t> rss = StatusField(*status, "VmRSS", status_path, true);
-  if (!rss.ok()) return rss.status();
-  absl::StatusOr<int64_t> hwm = StatusField(*status, "VmHWM", status_path, true);
-  if (!hwm.ok()) return hwm.status();
-  absl::StatusOr<int64_t> threads = StatusField(*status, "Threads", status_path, false);
-  if (!threads.ok()) return threads.status();
-  absl::StatusOr<int64_t> fds = CountFds(absl::StrCat(dir, "/fd"));
-  if (!fds.ok()) return fds.status();
-
-  sample.rss_bytes = *rss;
-  sample.peak_rss_bytes = *hwm;
-  sample.threads = *threads;
-  sample.open_fds = *fds;
+  LEAKGUARD_ASSIGN_OR_RETURN(const std::string status, ReadSmallFile(status_path));
+  LEAKGUARD_ASSIGN_OR_RETURN(ProcessSample sample, FromStatus(status, status_path));
+  LEAKGUARD_ASSIGN_OR_RETURN(sample.open_fds, CountFds(absl::StrCat(dir, "/fd")));
   if (options.native_heap && proc_dir == "/proc/self") {
     sample.native_heap_bytes = NativeHeapInUse();
   }
